@@ -1,0 +1,1 @@
+"""The GraphQL surface and the HTTP app of the sessions API."""

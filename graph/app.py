@@ -1,0 +1,61 @@
+"""The Starlette app: GraphQL (+ GraphiQL), the v1 REST route, health, static files."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources as package_files
+
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from graph import health, rest
+from graph.graphql_http import graphql_endpoint
+from graph.resources import open_resources
+from graph.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with open_resources(settings) as resources:
+            app.state.resources = resources
+            log.info(
+                "ready: geolocation provider %s, Redis key prefix %r",
+                resources.geo.provider.name,
+                settings.redis_key_prefix,
+            )
+            yield
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # A failure outside GraphQL execution: log it whole, tell the client little.
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        status = 503 if isinstance(exc, RedisError | OSError) else 500
+        return JSONResponse(
+            {"error": {"code": "unavailable" if status == 503 else "internal",
+                       "message": "The request could not be completed; try again shortly."}},
+            status_code=status,
+            headers={"Cache-Control": "no-store"},
+        )
+
+    static = StaticFiles(directory=str(package_files.files("graph") / "static"))
+    return Starlette(
+        routes=[
+            Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
+            Route("/v1/users/me/sessions", rest.list_sessions, methods=["GET"]),
+            Route("/healthz", health.healthz, methods=["GET"]),
+            Route("/readyz", health.readyz, methods=["GET"]),
+            Mount("/static", app=static, name="static"),
+        ],
+        lifespan=lifespan,
+        exception_handlers={Exception: unexpected},
+    )

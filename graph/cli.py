@@ -1,0 +1,328 @@
+"""The `sessions-api` command: serve, migrate, export the schema, and write sessions."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+import asyncpg
+
+from graph.logs import configure
+from graph.settings import Settings, get_settings
+from store.models import END_REASONS, parse_timestamp, utcnow
+from store.sessions import Created, InvalidSession, NewSession, prepare
+
+IMPORT_BATCH = 1000
+IMPORT_FIELDS = {
+    "user_id", "ip", "user_agent", "created_at", "expires_at", "ended_at", "end_reason", "token"
+}
+
+
+class UsageError(Exception):
+    """Bad input from the person at the keyboard: printed as is, exit status 2."""
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        return parse_timestamp(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time such as 2026-03-01T10:00:00Z"
+        ) from None
+
+
+def _print_json(data: dict[str, Any], out: TextIO = sys.stdout) -> None:
+    out.write(json.dumps(data, separators=(",", ":")) + "\n")
+    out.flush()
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    uvicorn.run(
+        "graph.app:create_app",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port if args.port is not None else settings.port,
+        workers=args.workers,
+        log_level=settings.log_level,
+        log_config=None,
+    )
+    return 0
+
+
+async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from store.migrate import migrate
+
+    applied = await migrate(settings.database_url)
+    print(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+    return 0
+
+
+def cmd_export_schema(args: argparse.Namespace, settings: Settings) -> int:
+    from graph.schema import schema
+
+    sdl = schema.as_str() + "\n"
+    if args.output == "-":
+        sys.stdout.write(sdl)
+    else:
+        Path(args.output).write_text(sdl, encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    """Exit 0 when Postgres (the server; the database may not exist yet) and Redis answer."""
+    from redis.asyncio import Redis
+
+    ok = True
+    try:
+        conn = await asyncpg.connect(settings.database_url, timeout=3)
+        await conn.close()
+    except asyncpg.InvalidCatalogNameError:
+        pass  # the server answers; `migrate` creates the database
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        print(f"postgres: not answering at DATABASE_URL ({exc.__class__.__name__})", file=sys.stderr)
+        ok = False
+    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=3)
+    try:
+        await redis.ping()  # type: ignore[misc]
+    except Exception as exc:  # any failure means "not there"
+        print(f"redis: not answering at REDIS_URL ({exc.__class__.__name__})", file=sys.stderr)
+        ok = False
+    finally:
+        await redis.aclose()
+    return 0 if ok else 1
+
+
+async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from graph.demo import DEMO_USER, seed_demo
+    from graph.resources import open_resources
+
+    async with open_resources(settings, geo=False) as res:
+        token, active, past = await seed_demo(res.store)
+    base = f"http://{settings.host}:{settings.port}"
+    print(f"Demo user {DEMO_USER!r}: {active} active sessions, {past} past ones.")
+    print(f"  REST:     curl -b 'psession={token}' {base}/v1/users/me/sessions")
+    print(f"  GraphiQL: open {base}/graphql and, in the browser console, run")
+    print(f"            document.cookie = \"psession={token}; path=/\"  then reload.")
+    return 0
+
+
+async def cmd_sessions_create(args: argparse.Namespace, settings: Settings) -> int:
+    from graph.resources import open_resources
+
+    expires_at = args.expires_at
+    created_at = args.created_at
+    if args.ttl is not None:
+        expires_at = utcnow() + timedelta(seconds=args.ttl)
+    new = NewSession(
+        user_id=args.user_id,
+        ip=args.ip,
+        user_agent=args.user_agent,
+        created_at=created_at,
+        expires_at=expires_at,
+    )
+    async with open_resources(settings, geo=False) as res:
+        created = await res.store.create(new)
+    _print_json({"token": created.token, "token_suffix": created.record.token_suffix})
+    return 0
+
+
+async def cmd_sessions_end(args: argparse.Namespace, settings: Settings) -> int:
+    from graph.resources import open_resources
+
+    async with open_resources(settings, geo=False) as res:
+        record = await res.store.end(args.token, reason=args.reason)
+    if record is None:
+        print("no session has this token", file=sys.stderr)
+        return 1
+    assert record.ended_at is not None
+    _print_json(
+        {
+            "token_suffix": record.token_suffix,
+            "ended_at": record.ended_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "end_reason": record.end_reason,
+        }
+    )
+    return 0
+
+
+def parse_import_row(line: str) -> NewSession:
+    """One JSON line of `sessions import`; raises InvalidSession naming what is wrong."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        raise InvalidSession("not a JSON object") from None
+    if not isinstance(row, dict):
+        raise InvalidSession("not a JSON object")
+    unknown = sorted(set(row) - IMPORT_FIELDS)
+    if unknown:
+        raise InvalidSession(f"unknown field(s): {', '.join(unknown)}")
+    for name in ("user_id", "ip", "created_at", "expires_at"):
+        if not isinstance(row.get(name), str) or not row[name]:
+            raise InvalidSession(f"{name} is required (a string)")
+    for name in ("user_agent", "ended_at", "end_reason", "token"):
+        if row.get(name) is not None and not isinstance(row[name], str):
+            raise InvalidSession(f"{name} must be a string")
+    if row.get("end_reason") is not None and row["end_reason"] not in END_REASONS:
+        raise InvalidSession(f"end_reason must be one of {', '.join(END_REASONS)}")
+
+    def when(name: str) -> datetime | None:
+        value = row.get(name)
+        if value is None:
+            return None
+        try:
+            return parse_timestamp(value)
+        except ValueError:
+            raise InvalidSession(f"{name} is not an ISO 8601 time: {value[:40]!r}") from None
+
+    return NewSession(
+        user_id=row["user_id"],
+        ip=row["ip"],
+        user_agent=row.get("user_agent") or "",
+        created_at=when("created_at"),
+        expires_at=when("expires_at"),
+        ended_at=when("ended_at"),
+        end_reason=row.get("end_reason"),
+        token=row.get("token"),
+    )
+
+
+async def cmd_sessions_import(args: argparse.Namespace, settings: Settings) -> int:
+    """Streams stdin in batches. On a bad line, everything before it is imported (and its tokens
+    printed), nothing from it on is, and the error names the line."""
+    from graph.resources import open_resources
+
+    async with open_resources(settings, geo=False) as res:
+        now = utcnow()
+        batch: list[Created] = []
+        first_line = 1
+
+        async def flush() -> None:
+            try:
+                await res.store.write(batch, now=now)
+            except asyncpg.UniqueViolationError:
+                raise InvalidSession(
+                    f"lines {first_line}-{lineno}: a token in this batch is already stored"
+                ) from None
+            for created in batch:
+                _print_json({"token": created.token, "token_suffix": created.record.token_suffix})
+            batch.clear()
+
+        lineno = 0
+        total = 0
+        try:
+            for lineno, line in enumerate(sys.stdin, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    batch.append(prepare(parse_import_row(line), now))
+                except InvalidSession as exc:
+                    raise InvalidSession(f"line {lineno}: {exc}") from None
+                if len(batch) >= IMPORT_BATCH:
+                    total += len(batch)
+                    await flush()
+                    first_line = lineno + 1
+            total += len(batch)
+            await flush()
+        except InvalidSession as exc:
+            print(
+                f"import stopped: {exc}. Every row before it was imported and printed; "
+                "nothing from it on was.",
+                file=sys.stderr,
+            )
+            return 1
+    print(f"imported {total} sessions", file=sys.stderr)
+    return 0
+
+
+# -- argument parsing ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sessions-api",
+        description="The sessions API: serve it, migrate its database, write sessions.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="serve HTTP with uvicorn (HOST, PORT)")
+    serve.add_argument("--host", help="default: HOST, else 127.0.0.1")
+    serve.add_argument("--port", type=int, help="default: PORT, else 8000")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.set_defaults(func=cmd_serve)
+
+    sub.add_parser("migrate", help="create the database if needed and apply migrations").set_defaults(
+        func=cmd_migrate
+    )
+    sub.add_parser("check", help="exit 0 when Postgres and Redis answer").set_defaults(
+        func=cmd_check
+    )
+    sub.add_parser("demo", help="(re)seed the demo user and print its psession cookie").set_defaults(
+        func=cmd_demo
+    )
+
+    export = sub.add_parser("export-schema", help="write the GraphQL SDL")
+    export.add_argument("--output", "-o", default="schema.graphql", help="a file, or - for stdout")
+    export.set_defaults(func=cmd_export_schema)
+
+    sessions = sub.add_parser("sessions", help="write sessions (the login service's side)")
+    ssub = sessions.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    create = ssub.add_parser("create", help="create a session and print its token as JSON")
+    create.add_argument("--user-id", required=True)
+    create.add_argument("--ip", required=True)
+    create.add_argument("--user-agent", default="")
+    create.add_argument("--created-at", type=_timestamp, help="ISO 8601; default now")
+    lifetime = create.add_mutually_exclusive_group()
+    lifetime.add_argument("--expires-at", type=_timestamp, help="ISO 8601")
+    lifetime.add_argument(
+        "--ttl", type=int, help="seconds from now (default: 30 days after --created-at)"
+    )
+    create.set_defaults(func=cmd_sessions_create)
+
+    end = ssub.add_parser("end", help="end a session by its token")
+    end.add_argument("--token", required=True)
+    end.add_argument("--reason", choices=["logout", "revoked"], default="logout")
+    end.set_defaults(func=cmd_sessions_end)
+
+    imp = ssub.add_parser("import", help="bulk-create sessions from JSON lines on stdin")
+    imp.set_defaults(func=cmd_sessions_import)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    configure(settings.log_level if args.command == "serve" else "warning")
+    if args.command == "sessions" and args.action == "create" and args.ttl is not None:
+        if args.ttl <= 0:
+            parser.error("--ttl must be a positive number of seconds")
+    try:
+        result = args.func(args, settings)
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+        return int(result)
+    except InvalidSession as exc:
+        print(f"sessions-api: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"sessions-api: cannot reach storage: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

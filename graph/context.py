@@ -1,0 +1,44 @@
+"""The per-request context every resolver receives (typed, so resolvers know what they get)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypeAlias
+
+import strawberry
+
+from graph.resources import Resources
+from loaders.geo_by_ip import GeoByIpLoader
+from store.models import SessionRecord, utcnow
+from store.sessions import SessionStore
+
+_UNKNOWN = object()
+
+
+@dataclass
+class Context:
+    store: SessionStore
+    geo: GeoByIpLoader
+    now: datetime
+    # The raw psession cookie. Never logged or stored; only its hash leaves this object.
+    token: str | None = field(repr=False)
+    _session: object = field(default=_UNKNOWN, repr=False)
+
+    @classmethod
+    def for_request(cls, resources: Resources, *, token: str | None) -> Context:
+        # A new loader per request: a shared one would cache across users.
+        return cls(
+            store=resources.store, geo=GeoByIpLoader(resources.geo), now=utcnow(), token=token
+        )
+
+    async def current_session(self) -> SessionRecord | None:
+        """The active session of the cookie, looked up once per request."""
+        if self._session is _UNKNOWN:
+            self._session = (
+                await self.store.authenticate(self.token, now=self.now) if self.token else None
+            )
+        return self._session  # type: ignore[return-value]
+
+
+Info: TypeAlias = strawberry.Info[Context, None]

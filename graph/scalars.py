@@ -1,0 +1,26 @@
+"""Scalars. Timestamps are ISO 8601 UTC to the second with a trailing Z, as the v1 contract shows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import strawberry
+
+from store.models import format_timestamp, parse_timestamp
+
+
+def _parse(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("DateTime must be a string like 2026-03-01T10:00:00Z")
+    return parse_timestamp(value)
+
+
+DateTime = strawberry.scalar(
+    name="DateTime",
+    description="A UTC instant to the second, ISO 8601 with a trailing Z: 2026-03-01T10:00:00Z.",
+    serialize=format_timestamp,
+    parse_value=_parse,
+)
+
+SCALAR_MAP = {datetime: DateTime}

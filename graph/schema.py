@@ -1,0 +1,70 @@
+"""The schema, its guards against abusive queries, and its error policy."""
+
+from __future__ import annotations
+
+import logging
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionContext
+
+from graph.scalars import SCALAR_MAP
+from graph.types import Query
+
+log = logging.getLogger("graph.errors")
+
+MAX_DEPTH = 10
+MAX_ALIASES = 20
+MAX_TOKENS = 2000
+
+
+# Raised by Strawberry for a request that names no usable operation, or one the HTTP method
+# does not allow (a mutation over GET): the client's mistake, said plainly.
+_CLIENT_MISTAKES = (GraphQLError, InvalidOperationTypeError, CannotGetOperationTypeError)
+
+
+def is_unexpected(error: GraphQLError) -> bool:
+    """True for errors raised by a bug or an outage rather than on purpose for the client."""
+    return error.original_error is not None and not isinstance(
+        error.original_error, _CLIENT_MISTAKES
+    )
+
+
+class SessionsSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # Client mistakes (bad query, no session) are routine; only our own failures are logged
+        # with a traceback.
+        for error in errors:
+            if is_unexpected(error):
+                log.error(
+                    "resolver failed at %s: %s",
+                    ".".join(map(str, error.path or [])),
+                    error.message,
+                    exc_info=error.original_error,
+                )
+
+
+schema = SessionsSchema(
+    query=Query,
+    config=StrawberryConfig(scalar_map=SCALAR_MAP),
+    extensions=[
+        MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        ParserCache(maxsize=256),
+        ValidationCache(maxsize=256),
+        QueryDepthLimiter(max_depth=MAX_DEPTH),
+        MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        MaskErrors(should_mask_error=is_unexpected),
+    ],
+)

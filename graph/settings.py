@@ -1,0 +1,37 @@
+"""Configuration, read from environment variables (documented in the README)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/sessions"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Every Redis key this service reads or writes starts with this, so one Redis can host
+    # several deployments (and each test run gets a keyspace of its own).
+    redis_key_prefix: str = "psession:"
+
+    geo_provider: Literal["offline", "ip-api"] = "offline"
+    geo_ipapi_url: str = "http://ip-api.com"
+    geo_ipapi_key: SecretStr | None = None
+    geo_mmdb_path: str | None = None
+    geo_cache_ttl: int = Field(default=7 * 24 * 3600, ge=1)
+    # Lookups that failed (provider said "fail" or had no data) are remembered for less long.
+    geo_failure_ttl: int = Field(default=15 * 60, ge=1)
+    geo_timeout: float = Field(default=3.0, gt=0)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

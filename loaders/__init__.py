@@ -1,0 +1,1 @@
+"""DataLoaders, and the geolocation behind them (cache and providers)."""

@@ -1,0 +1,1 @@
+"""IP geolocation: the lookup pipeline (loaders.geo.lookup) and its providers."""

@@ -1,0 +1,43 @@
+"""A user's past sessions (from Postgres), newest first, a page at a time (keyset pagination)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import UTC, datetime
+
+from graph.context import Context
+from graph.errors import BadUserInput
+from store.models import SessionRecord
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 200
+
+
+def encode_cursor(record: SessionRecord) -> str:
+    raw = f"{int(record.created_at.timestamp())}:{record.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The (created_at, id) a cursor points after; BAD_USER_INPUT for anything we did not make."""
+    try:
+        if len(cursor) > 100:
+            raise ValueError("too long")
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        seconds, session_id = raw.split(":", 1)
+        return datetime.fromtimestamp(int(seconds), UTC), str(uuid.UUID(session_id))
+    except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError, OSError):
+        raise BadUserInput("`after` is not a cursor this API gave out.") from None
+
+
+async def history_page(
+    ctx: Context, *, user_id: str, first: int, after: str | None
+) -> tuple[list[SessionRecord], bool]:
+    if not 0 <= first <= MAX_PAGE:
+        raise BadUserInput(f"`first` must be between 0 and {MAX_PAGE}.")
+    position = decode_cursor(after) if after is not None else None
+    return await ctx.store.list_history_for_user(
+        user_id=user_id, first=first, after=position, now=ctx.now
+    )

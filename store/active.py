@@ -1,0 +1,121 @@
+"""Redis: the active sessions and each user's index of them.
+
+A session is a HASH at `session:{sha256(token)}` that expires at the session's expires_at, and a
+member of the user's ZSET `user:{user_id}:sessions` scored by expires_at. The ZSET can hold
+members whose HASH has expired; readers skip and prune them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from redis.asyncio import Redis
+
+from store.keys import Keys
+from store.models import SessionRecord, format_timestamp, parse_timestamp
+
+log = logging.getLogger(__name__)
+
+_FIELDS = ("id", "user_id", "token_suffix", "created_at", "expires_at", "client_ip", "user_agent")
+
+
+def _to_hash(record: SessionRecord) -> dict[str, str]:
+    return {
+        "id": record.id,
+        "user_id": record.user_id,
+        "token_suffix": record.token_suffix,
+        "created_at": format_timestamp(record.created_at),
+        "expires_at": format_timestamp(record.expires_at),
+        "client_ip": record.client_ip,
+        "user_agent": record.user_agent,
+    }
+
+
+def _from_hash(token_hash: str, data: Mapping[bytes, bytes]) -> SessionRecord | None:
+    """Reads a stored HASH; None (and a warning) for one too damaged to show."""
+    if not data:
+        return None
+    try:
+        fields = {k.decode(): v.decode("utf-8", "replace") for k, v in data.items()}
+        return SessionRecord(
+            id=fields["id"],
+            user_id=fields["user_id"],
+            token_hash=token_hash,
+            token_suffix=fields.get("token_suffix", ""),
+            created_at=parse_timestamp(fields["created_at"]),
+            expires_at=parse_timestamp(fields["expires_at"]),
+            client_ip=fields.get("client_ip", ""),
+            user_agent=fields.get("user_agent", ""),
+        )
+    except (KeyError, ValueError) as exc:
+        log.warning("skipping unreadable session hash %s…: %r", token_hash[:12], exc)
+        return None
+
+
+class ActiveSessions:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+
+    async def get(self, *, token_hash: str, now: datetime) -> SessionRecord | None:
+        data = await self._redis.hgetall(self._keys.session(token_hash))  # type: ignore[misc]
+        record = _from_hash(token_hash, data)
+        if record is None or record.expires_at <= now:
+            return None
+        return record
+
+    async def list_for_user(self, *, user_id: str, now: datetime) -> list[SessionRecord]:
+        """The user's active sessions, newest first: one ZRANGE, then one pipelined HGETALL each."""
+        index = self._keys.user_sessions(user_id)
+        members = await self._redis.zrangebyscore(index, f"({int(now.timestamp())}", "+inf")
+        if not members:
+            return []
+        hashes = [m.decode() for m in members]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for token_hash in hashes:
+                pipe.hgetall(self._keys.session(token_hash))
+            found = await pipe.execute()
+        records = []
+        for token_hash, data in zip(hashes, found, strict=True):
+            record = _from_hash(token_hash, data)
+            # Another user's hash listed in this index would be a writer's bug; never show it.
+            if record and record.user_id == user_id and record.expires_at > now:
+                records.append(record)
+        records.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+        return records
+
+    async def put_many(self, *, records: Sequence[SessionRecord], now: datetime) -> None:
+        """Writes sessions and indexes them, in one pipelined round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for record in records:
+                key = self._keys.session(record.token_hash)
+                index = self._keys.user_sessions(record.user_id)
+                expires = int(record.expires_at.timestamp())
+                pipe.hset(key, mapping=_to_hash(record))
+                pipe.expireat(key, expires)
+                pipe.zadd(index, {record.token_hash: expires})
+                pipe.zremrangebyscore(index, "-inf", int(now.timestamp()))
+                # The index lives as long as its longest-lived session: NX sets a first TTL,
+                # GT only ever extends it.
+                pipe.expireat(index, expires, nx=True)
+                pipe.expireat(index, expires, gt=True)
+            await pipe.execute()
+
+    async def remove(self, *, token_hash: str, user_id: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._keys.session(token_hash))
+            pipe.zrem(self._keys.user_sessions(user_id), token_hash)
+            await pipe.execute()
+
+    async def remove_user(self, *, user_id: str, token_hashes: Sequence[str]) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for token_hash in token_hashes:
+                pipe.delete(self._keys.session(token_hash))
+            pipe.delete(self._keys.user_sessions(user_id))
+            await pipe.execute()
+
+
+async def ping(redis: Redis) -> None:
+    await redis.ping()  # type: ignore[misc]

@@ -1,0 +1,32 @@
+"""Redis: the geolocation cache. One JSON string per (provider, IP), with a TTL."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from redis.asyncio import Redis
+
+from store.keys import Keys
+
+
+class GeoCache:
+    def __init__(self, redis: Redis, keys: Keys, provider: str) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._provider = provider
+
+    async def get_many(self, ips: Sequence[str]) -> dict[str, str]:
+        """The cached JSON for each IP that has one: a single MGET."""
+        if not ips:
+            return {}
+        values = await self._redis.mget([self._keys.geo(self._provider, ip) for ip in ips])
+        return {ip: v.decode() for ip, v in zip(ips, values, strict=True) if v is not None}
+
+    async def put_many(self, entries: Mapping[str, tuple[str, int]]) -> None:
+        """Stores {ip: (json, ttl_seconds)} in one pipelined round trip."""
+        if not entries:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for ip, (value, ttl) in entries.items():
+                pipe.set(self._keys.geo(self._provider, ip), value, ex=ttl)
+            await pipe.execute()

@@ -1,0 +1,48 @@
+"""Plain records passed between the stores and the rest of the service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+EndReason = Literal["logout", "revoked", "expired"]
+END_REASONS: tuple[EndReason, ...] = ("logout", "revoked", "expired")
+
+
+def utcnow() -> datetime:
+    """Now, in UTC, to the second: every stored timestamp has second precision."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def to_utc_second(value: datetime) -> datetime:
+    """A timezone-aware UTC datetime truncated to the second (naive input is taken as UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).replace(microsecond=0)
+
+
+def format_timestamp(value: datetime) -> str:
+    """The one timestamp format of the API and of Redis: 2026-03-01T10:00:00Z."""
+    return to_utc_second(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parses ISO 8601; a value without a zone is taken as UTC."""
+    return to_utc_second(datetime.fromisoformat(text.strip()))
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """One session, as both stores know it. The raw token is never part of it."""
+
+    id: str
+    user_id: str
+    token_hash: str
+    token_suffix: str
+    created_at: datetime
+    expires_at: datetime
+    client_ip: str
+    user_agent: str
+    ended_at: datetime | None = None
+    end_reason: EndReason | None = None

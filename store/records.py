@@ -1,0 +1,124 @@
+"""Postgres: the record of every session ever created. The only module that speaks SQL
+(besides the migrations themselves)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from store.models import EndReason, SessionRecord
+
+_COLUMNS = (
+    "id", "user_id", "token_hash", "token_suffix", "created_at", "expires_at",
+    "ended_at", "end_reason", "client_ip", "user_agent",
+)
+
+
+def _record(row: Any) -> SessionRecord:
+    return SessionRecord(
+        id=str(row["id"]),
+        user_id=row["user_id"],
+        token_hash=row["token_hash"],
+        token_suffix=row["token_suffix"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        client_ip=str(row["client_ip"]),
+        user_agent=row["user_agent"],
+        ended_at=row["ended_at"],
+        end_reason=row["end_reason"],
+    )
+
+
+async def create_many(pool: asyncpg.Pool, *, records: Sequence[SessionRecord]) -> None:
+    """Inserts the records in one COPY: thousands of rows a second."""
+    rows = [
+        (
+            uuid.UUID(r.id), r.user_id, r.token_hash, r.token_suffix, r.created_at,
+            r.expires_at, r.ended_at, r.end_reason, r.client_ip, r.user_agent,
+        )
+        for r in records
+    ]
+    async with pool.acquire() as conn:
+        await conn.copy_records_to_table("sessions", records=rows, columns=_COLUMNS)
+
+
+async def delete(pool: asyncpg.Pool, *, token_hashes: Sequence[str]) -> None:
+    """Undoes create_many for sessions whose Redis half could not be written."""
+    await pool.execute("DELETE FROM sessions WHERE token_hash = ANY($1::text[])", list(token_hashes))
+
+
+async def get(pool: asyncpg.Pool, *, token_hash: str) -> SessionRecord | None:
+    row = await pool.fetchrow(
+        f"SELECT {', '.join(_COLUMNS)} FROM sessions WHERE token_hash = $1", token_hash
+    )
+    return _record(row) if row else None
+
+
+async def end(
+    pool: asyncpg.Pool, *, token_hash: str, reason: EndReason, at: datetime
+) -> SessionRecord | None:
+    """Marks a session ended. Idempotent: a session that already ended keeps its first end.
+
+    Returns the session as stored afterwards, or None if there is no such session.
+    """
+    row = await pool.fetchrow(
+        f"""UPDATE sessions
+               SET ended_at = COALESCE(ended_at, LEAST($3, expires_at)),
+                   end_reason = COALESCE(end_reason,
+                                         CASE WHEN expires_at <= $3 THEN 'expired' ELSE $2 END)
+             WHERE token_hash = $1
+         RETURNING {', '.join(_COLUMNS)}""",
+        token_hash,
+        reason,
+        at,
+    )
+    return _record(row) if row else None
+
+
+async def list_history_for_user(
+    pool: asyncpg.Pool,
+    *,
+    user_id: str,
+    now: datetime,
+    first: int,
+    after: tuple[datetime, str] | None = None,
+) -> tuple[list[SessionRecord], bool]:
+    """The user's sessions that have ended or expired, newest first (created_at, then id).
+
+    An expired session that nobody ended reads as ended at its expires_at, reason 'expired'.
+    Returns one page and whether another follows.
+    """
+    args: list[Any] = [user_id, now, first + 1]
+    keyset = ""
+    if after is not None:
+        keyset = "AND (created_at, id) < ($4, $5)"
+        args += [after[0], uuid.UUID(after[1])]
+    rows = await pool.fetch(
+        f"""SELECT id, user_id, token_hash, token_suffix, created_at, expires_at,
+                   COALESCE(ended_at, expires_at) AS ended_at,
+                   COALESCE(end_reason, 'expired') AS end_reason,
+                   client_ip, user_agent
+              FROM sessions
+             WHERE user_id = $1
+               AND (ended_at IS NOT NULL OR expires_at <= $2)
+               {keyset}
+          ORDER BY created_at DESC, id DESC
+             LIMIT $3""",
+        *args,
+    )
+    records = [_record(r) for r in rows[:first]]
+    return records, len(rows) > first
+
+
+async def delete_user(pool: asyncpg.Pool, *, user_id: str) -> list[str]:
+    """Removes every record of a user (the demo's reset); returns their token hashes."""
+    rows = await pool.fetch("DELETE FROM sessions WHERE user_id = $1 RETURNING token_hash", user_id)
+    return [r["token_hash"] for r in rows]
+
+
+async def ping(pool: asyncpg.Pool) -> None:
+    await pool.fetchval("SELECT 1")

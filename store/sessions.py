@@ -1,0 +1,177 @@
+"""The session store: the Python API that login services and this service's CLI write with,
+and that the API reads through. It keeps Postgres (the record) and Redis (what is active) in step.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+from redis.asyncio import Redis
+
+from store import records
+from store.active import ActiveSessions
+from store.keys import Keys
+from store.models import END_REASONS, EndReason, SessionRecord, to_utc_second, utcnow
+from store.tokens import hash_token, is_well_formed, new_token, token_suffix
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TTL = timedelta(days=30)
+MAX_USER_ID = 128
+MAX_USER_AGENT = 1024
+
+
+class InvalidSession(ValueError):
+    """A session to write was refused; the message says why, for the person who sent it."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    user_id: str
+    ip: str
+    user_agent: str = ""
+    created_at: datetime | None = None  # default: now
+    expires_at: datetime | None = None  # default: created_at + 30 days
+    ended_at: datetime | None = None
+    end_reason: EndReason | None = None
+    # An existing token to keep (moving sessions from an older store); default: a new one.
+    token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    token: str
+    record: SessionRecord
+
+
+def prepare(new: NewSession, now: datetime) -> Created:
+    """Checks a session to write and makes its token and record; raises InvalidSession."""
+    user_id = new.user_id.strip() if isinstance(new.user_id, str) else ""
+    if not user_id or len(user_id) > MAX_USER_ID:
+        raise InvalidSession(f"user_id must be 1 to {MAX_USER_ID} characters")
+    try:
+        ip = str(ipaddress.ip_address(str(new.ip).strip()))
+    except ValueError:
+        raise InvalidSession(f"ip is not an IPv4 or IPv6 address: {str(new.ip)[:64]!r}") from None
+    if not isinstance(new.user_agent, str):
+        raise InvalidSession("user_agent must be a string")
+    created_at = to_utc_second(new.created_at) if new.created_at else now
+    expires_at = to_utc_second(new.expires_at) if new.expires_at else created_at + DEFAULT_TTL
+    if expires_at <= created_at:
+        raise InvalidSession("expires_at must be after created_at")
+    ended_at = to_utc_second(new.ended_at) if new.ended_at else None
+    end_reason = new.end_reason
+    if end_reason is not None and end_reason not in END_REASONS:
+        raise InvalidSession(f"end_reason must be one of {', '.join(END_REASONS)}")
+    if ended_at is not None:
+        if ended_at < created_at:
+            raise InvalidSession("ended_at must not be before created_at")
+        end_reason = end_reason or "logout"
+    elif end_reason is not None:
+        raise InvalidSession("end_reason needs ended_at")
+    token = new.token if new.token is not None else new_token()
+    if not is_well_formed(token):
+        raise InvalidSession("token must be 16 to 256 URL-safe characters")
+    record = SessionRecord(
+        id=str(uuid.uuid4()),
+        user_id=user_id,
+        token_hash=hash_token(token),
+        token_suffix=token_suffix(token),
+        created_at=created_at,
+        expires_at=expires_at,
+        client_ip=ip,
+        user_agent=new.user_agent[:MAX_USER_AGENT],
+        ended_at=ended_at,
+        end_reason=end_reason,
+    )
+    return Created(token=token, record=record)
+
+
+class SessionStore:
+    def __init__(self, pool: asyncpg.Pool, redis: Redis, keys: Keys) -> None:
+        self.pool = pool
+        self.redis = redis
+        self.keys = keys
+        self.active = ActiveSessions(redis, keys)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def authenticate(self, token: str, *, now: datetime | None = None) -> SessionRecord | None:
+        """The active session a raw token belongs to, or None. Malformed tokens never reach Redis."""
+        if not is_well_formed(token):
+            return None
+        return await self.active.get(token_hash=hash_token(token), now=now or utcnow())
+
+    async def list_active_for_user(
+        self, *, user_id: str, now: datetime | None = None
+    ) -> list[SessionRecord]:
+        return await self.active.list_for_user(user_id=user_id, now=now or utcnow())
+
+    async def list_history_for_user(
+        self,
+        *,
+        user_id: str,
+        first: int,
+        after: tuple[datetime, str] | None = None,
+        now: datetime | None = None,
+    ) -> tuple[list[SessionRecord], bool]:
+        return await records.list_history_for_user(
+            self.pool, user_id=user_id, now=now or utcnow(), first=first, after=after
+        )
+
+    # -- writing -------------------------------------------------------------------------------
+
+    async def create(self, new: NewSession) -> Created:
+        return (await self.create_many([new]))[0]
+
+    async def create_many(self, batch: Sequence[NewSession]) -> list[Created]:
+        """Validates every session of the batch, then writes them all: Postgres first (one COPY),
+        then the still-active ones to Redis (one pipeline). Nothing is written if any is invalid;
+        if Redis fails, the Postgres rows are removed again and the error is raised."""
+        now = utcnow()
+        created = [prepare(new, now) for new in batch]
+        await self.write(created, now=now)
+        return created
+
+    async def write(self, created: Sequence[Created], *, now: datetime) -> None:
+        """Writes prepared sessions (see create_many)."""
+        if not created:
+            return
+        await records.create_many(self.pool, records=[c.record for c in created])
+        live = [
+            c.record for c in created if c.record.ended_at is None and c.record.expires_at > now
+        ]
+        if live:
+            try:
+                await self.active.put_many(records=live, now=now)
+            except Exception:
+                await records.delete(self.pool, token_hashes=[c.record.token_hash for c in created])
+                raise
+
+    async def end(self, token: str, *, reason: EndReason = "logout") -> SessionRecord | None:
+        """Ends a session by its raw token; see end_by_hash."""
+        return await self.end_by_hash(hash_token(token), reason=reason)
+
+    async def end_by_hash(
+        self, token_hash: str, *, reason: EndReason = "logout"
+    ) -> SessionRecord | None:
+        """Ends a session: recorded in Postgres first, then removed from Redis. Idempotent, so a
+        failure between the two is mended by calling it again. None if no such session exists."""
+        record = await records.end(self.pool, token_hash=token_hash, reason=reason, at=utcnow())
+        if record is None:
+            return None
+        await self.active.remove(token_hash=token_hash, user_id=record.user_id)
+        log.info("ended session %s of user %s (%s)", record.id, record.user_id, record.end_reason)
+        return record
+
+    async def delete_user(self, *, user_id: str) -> int:
+        """Forgets every session of a user, in both stores (used to reset the demo user)."""
+        hashes = await records.delete_user(self.pool, user_id=user_id)
+        await self.active.remove_user(user_id=user_id, token_hashes=hashes)
+        return len(hashes)
