@@ -59,12 +59,14 @@ class SessionsSchema(strawberry.Schema):
 schema = SessionsSchema(
     query=Query,
     config=StrawberryConfig(scalar_map=SCALAR_MAP),
+    # Factories: Strawberry builds fresh extensions per request (the parse and validation
+    # caches behind ParserCache and ValidationCache are shared all the same).
     extensions=[
-        MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        ParserCache(maxsize=256),
-        ValidationCache(maxsize=256),
-        QueryDepthLimiter(max_depth=MAX_DEPTH),
-        MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-        MaskErrors(should_mask_error=is_unexpected),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: ParserCache(maxsize=256),
+        lambda: ValidationCache(maxsize=256),
+        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: MaskErrors(should_mask_error=is_unexpected),
     ],
 )

@@ -1,0 +1,47 @@
+# `make run` and `make test` do every set-up step on a fresh Debian machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+export HOST PORT
+
+.PHONY: run test install services migrate demo lint schema clean
+
+run: install services migrate
+	@$(BIN)/sessions-api demo
+	@echo "Serving on http://$(HOST):$(PORT)  (GraphiQL: http://$(HOST):$(PORT)/graphql; Ctrl-C stops)"
+	@$(BIN)/sessions-api serve
+
+test: install services
+	$(BIN)/python -m pytest
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null || { \
+		echo "installing python3-venv with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-pip >/dev/null; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+services: install
+	@scripts/ensure-services
+
+migrate: services
+	@$(BIN)/sessions-api migrate
+
+demo: migrate
+	@$(BIN)/sessions-api demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+schema: install
+	$(BIN)/sessions-api export-schema
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,125 @@
+"""Each test run gets its own Postgres database and Redis keyspace, removed at the end.
+
+DATABASE_URL and REDIS_URL name the servers (defaults: the local ones); the run's database is
+DATABASE_URL's server with a database name of its own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from graph.resources import Resources, open_resources
+from graph.settings import Settings
+from store.migrate import migrate
+from store.sessions import Created, NewSession
+from tests.ipapi_server import IpApiServer
+from tests.servers import serve
+
+RUN_ID = uuid.uuid4().hex[:10]
+
+
+def _with_database(dsn: str, name: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    env = Settings()
+    return env.model_copy(
+        update={
+            "database_url": _with_database(env.database_url, f"sessions_test_{RUN_ID}"),
+            "redis_key_prefix": f"test-{RUN_ID}:",
+            "geo_provider": "offline",
+            "geo_mmdb_path": None,
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+async def database(base_settings: Settings) -> AsyncIterator[str]:
+    await migrate(base_settings.database_url)
+    yield base_settings.database_url
+    admin = await asyncpg.connect(base_settings.database_url, database="postgres")
+    try:
+        name = urlsplit(base_settings.database_url).path.lstrip("/")
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def redis_keyspace(base_settings: Settings) -> AsyncIterator[str]:
+    yield base_settings.redis_key_prefix
+    redis = Redis.from_url(base_settings.redis_url)
+    try:
+        keys = [k async for k in redis.scan_iter(match=f"{base_settings.redis_key_prefix}*")]
+        if keys:
+            await redis.delete(*keys)
+    finally:
+        await redis.aclose()
+
+
+@pytest.fixture(scope="session")
+async def resources(
+    base_settings: Settings, database: str, redis_keyspace: str
+) -> AsyncIterator[Resources]:
+    async with open_resources(base_settings) as res:
+        yield res
+
+
+@pytest.fixture(scope="session")
+def server(base_settings: Settings, database: str, redis_keyspace: str) -> Iterator[str]:
+    """The app, served by uvicorn on loopback, with the offline geolocation provider."""
+    with serve(base_settings) as url:
+        yield url
+
+
+@pytest.fixture
+async def client(server: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server, timeout=20) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def ipapi() -> Iterator[IpApiServer]:
+    with IpApiServer() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def ipapi_app(base_settings: Settings, database: str, redis_keyspace: str, ipapi: IpApiServer) -> Iterator[str]:
+    """A second app, whose provider is the ip-api protocol server on loopback."""
+    settings = base_settings.model_copy(
+        update={"geo_provider": "ip-api", "geo_ipapi_url": ipapi.url, "geo_timeout": 1.0}
+    )
+    with serve(settings) as url:
+        yield url
+
+
+class Users:
+    """Makes sessions for fresh users, through the store's public API."""
+
+    def __init__(self, resources: Resources) -> None:
+        self.resources = resources
+
+    @staticmethod
+    def new_id() -> str:
+        return f"user-{uuid.uuid4().hex[:12]}"
+
+    async def session(self, user_id: str, ip: str = "81.2.69.142", **fields: object) -> Created:
+        return await self.resources.store.create(
+            NewSession(user_id=user_id, ip=ip, user_agent=str(fields.pop("user_agent", "pytest")), **fields)  # type: ignore[arg-type]
+        )
+
+
+@pytest.fixture
+def users(resources: Resources) -> Users:
+    return Users(resources)
