@@ -41,8 +41,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         status = 503 if isinstance(exc, RedisError | OSError) else 500
         return JSONResponse(
-            {"error": {"code": "unavailable" if status == 503 else "internal",
-                       "message": "The request could not be completed; try again shortly."}},
+            {
+                "error": {
+                    "code": "unavailable" if status == 503 else "internal",
+                    "message": "The request could not be completed; try again shortly.",
+                }
+            },
             status_code=status,
             headers={"Cache-Control": "no-store"},
         )

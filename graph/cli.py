@@ -20,7 +20,14 @@ from store.sessions import Created, InvalidSession, NewSession, prepare
 
 IMPORT_BATCH = 1000
 IMPORT_FIELDS = {
-    "user_id", "ip", "user_agent", "created_at", "expires_at", "ended_at", "end_reason", "token"
+    "user_id",
+    "ip",
+    "user_agent",
+    "created_at",
+    "expires_at",
+    "ended_at",
+    "end_reason",
+    "token",
 }
 
 
@@ -91,11 +98,13 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     except asyncpg.InvalidCatalogNameError:
         pass  # the server answers; `migrate` creates the database
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        print(f"postgres: not answering at DATABASE_URL ({exc.__class__.__name__})", file=sys.stderr)
+        print(
+            f"postgres: not answering at DATABASE_URL ({exc.__class__.__name__})", file=sys.stderr
+        )
         ok = False
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=3)
     try:
-        await redis.ping()  # type: ignore[misc]
+        await redis.ping()
     except Exception as exc:  # any failure means "not there"
         print(f"redis: not answering at REDIS_URL ({exc.__class__.__name__})", file=sys.stderr)
         ok = False
@@ -114,7 +123,7 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     print(f"Demo user {DEMO_USER!r}: {active} active sessions, {past} past ones.")
     print(f"  REST:     curl -b 'psession={token}' {base}/v1/users/me/sessions")
     print(f"  GraphiQL: open {base}/graphql and, in the browser console, run")
-    print(f"            document.cookie = \"psession={token}; path=/\"  then reload.")
+    print(f'            document.cookie = "psession={token}; path=/"  then reload.')
     return 0
 
 
@@ -262,15 +271,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     serve.set_defaults(func=cmd_serve)
 
-    sub.add_parser("migrate", help="create the database if needed and apply migrations").set_defaults(
-        func=cmd_migrate
-    )
+    sub.add_parser(
+        "migrate", help="create the database if needed and apply migrations"
+    ).set_defaults(func=cmd_migrate)
     sub.add_parser("check", help="exit 0 when Postgres and Redis answer").set_defaults(
         func=cmd_check
     )
-    sub.add_parser("demo", help="(re)seed the demo user and print its psession cookie").set_defaults(
-        func=cmd_demo
-    )
+    sub.add_parser(
+        "demo", help="(re)seed the demo user and print its psession cookie"
+    ).set_defaults(func=cmd_demo)
 
     export = sub.add_parser("export-schema", help="write the GraphQL SDL")
     export.add_argument("--output", "-o", default="schema.graphql", help="a file, or - for stdout")

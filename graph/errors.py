@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from graphql import GraphQLError
 
+MESSAGE_UNAUTHENTICATED = "Sign in first: no active session for this psession cookie."
+
 
 class ApiError(GraphQLError):
     code = "INTERNAL_SERVER_ERROR"
@@ -16,7 +18,7 @@ class ApiError(GraphQLError):
 class Unauthenticated(ApiError):
     code = "UNAUTHENTICATED"
 
-    def __init__(self, message: str = "Sign in first: no active session for this psession cookie.") -> None:
+    def __init__(self, message: str = MESSAGE_UNAUTHENTICATED) -> None:
         super().__init__(message)
 
 

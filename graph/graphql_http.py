@@ -36,7 +36,7 @@ def _accepted_media_type(accept: str | None) -> str | None:
     """Which of our two media types the Accept header allows; None if neither."""
     if not accept or not accept.strip():
         return JSON
-    offered = {}
+    offered: dict[str, float] = {}
     for part in accept.split(","):
         pieces = [p.strip() for p in part.split(";")]
         quality = 1.0
@@ -57,7 +57,9 @@ def _accepted_media_type(accept: str | None) -> str | None:
 def problem(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """An HTTP-level error: the request never became a GraphQL execution."""
     return JSONResponse(
-        {"errors": [{"message": message}]}, status_code=status, headers={**NO_STORE, **(headers or {})}
+        {"errors": [{"message": message}]},
+        status_code=status,
+        headers={**NO_STORE, **(headers or {})},
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from graph.errors import MESSAGE_UNAUTHENTICATED
 from graph.execution import execute, first_code
 from graph.graphql_http import COOKIE, NO_STORE
 from graph.resources import Resources
@@ -80,9 +81,7 @@ async def list_sessions(request: Request) -> JSONResponse:
     if result.errors or me is None:
         code = first_code(result.errors)
         if code == "UNAUTHENTICATED":
-            return error_response(
-                401, "unauthenticated", "Sign in first: no active session for this psession cookie."
-            )
+            return error_response(401, "unauthenticated", MESSAGE_UNAUTHENTICATED)
         # The schema already logged the cause; the client learns only that it was not its fault.
         return error_response(
             503, "unavailable", "Sessions cannot be listed right now; try again shortly."

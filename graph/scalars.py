@@ -1,4 +1,4 @@
-"""Scalars. Timestamps are ISO 8601 UTC to the second with a trailing Z, as the v1 contract shows."""
+"""Scalars. Timestamps: ISO 8601 UTC to the second with a trailing Z, as the v1 contract shows."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
+from strawberry.types.scalar import ScalarDefinition
 
 from store.models import format_timestamp, parse_timestamp
 
@@ -23,4 +24,4 @@ DateTime = strawberry.scalar(
     parse_value=_parse,
 )
 
-SCALAR_MAP = {datetime: DateTime}
+SCALAR_MAP: dict[object, ScalarDefinition] = {datetime: DateTime}

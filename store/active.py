@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -21,7 +22,11 @@ log = logging.getLogger(__name__)
 _FIELDS = ("id", "user_id", "token_suffix", "created_at", "expires_at", "client_ip", "user_agent")
 
 
-def _to_hash(record: SessionRecord) -> dict[str, str]:
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _to_hash(record: SessionRecord) -> dict[Any, Any]:
     return {
         "id": record.id,
         "user_id": record.user_id,
@@ -33,12 +38,12 @@ def _to_hash(record: SessionRecord) -> dict[str, str]:
     }
 
 
-def _from_hash(token_hash: str, data: Mapping[bytes, bytes]) -> SessionRecord | None:
+def _from_hash(token_hash: str, data: Mapping[Any, Any]) -> SessionRecord | None:
     """Reads a stored HASH; None (and a warning) for one too damaged to show."""
     if not data:
         return None
     try:
-        fields = {k.decode(): v.decode("utf-8", "replace") for k, v in data.items()}
+        fields = {_text(k): _text(v) for k, v in data.items()}
         return SessionRecord(
             id=fields["id"],
             user_id=fields["user_id"],
@@ -60,7 +65,7 @@ class ActiveSessions:
         self._keys = keys
 
     async def get(self, *, token_hash: str, now: datetime) -> SessionRecord | None:
-        data = await self._redis.hgetall(self._keys.session(token_hash))  # type: ignore[misc]
+        data = await self._redis.hgetall(self._keys.session(token_hash))
         record = _from_hash(token_hash, data)
         if record is None or record.expires_at <= now:
             return None
@@ -72,7 +77,7 @@ class ActiveSessions:
         members = await self._redis.zrangebyscore(index, f"({int(now.timestamp())}", "+inf")
         if not members:
             return []
-        hashes = [m.decode() for m in members]
+        hashes = [_text(m) for m in members]
         async with self._redis.pipeline(transaction=False) as pipe:
             for token_hash in hashes:
                 pipe.hgetall(self._keys.session(token_hash))
@@ -118,4 +123,4 @@ class ActiveSessions:
 
 
 async def ping(redis: Redis) -> None:
-    await redis.ping()  # type: ignore[misc]
+    await redis.ping()

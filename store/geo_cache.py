@@ -9,6 +9,10 @@ from redis.asyncio import Redis
 from store.keys import Keys
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 class GeoCache:
     def __init__(self, redis: Redis, keys: Keys, provider: str) -> None:
         self._redis = redis
@@ -20,7 +24,7 @@ class GeoCache:
         if not ips:
             return {}
         values = await self._redis.mget([self._keys.geo(self._provider, ip) for ip in ips])
-        return {ip: v.decode() for ip, v in zip(ips, values, strict=True) if v is not None}
+        return {ip: _text(v) for ip, v in zip(ips, values, strict=True) if v is not None}
 
     async def put_many(self, entries: Mapping[str, tuple[str, int]]) -> None:
         """Stores {ip: (json, ttl_seconds)} in one pipelined round trip."""

@@ -102,8 +102,10 @@ class SessionStore:
 
     # -- reading -------------------------------------------------------------------------------
 
-    async def authenticate(self, token: str, *, now: datetime | None = None) -> SessionRecord | None:
-        """The active session a raw token belongs to, or None. Malformed tokens never reach Redis."""
+    async def authenticate(
+        self, token: str, *, now: datetime | None = None
+    ) -> SessionRecord | None:
+        """The active session of a raw token, or None. Malformed tokens never reach Redis."""
         if not is_well_formed(token):
             return None
         return await self.active.get(token_hash=hash_token(token), now=now or utcnow())
