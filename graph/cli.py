@@ -15,20 +15,8 @@ import asyncpg
 
 from graph.logs import configure
 from graph.settings import Settings, get_settings
-from store.models import END_REASONS, parse_timestamp, utcnow
-from store.sessions import Created, InvalidSession, NewSession, prepare
-
-IMPORT_BATCH = 1000
-IMPORT_FIELDS = {
-    "user_id",
-    "ip",
-    "user_agent",
-    "created_at",
-    "expires_at",
-    "ended_at",
-    "end_reason",
-    "token",
-}
+from store.models import parse_timestamp, utcnow
+from store.sessions import Created, InvalidSession, NewSession
 
 
 class UsageError(Exception):
@@ -166,87 +154,19 @@ async def cmd_sessions_end(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def parse_import_row(line: str) -> NewSession:
-    """One JSON line of `sessions import`; raises InvalidSession naming what is wrong."""
-    try:
-        row = json.loads(line)
-    except ValueError:
-        raise InvalidSession("not a JSON object") from None
-    if not isinstance(row, dict):
-        raise InvalidSession("not a JSON object")
-    unknown = sorted(set(row) - IMPORT_FIELDS)
-    if unknown:
-        raise InvalidSession(f"unknown field(s): {', '.join(unknown)}")
-    for name in ("user_id", "ip", "created_at", "expires_at"):
-        if not isinstance(row.get(name), str) or not row[name]:
-            raise InvalidSession(f"{name} is required (a string)")
-    for name in ("user_agent", "ended_at", "end_reason", "token"):
-        if row.get(name) is not None and not isinstance(row[name], str):
-            raise InvalidSession(f"{name} must be a string")
-    if row.get("end_reason") is not None and row["end_reason"] not in END_REASONS:
-        raise InvalidSession(f"end_reason must be one of {', '.join(END_REASONS)}")
-
-    def when(name: str) -> datetime | None:
-        value = row.get(name)
-        if value is None:
-            return None
-        try:
-            return parse_timestamp(value)
-        except ValueError:
-            raise InvalidSession(f"{name} is not an ISO 8601 time: {value[:40]!r}") from None
-
-    return NewSession(
-        user_id=row["user_id"],
-        ip=row["ip"],
-        user_agent=row.get("user_agent") or "",
-        created_at=when("created_at"),
-        expires_at=when("expires_at"),
-        ended_at=when("ended_at"),
-        end_reason=row.get("end_reason"),
-        token=row.get("token"),
-    )
-
-
 async def cmd_sessions_import(args: argparse.Namespace, settings: Settings) -> int:
-    """Streams stdin in batches. On a bad line, everything before it is imported (and its tokens
-    printed), nothing from it on is, and the error names the line."""
+    from graph.importer import ImportStopped, import_lines
     from graph.resources import open_resources
 
+    def emit(created: Created) -> None:
+        _print_json({"token": created.token, "token_suffix": created.record.token_suffix})
+
     async with open_resources(settings, geo=False) as res:
-        now = utcnow()
-        batch: list[Created] = []
-        first_line = 1
-
-        async def flush() -> None:
-            try:
-                await res.store.write(batch, now=now)
-            except asyncpg.UniqueViolationError:
-                raise InvalidSession(
-                    f"lines {first_line}-{lineno}: a token in this batch is already stored"
-                ) from None
-            for created in batch:
-                _print_json({"token": created.token, "token_suffix": created.record.token_suffix})
-            batch.clear()
-
-        lineno = 0
-        total = 0
         try:
-            for lineno, line in enumerate(sys.stdin, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    batch.append(prepare(parse_import_row(line), now))
-                except InvalidSession as exc:
-                    raise InvalidSession(f"line {lineno}: {exc}") from None
-                if len(batch) >= IMPORT_BATCH:
-                    total += len(batch)
-                    await flush()
-                    first_line = lineno + 1
-            total += len(batch)
-            await flush()
-        except InvalidSession as exc:
+            total = await import_lines(res.store, sys.stdin, emit)
+        except ImportStopped as exc:
             print(
-                f"import stopped: {exc}. Every row before it was imported and printed; "
+                f"import stopped at {exc}. Every row before it was imported and printed; "
                 "nothing from it on was.",
                 file=sys.stderr,
             )

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from graphql import GraphQLError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
@@ -24,13 +25,23 @@ async def execute(
     operation_name: str | None = None,
     allowed: Iterable[OperationType] = (OperationType.QUERY,),
 ) -> ExecutionResult:
-    return await schema.execute(
-        query,
-        variable_values=dict(variables) if variables else None,
-        context_value=Context.for_request(resources, token=token),
-        operation_name=operation_name,
-        allowed_operation_types=allowed,
-    )
+    try:
+        return await schema.execute(
+            query,
+            variable_values=dict(variables) if variables else None,
+            context_value=Context.for_request(resources, token=token),
+            operation_name=operation_name,
+            allowed_operation_types=allowed,
+        )
+    except (CannotGetOperationTypeError, InvalidOperationTypeError) as exc:
+        # Strawberry raises these (unknown operationName, an operation type the method does not
+        # allow) instead of returning them: they are request errors, with no data.
+        message = (
+            exc.as_http_error_reason()
+            if isinstance(exc, CannotGetOperationTypeError)
+            else "This operation type is not allowed here."
+        )
+        return ExecutionResult(data=None, errors=[GraphQLError(message, original_error=exc)])
 
 
 def to_json(result: ExecutionResult) -> dict[str, Any]:

@@ -147,8 +147,10 @@ async def graphql_endpoint(request: Request) -> Response:
         operation_name=operation_name,
         allowed=allowed,
     )
-    if result.errors and any(
-        isinstance(e.original_error, InvalidOperationTypeError) for e in result.errors
+    if (
+        request.method == "GET"
+        and result.errors
+        and any(isinstance(e.original_error, InvalidOperationTypeError) for e in result.errors)
     ):
         return problem(405, "Only queries can be sent with GET; use POST.", {"Allow": "POST"})
     status = 400 if media_type == GRAPHQL_RESPONSE and result.data is None else 200

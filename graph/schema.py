@@ -7,6 +7,7 @@ import logging
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
@@ -56,6 +57,13 @@ class SessionsSchema(strawberry.Schema):
                 )
 
 
+# The depth and alias limits are validation rules. Their rule classes are made once, here: the
+# validation cache is keyed by the rules, and a fresh class per request would never hit it.
+_LIMIT_RULES = [
+    *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+    *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
+]
+
 schema = SessionsSchema(
     query=Query,
     config=StrawberryConfig(scalar_map=SCALAR_MAP),
@@ -65,8 +73,7 @@ schema = SessionsSchema(
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: AddValidationRules(_LIMIT_RULES),
         lambda: MaskErrors(should_mask_error=is_unexpected),
     ],
 )

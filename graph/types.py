@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime
 
 import strawberry
@@ -11,6 +10,8 @@ from graph.context import Info
 from loaders.geo.model import GeoInfo
 from resolvers import geo, history, me, sessions
 from store.models import SessionRecord
+
+GEO_DESCRIPTION = "Where clientIp is; null for private, unknown or not yet located addresses."
 
 
 @strawberry.type(description="Where an IP address is. Every field is null when unknown.")
@@ -28,7 +29,20 @@ class Geo:
 
     @classmethod
     def of(cls, info: GeoInfo | None) -> Geo | None:
-        return None if info is None else cls(**asdict(info))
+        if info is None:
+            return None
+        return cls(
+            city=info.city,
+            region_name=info.region_name,
+            country_code=info.country_code,
+            lat=info.lat,
+            lon=info.lon,
+            isp=info.isp,
+            org=info.org,
+            is_mobile=info.is_mobile,
+            is_proxy=info.is_proxy,
+            is_hosting=info.is_hosting,
+        )
 
 
 @strawberry.type(description="An active session of the signed-in user.")
@@ -40,13 +54,10 @@ class Session:
     client_ip: str = strawberry.field(description="The IP address the session signed in from.")
     user_agent: str
     is_current: bool = strawberry.field(description="True for the session making this request.")
-
-    @strawberry.field(description="Where clientIp is; null for private or unknown addresses.")
-    async def geo(self, info: Info) -> Geo | None:
-        return Geo.of(await geo.geo_of(info.context, self.client_ip))
+    geo: Geo | None = strawberry.field(description=GEO_DESCRIPTION)
 
     @classmethod
-    def of(cls, record: SessionRecord, *, current_id: str) -> Session:
+    def of(cls, record: SessionRecord, *, current_id: str, geo: Geo | None) -> Session:
         return cls(
             id=strawberry.ID(record.id),
             token_suffix=record.token_suffix,
@@ -55,6 +66,7 @@ class Session:
             client_ip=record.client_ip,
             user_agent=record.user_agent,
             is_current=record.id == current_id,
+            geo=geo,
         )
 
 
@@ -68,13 +80,10 @@ class History:
     )
     client_ip: str
     user_agent: str
-
-    @strawberry.field(description="Where clientIp is; null for private or unknown addresses.")
-    async def geo(self, info: Info) -> Geo | None:
-        return Geo.of(await geo.geo_of(info.context, self.client_ip))
+    geo: Geo | None = strawberry.field(description=GEO_DESCRIPTION)
 
     @classmethod
-    def of(cls, record: SessionRecord) -> History:
+    def of(cls, record: SessionRecord, *, geo: Geo | None) -> History:
         assert record.ended_at is not None
         return cls(
             id=strawberry.ID(record.id),
@@ -83,6 +92,7 @@ class History:
             ended_at=record.ended_at,
             client_ip=record.client_ip,
             user_agent=record.user_agent,
+            geo=geo,
         )
 
 
@@ -111,8 +121,13 @@ class Me:
 
     @strawberry.field(description="Active sessions, newest first.")
     async def sessions(self, info: Info) -> list[Session]:
-        records = await sessions.active_sessions(info.context, user_id=self.id)
-        return [Session.of(r, current_id=self.current_session_id) for r in records]
+        records, located = await geo.with_geo(
+            info, lambda: sessions.active_sessions(info.context, user_id=self.id)
+        )
+        return [
+            Session.of(r, current_id=self.current_session_id, geo=Geo.of(located.get(r.client_ip)))
+            for r in records
+        ]
 
     @strawberry.field(description="Sessions that have ended or expired, newest first.")
     async def history(
@@ -121,13 +136,24 @@ class Me:
         first: int | None = history.DEFAULT_PAGE,
         after: str | None = None,
     ) -> HistoryConnection:
-        page, has_next = await history.history_page(
-            info.context,
-            user_id=self.id,
-            first=history.DEFAULT_PAGE if first is None else first,
-            after=after,
-        )
-        edges = [HistoryEdge(cursor=history.encode_cursor(r), node=History.of(r)) for r in page]
+        page_size = history.DEFAULT_PAGE if first is None else first
+        has_next = False
+
+        async def fetch() -> list[SessionRecord]:
+            nonlocal has_next
+            page, has_next = await history.history_page(
+                info.context, user_id=self.id, first=page_size, after=after
+            )
+            return page
+
+        page, located = await geo.with_geo(info, fetch)
+        edges = [
+            HistoryEdge(
+                cursor=history.encode_cursor(r),
+                node=History.of(r, geo=Geo.of(located.get(r.client_ip))),
+            )
+            for r in page
+        ]
         return HistoryConnection(
             edges=edges,
             page_info=PageInfo(

@@ -1,15 +1,96 @@
-"""GeoByIpLoader: one per request, shared by Session.geo and History.geo, so that one query
-makes a single batched lookup for all its distinct IPs."""
+"""GeoByIpLoader: one per request, shared by the session and history lists, so that one query
+makes a single batched lookup for all its distinct IPs.
+
+The lists are fetched concurrently but finish at different times (Redis, Postgres), so a plain
+DataLoader would dispatch one batch per list. Each list therefore *reserves* a place before its
+first await and *submits* its IPs when it has them; the lookup runs once every reservation of the
+round is in, for all IPs together.
+"""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from types import TracebackType
 
 from strawberry.dataloader import DataLoader
 
 from loaders.geo.lookup import GeoLookup
 from loaders.geo.model import GeoInfo
 
+GeoByIp = dict[str, GeoInfo | None]
+
 
 class GeoByIpLoader(DataLoader[str, GeoInfo | None]):
     def __init__(self, lookup: GeoLookup) -> None:
         # Never create one at module level: its cache would be shared across users.
         super().__init__(load_fn=lookup.many)
+        self._open = 0
+        self._ips: list[str] = []
+        self._round: asyncio.Future[GeoByIp] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def reserve(self) -> Reservation:
+        """Call before the first await of a list resolver; submit or release it exactly once."""
+        self._open += 1
+        return Reservation(self)
+
+    def _arrive(self, ips: Sequence[str]) -> asyncio.Future[GeoByIp]:
+        if self._round is None:
+            self._round = asyncio.get_running_loop().create_future()
+        this_round = self._round
+        self._ips.extend(ips)
+        self._open -= 1
+        if self._open == 0:
+            self._flush()
+        return this_round
+
+    def _flush(self) -> None:
+        this_round, ips = self._round, list(dict.fromkeys(self._ips))
+        self._round, self._ips = None, []
+        if this_round is None:
+            return
+
+        async def run() -> None:
+            try:
+                found = await self.load_many(ips)
+            except Exception as exc:  # handed to every waiter of the round
+                if not this_round.done():
+                    this_round.set_exception(exc)
+                return
+            if not this_round.done():
+                this_round.set_result(dict(zip(ips, found, strict=True)))
+
+        # Hold a reference until it is done, so the task is not garbage-collected mid-flight.
+        task = asyncio.ensure_future(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+class Reservation:
+    def __init__(self, loader: GeoByIpLoader) -> None:
+        self._loader = loader
+        self._done = False
+
+    async def submit(self, ips: Sequence[str]) -> GeoByIp:
+        """Waits for the round's single lookup and returns what it found for every IP."""
+        self._done = True
+        # Shielded: one waiter being cancelled must not cancel the round for the others.
+        return await asyncio.shield(self._loader._arrive(ips))
+
+    def release(self) -> None:
+        """This list needs no lookup (no geo asked for, or it failed): don't hold the round up."""
+        if not self._done:
+            self._done = True
+            self._loader._arrive(())
+
+    async def __aenter__(self) -> Reservation:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()

@@ -51,7 +51,9 @@ async def ensure_database(dsn: str) -> bool:
     admin = await asyncpg.connect(dsn, database="postgres")
     try:
         await admin.execute(f'CREATE DATABASE "{name.replace(chr(34), chr(34) * 2)}"')
-    except asyncpg.DuplicateDatabaseError:
+    except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+        # Another migrate created it meanwhile; a concurrent CREATE DATABASE of the same name
+        # fails with a unique violation on pg_database rather than DuplicateDatabaseError.
         return False
     finally:
         await admin.close()

@@ -63,6 +63,16 @@ async def delete(pool: asyncpg.Pool, *, token_hashes: Sequence[str]) -> None:
     )
 
 
+async def taken_token_hashes(pool: asyncpg.Pool, *, token_hashes: Sequence[str]) -> set[str]:
+    """Which of these token hashes some stored session already has."""
+    if not token_hashes:
+        return set()
+    rows = await pool.fetch(
+        "SELECT token_hash FROM sessions WHERE token_hash = ANY($1::text[])", list(token_hashes)
+    )
+    return {r["token_hash"] for r in rows}
+
+
 async def get(pool: asyncpg.Pool, *, token_hash: str) -> SessionRecord | None:
     row = await pool.fetchrow(
         f"SELECT {_SELECT_LIST} FROM sessions WHERE token_hash = $1",  # noqa: S608

@@ -127,6 +127,9 @@ class SessionStore:
             self.pool, user_id=user_id, now=now or utcnow(), first=first, after=after
         )
 
+    async def taken_token_hashes(self, token_hashes: Sequence[str]) -> set[str]:
+        return await records.taken_token_hashes(self.pool, token_hashes=token_hashes)
+
     # -- writing -------------------------------------------------------------------------------
 
     async def create(self, new: NewSession) -> Created:

@@ -15,7 +15,10 @@ TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_\-]{16,256}")
 
 
 def new_token() -> str:
-    return secrets.token_urlsafe(TOKEN_BYTES)
+    # Never starting with "-" keeps `--token T` on a command line from reading as an option.
+    while (token := secrets.token_urlsafe(TOKEN_BYTES)).startswith("-"):
+        pass
+    return token
 
 
 def is_well_formed(token: str) -> bool:
