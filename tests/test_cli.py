@@ -1,0 +1,569 @@
+"""The `sessions-api` command, run as a real subprocess against the run's Postgres and Redis.
+
+Effects are checked where a user would see them: the HTTP app (REST and GraphQL) and the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import secrets
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from graph.resources import Resources
+from graph.settings import Settings
+from store.tokens import new_token
+from tests.conftest import Users
+
+URL_SAFE = re.compile(r"[A-Za-z0-9_-]+")
+GRAPHQL_HEADERS = {"accept": "application/graphql-response+json"}
+HISTORY_QUERY = """
+query { me { history(first: 200) { edges { node { tokenSuffix endedAt } } } } }
+"""
+
+
+def _command() -> list[str]:
+    """The installed console script next to this interpreter, else `python -m graph.cli`."""
+    script = Path(sys.executable).with_name("sessions-api")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "graph.cli"]
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def lines(self) -> list[str]:
+        return self.stdout.splitlines()
+
+
+async def run_cli(
+    settings: Settings, *args: str, stdin: str | None = None, **env_overrides: str
+) -> Result:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=settings.database_url,
+        REDIS_URL=settings.redis_url,
+        REDIS_KEY_PREFIX=settings.redis_key_prefix,
+    )
+    env.update(env_overrides)
+    proc = await asyncio.create_subprocess_exec(
+        *_command(),
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    try:
+        # A bound that proves "no hang", not a speed check.
+        out, err = await asyncio.wait_for(
+            proc.communicate(stdin.encode() if stdin is not None else b""), timeout=120
+        )
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return Result(proc.returncode, out.decode(), err.decode())
+
+
+def cookie(token: str) -> dict[str, str]:
+    return {"cookie": f"psession={token}"}
+
+
+def ts(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def iso(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def random_ip() -> str:
+    return f"45.{secrets.randbelow(256)}.{secrets.randbelow(256)}.{1 + secrets.randbelow(254)}"
+
+
+def assert_usage_error(result: Result, *words: str) -> None:
+    """Exit status 2, nothing on stdout, and a short message without a traceback."""
+    assert result.code == 2, result
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    for word in words:
+        assert word in message, result.stderr
+
+
+async def create(
+    settings: Settings, user_id: str, *extra: str, ip: str | None = None
+) -> dict[str, Any]:
+    result = await run_cli(
+        settings,
+        "sessions", "create", "--user-id", user_id, "--ip", ip or random_ip(),
+        "--user-agent", "cli-test", *extra,
+    )
+    assert result.code == 0, result
+    assert len(result.lines) == 1, result
+    created: dict[str, Any] = json.loads(result.lines[0])
+    return created
+
+
+async def rest_sessions(client: httpx.AsyncClient, token: str) -> dict[str, Any]:
+    response = await client.get("/v1/users/me/sessions", headers=cookie(token))
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+# -- sessions create --------------------------------------------------------------------------
+
+
+async def test_create_prints_one_json_line_whose_token_signs_in(
+    base_settings: Settings, client: httpx.AsyncClient, users: Users
+) -> None:
+    user_id = users.new_id()
+    before = now()
+    result = await run_cli(
+        base_settings,
+        "sessions", "create", "--user-id", user_id, "--ip", "81.2.69.142", "--user-agent", "UA 1",
+    )
+    after = now()
+    assert result.code == 0, result
+    assert len(result.lines) == 1, result.stdout
+    created = json.loads(result.lines[0])
+    assert set(created) == {"token", "token_suffix"}
+    token = created["token"]
+    assert URL_SAFE.fullmatch(token)
+    assert len(token) * 6 >= 128  # URL-safe base64 carries 6 bits a character
+    assert created["token_suffix"] == token[-6:]
+
+    body = await rest_sessions(client, token)
+    [session] = body["sessions"]
+    assert session["is_current"] is True
+    assert session["token_suffix"] == token[-6:]
+    assert session["client_ip"] == "81.2.69.142"
+    assert session["user_agent"] == "UA 1"
+    created_at, expires_at = ts(session["created_at"]), ts(session["expires_at"])
+    assert before <= created_at <= after
+    assert expires_at - created_at == timedelta(days=30)
+
+
+async def test_two_creates_give_different_tokens(base_settings: Settings, users: Users) -> None:
+    user_id = users.new_id()
+    first = await create(base_settings, user_id)
+    second = await create(base_settings, user_id)
+    assert first["token"] != second["token"]
+
+
+async def test_create_ttl_counts_from_now(
+    base_settings: Settings, client: httpx.AsyncClient, users: Users
+) -> None:
+    before = now()
+    created = await create(base_settings, users.new_id(), "--ttl", "3600")
+    after = now()
+    [session] = (await rest_sessions(client, created["token"]))["sessions"]
+    expires_at = ts(session["expires_at"])
+    assert before + timedelta(seconds=3600) <= expires_at <= after + timedelta(seconds=3600)
+
+
+async def test_create_honours_created_at_and_expires_at_to_the_second(
+    base_settings: Settings, client: httpx.AsyncClient, resources: Resources, users: Users
+) -> None:
+    created_at = now() - timedelta(days=2)
+    expires_at = now() + timedelta(days=5)
+    # Given with a fraction of a second and another time zone: stored in UTC, to the second.
+    created_arg = (created_at + timedelta(microseconds=750_000)).astimezone(
+        timezone(timedelta(hours=2))
+    ).isoformat()
+    expires_arg = (expires_at + timedelta(microseconds=250_000)).isoformat()
+    assert created_arg.endswith(".750000+02:00") and "." in expires_arg
+
+    created = await create(
+        base_settings, users.new_id(), "--created-at", created_arg, "--expires-at", expires_arg
+    )
+    [session] = (await rest_sessions(client, created["token"]))["sessions"]
+    assert session["created_at"] == iso(created_at)
+    assert session["expires_at"] == iso(expires_at)
+
+    record = await resources.store.authenticate(created["token"])
+    assert record is not None
+    assert record.created_at == created_at
+    assert record.expires_at == expires_at
+    stored = await resources.store.pool.fetchrow(
+        "SELECT created_at, expires_at FROM sessions WHERE token_hash = $1", record.token_hash
+    )
+    assert stored["created_at"] == created_at
+    assert stored["expires_at"] == expires_at
+
+
+async def test_create_with_expires_at_and_ttl_is_a_usage_error(
+    base_settings: Settings, resources: Resources, users: Users
+) -> None:
+    user_id = users.new_id()
+    result = await run_cli(
+        base_settings,
+        "sessions", "create", "--user-id", user_id, "--ip", random_ip(),
+        "--expires-at", iso(now() + timedelta(days=1)), "--ttl", "3600",
+    )
+    assert_usage_error(result, "--ttl")
+    assert await resources.store.list_active_for_user(user_id=user_id) == []
+
+
+@pytest.mark.parametrize("ip", ["not-an-ip", "300.1.2.3", "81.2.69.142/24", ""])
+async def test_create_with_an_invalid_ip_is_a_usage_error(
+    base_settings: Settings, resources: Resources, users: Users, ip: str
+) -> None:
+    user_id = users.new_id()
+    result = await run_cli(
+        base_settings, "sessions", "create", "--user-id", user_id, "--ip", ip, "--user-agent", "UA"
+    )
+    assert_usage_error(result, "ip")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert await resources.store.list_active_for_user(user_id=user_id) == []
+    history, _ = await resources.store.list_history_for_user(user_id=user_id, first=10)
+    assert history == []
+
+
+async def test_create_expiring_before_it_was_created_is_a_usage_error(
+    base_settings: Settings, resources: Resources, users: Users
+) -> None:
+    user_id = users.new_id()
+    result = await run_cli(
+        base_settings,
+        "sessions", "create", "--user-id", user_id, "--ip", random_ip(),
+        "--created-at", iso(now() - timedelta(hours=1)),
+        "--expires-at", iso(now() - timedelta(hours=2)),
+    )
+    assert_usage_error(result, "expires_at")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    history, _ = await resources.store.list_history_for_user(user_id=user_id, first=10)
+    assert history == []
+
+
+async def test_create_with_a_bad_timestamp_is_a_usage_error(
+    base_settings: Settings, users: Users
+) -> None:
+    result = await run_cli(
+        base_settings,
+        "sessions", "create", "--user-id", users.new_id(), "--ip", random_ip(),
+        "--created-at", "yesterday",
+    )
+    assert_usage_error(result, "--created-at")
+
+
+# -- sessions end -----------------------------------------------------------------------------
+
+
+async def test_end_signs_the_session_out_and_moves_it_to_history(
+    base_settings: Settings, client: httpx.AsyncClient, resources: Resources, users: Users
+) -> None:
+    user_id = users.new_id()
+    ending = await create(base_settings, user_id)
+    staying = await create(base_settings, user_id)
+
+    result = await run_cli(base_settings, "sessions", "end", "--token", ending["token"])
+    assert result.code == 0, result
+
+    gone = await client.get("/v1/users/me/sessions", headers=cookie(ending["token"]))
+    assert gone.status_code == 401
+    assert gone.json()["error"]["code"]
+
+    body = await rest_sessions(client, staying["token"])
+    assert [s["token_suffix"] for s in body["sessions"]] == [staying["token_suffix"]]
+    assert [h["token_suffix"] for h in body["history"]] == [ending["token_suffix"]]
+
+    response = await client.post(
+        "/graphql",
+        json={"query": HISTORY_QUERY},
+        headers={**GRAPHQL_HEADERS, **cookie(staying["token"])},
+    )
+    assert response.status_code == 200, response.text
+    [edge] = response.json()["data"]["me"]["history"]["edges"]
+    assert edge["node"]["tokenSuffix"] == ending["token_suffix"]
+    assert edge["node"]["endedAt"] is not None
+
+    [record], _ = await resources.store.list_history_for_user(user_id=user_id, first=10)
+    assert record.end_reason == "logout"
+    assert record.ended_at is not None
+
+
+async def test_end_with_reason_revoked_is_kept_and_ending_again_changes_nothing(
+    base_settings: Settings, client: httpx.AsyncClient, resources: Resources, users: Users
+) -> None:
+    user_id = users.new_id()
+    created = await create(base_settings, user_id)
+
+    first = await run_cli(
+        base_settings, "sessions", "end", "--token", created["token"], "--reason", "revoked"
+    )
+    assert first.code == 0, first
+    [record], _ = await resources.store.list_history_for_user(user_id=user_id, first=10)
+    assert record.end_reason == "revoked"
+
+    await asyncio.sleep(1.1)  # so that a second end would record a different second
+    again = await run_cli(
+        base_settings, "sessions", "end", "--token", created["token"], "--reason", "logout"
+    )
+    assert again.code == 0, again
+    [after], _ = await resources.store.list_history_for_user(user_id=user_id, first=10)
+    assert after.end_reason == "revoked"
+    assert after.ended_at == record.ended_at
+    response = await client.get("/v1/users/me/sessions", headers=cookie(created["token"]))
+    assert response.status_code == 401
+
+
+async def test_end_of_an_unknown_token_fails_with_a_message(base_settings: Settings) -> None:
+    result = await run_cli(
+        base_settings, "sessions", "end", "--token", new_token()
+    )
+    assert result.code == 1, result
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert "session" in result.stderr
+
+
+async def test_end_refuses_an_unknown_reason(base_settings: Settings) -> None:
+    result = await run_cli(
+        base_settings, "sessions", "end", "--token", new_token(), "--reason", "bored"
+    )
+    assert_usage_error(result, "--reason")
+
+
+# -- sessions import --------------------------------------------------------------------------
+
+
+def import_row(user_id: str, index: int, **fields: Any) -> dict[str, Any]:
+    row = {
+        "user_id": user_id,
+        "ip": random_ip(),
+        "user_agent": f"row-{index}",
+        "created_at": iso(now() - timedelta(days=1)),
+        "expires_at": iso(now() + timedelta(days=10)),
+    }
+    row.update(fields)
+    return row
+
+
+async def test_import_prints_one_token_per_row_in_order_and_routes_past_rows_to_history(
+    base_settings: Settings, client: httpx.AsyncClient, resources: Resources, users: Users
+) -> None:
+    user_ids = [users.new_id() for _ in range(10)]
+    t = now()
+    rows: list[dict[str, Any]] = []
+    kept_tokens: dict[int, str] = {}
+    for i in range(3000):
+        user_id = user_ids[i % len(user_ids)]
+        kind = i % 3
+        created_at = iso(t - timedelta(days=60, seconds=i))
+        if kind == 0:  # active; every fifth keeps the token it had in the older store
+            row = import_row(user_id, i, created_at=created_at)
+            if i % 5 == 0:
+                kept_tokens[i] = row["token"] = new_token()
+        elif kind == 1:  # ended
+            row = import_row(
+                user_id, i, created_at=created_at, ended_at=iso(t - timedelta(days=59)),
+                end_reason="revoked" if i % 2 else "logout",
+            )
+        else:  # expired, never ended
+            row = import_row(
+                user_id, i, created_at=created_at, expires_at=iso(t - timedelta(days=30))
+            )
+        rows.append(row)
+
+    result = await run_cli(
+        base_settings, "sessions", "import", stdin="".join(json.dumps(r) + "\n" for r in rows)
+    )
+    assert result.code == 0, result.stderr
+    printed = [json.loads(line) for line in result.lines]
+    assert len(printed) == 3000
+    for out in printed:
+        assert set(out) == {"token", "token_suffix"}
+        assert out["token_suffix"] == out["token"][-6:]
+    assert len({out["token"] for out in printed}) == 3000
+    for i, token in kept_tokens.items():
+        assert printed[i]["token"] == token
+
+    # Active rows: each printed token signs in to the session of that very row.
+    for i in range(0, 3000, 3):
+        record = await resources.store.authenticate(printed[i]["token"])
+        assert record is not None, f"row {i} does not sign in"
+        assert record.user_agent == f"row-{i}"
+        assert record.user_id == rows[i]["user_id"]
+    for i in (0, 3, 2997):  # kept tokens and new ones alike, through the app
+        [current] = [
+            s for s in (await rest_sessions(client, printed[i]["token"]))["sessions"]
+            if s["is_current"]
+        ]
+        assert current["user_agent"] == f"row-{i}"
+
+    # Past rows: in history with the printed suffix, never active.
+    for i in (1, 2, 2998, 2999):
+        assert await resources.store.authenticate(printed[i]["token"]) is None
+    for user_id in user_ids:
+        active = await resources.store.list_active_for_user(user_id=user_id)
+        assert len(active) == 100
+        history, more = await resources.store.list_history_for_user(user_id=user_id, first=1000)
+        assert not more
+        assert len(history) == 200
+        for record in history:
+            i = int(record.user_agent.removeprefix("row-"))
+            assert i % 3 != 0
+            assert record.token_suffix == printed[i]["token_suffix"]
+            if i % 3 == 1:
+                assert record.end_reason == rows[i]["end_reason"]
+                assert record.ended_at == ts(rows[i]["ended_at"])
+            else:
+                assert record.end_reason == "expired"
+
+
+async def test_import_skips_blank_lines(
+    base_settings: Settings, resources: Resources, users: Users
+) -> None:
+    user_id = users.new_id()
+    first, second = (json.dumps(import_row(user_id, i)) for i in range(2))
+    text = f"\n{first}\n   \n\n{second}\n\n"
+    result = await run_cli(base_settings, "sessions", "import", stdin=text)
+    assert result.code == 0, result
+    assert len(result.lines) == 2
+    active = await resources.store.list_active_for_user(user_id=user_id)
+    assert sorted(r.user_agent for r in active) == ["row-0", "row-1"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param('{"user_id": "%s", "ip": "999.1.1.1", "created_at": "2026-01-01T00:00:00Z", '
+                     '"expires_at": "2030-01-01T00:00:00Z"}', id="bad-ip"),
+        pytest.param('{"user_id": "%s", "ip": "81.2.69.142", "created_at": "2026-01-01T00:00:00Z", '
+                     '"expires_at": "2030-01-01T00:00:00Z", "colour": "blue"}', id="unknown-field"),
+        pytest.param('{"user_id": "%s", "ip": ', id="not-json"),
+        pytest.param('["%s"]', id="not-an-object"),
+        pytest.param('{"user_id": "%s", "ip": "81.2.69.142", "created_at": "2026-01-01T00:00:00Z", '
+                     '"expires_at": "2030-01-01T00:00:00Z", "end_reason": "logout"}',
+                     id="reason-without-end"),
+    ],
+)
+async def test_import_stops_at_a_bad_line_after_importing_the_rows_before_it(
+    base_settings: Settings, resources: Resources, users: Users, bad: str
+) -> None:
+    user_id = users.new_id()
+    lines = [json.dumps(import_row(user_id, i)) for i in range(10)]
+    lines[4] = bad % user_id
+    result = await run_cli(base_settings, "sessions", "import", stdin="\n".join(lines) + "\n")
+
+    assert result.code == 1, result
+    assert "Traceback" not in result.stderr
+    assert re.search(r"\bline 5\b", result.stderr), result.stderr
+    printed = [json.loads(line) for line in result.lines]
+    assert len(printed) == 4
+    for i, out in enumerate(printed):
+        record = await resources.store.authenticate(out["token"])
+        assert record is not None
+        assert record.user_agent == f"row-{i}"
+    active = await resources.store.list_active_for_user(user_id=user_id)
+    assert sorted(r.user_agent for r in active) == [f"row-{i}" for i in range(4)]
+    history, _ = await resources.store.list_history_for_user(user_id=user_id, first=50)
+    assert history == []
+
+
+async def test_import_names_the_physical_line_when_blank_lines_come_before(
+    base_settings: Settings, resources: Resources, users: Users
+) -> None:
+    user_id = users.new_id()
+    lines = [json.dumps(import_row(user_id, 0)), "", json.dumps(import_row(user_id, 1)), "",
+             "not json", json.dumps(import_row(user_id, 2))]
+    result = await run_cli(base_settings, "sessions", "import", stdin="\n".join(lines) + "\n")
+    assert result.code == 1, result
+    assert re.search(r"\bline 5\b", result.stderr), result.stderr
+    assert len(result.lines) == 2
+    active = await resources.store.list_active_for_user(user_id=user_id)
+    assert sorted(r.user_agent for r in active) == ["row-0", "row-1"]
+
+
+# -- demo, check, help ------------------------------------------------------------------------
+
+
+async def run_demo(settings: Settings) -> str:
+    result = await run_cli(settings, "demo")
+    assert result.code == 0, result
+    match = re.search(r"psession=([A-Za-z0-9_-]+)", result.stdout)
+    assert match, result.stdout
+    return match.group(1)
+
+
+async def test_demo_seeds_a_user_and_prints_a_cookie_that_signs_in(
+    base_settings: Settings, client: httpx.AsyncClient
+) -> None:
+    token = await run_demo(base_settings)
+    body = await rest_sessions(client, token)
+    assert len(body["sessions"]) == 3
+    assert [s["is_current"] for s in body["sessions"]].count(True) == 1
+    assert len(body["history"]) == 6
+
+    again = await run_demo(base_settings)
+    body = await rest_sessions(client, again)
+    assert len(body["sessions"]) == 3
+    assert len(body["history"]) == 6
+    assert (await client.get("/v1/users/me/sessions", headers=cookie(token))).status_code == 401
+
+
+async def test_check_passes_when_postgres_and_redis_answer(
+    base_settings: Settings, database: str
+) -> None:
+    result = await run_cli(base_settings, "check")
+    assert result.code == 0, result
+
+
+async def test_check_fails_naming_redis_when_redis_does_not_answer(
+    base_settings: Settings, database: str
+) -> None:
+    result = await run_cli(base_settings, "check", REDIS_URL="redis://127.0.0.1:1/0")
+    assert result.code == 1, result
+    assert "Traceback" not in result.stderr
+    assert "redis" in result.stderr.lower()
+    assert "postgres" not in result.stderr.lower()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["serve"],
+        ["migrate"],
+        ["check"],
+        ["demo"],
+        ["export-schema"],
+        ["sessions"],
+        ["sessions", "create"],
+        ["sessions", "end"],
+        ["sessions", "import"],
+    ],
+    ids=lambda a: " ".join(a) or "top",
+)
+async def test_help_works_for_every_command(base_settings: Settings, args: list[str]) -> None:
+    result = await run_cli(base_settings, *args, "--help")
+    assert result.code == 0, result
+    assert result.stdout.startswith("usage: sessions-api")
+    assert result.stderr == ""
+    if not args:
+        for command in ("serve", "migrate", "check", "demo", "export-schema", "sessions"):
+            assert command in result.stdout
+    if args == ["sessions", "create"]:
+        options = ("--user-id", "--ip", "--user-agent", "--created-at", "--expires-at", "--ttl")
+        for option in options:
+            assert option in result.stdout

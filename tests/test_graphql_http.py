@@ -1,0 +1,411 @@
+"""/graphql as the GraphQL-over-HTTP specification asks (media types, status codes, limits),
+GraphiQL served from the app itself, and the health routes (including with Redis down)."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from graph.settings import Settings
+from tests.servers import serve
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+JSON = "application/json"
+ME = "{ me { id } }"
+
+
+def media_type(response: httpx.Response) -> str:
+    return response.headers.get("content-type", "").split(";")[0].strip()
+
+
+async def post(
+    client: httpx.AsyncClient, body: Any, *, accept: str | None = GRAPHQL_RESPONSE
+) -> httpx.Response:
+    headers = {} if accept is None else {"accept": accept}
+    return await client.post("/graphql", json=body, headers=headers)
+
+
+async def assert_still_serving(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).status_code == 200
+    response = await post(client, {"query": ME})
+    assert response.status_code == 200
+    assert response.json()["data"] == {"me": None}
+
+
+# -- media types ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        (GRAPHQL_RESPONSE, GRAPHQL_RESPONSE),
+        (f"{GRAPHQL_RESPONSE}, {JSON};q=0.9", GRAPHQL_RESPONSE),
+        (JSON, JSON),
+        ("*/*", JSON),
+    ],
+)
+async def test_response_media_type_follows_accept(
+    client: httpx.AsyncClient, accept: str, expected: str
+) -> None:
+    response = await post(client, {"query": ME}, accept=accept)
+    assert response.status_code == 200
+    assert media_type(response) == expected
+    assert response.json()["data"] == {"me": None}
+
+
+async def test_no_accept_header_gets_json(client: httpx.AsyncClient) -> None:
+    request = client.build_request("POST", "/graphql", json={"query": ME})
+    del request.headers["accept"]
+    response = await client.send(request)
+    assert response.status_code == 200
+    assert media_type(response) == JSON
+
+
+async def test_unacceptable_media_type_is_406(client: httpx.AsyncClient) -> None:
+    response = await post(client, {"query": ME}, accept="text/csv")
+    assert response.status_code == 406
+
+
+# -- requests that cannot be executed ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param("{ me { id }", id="syntax"),
+        pytest.param("{ me { noSuchField } }", id="validation"),
+        pytest.param("{ me }", id="missing-selection"),
+    ],
+)
+@pytest.mark.parametrize(("accept", "status"), [(GRAPHQL_RESPONSE, 400), (JSON, 200)])
+async def test_unexecutable_document_status_depends_on_media_type(
+    client: httpx.AsyncClient, query: str, accept: str, status: int
+) -> None:
+    response = await post(client, {"query": query}, accept=accept)
+    assert response.status_code == status
+    assert media_type(response) == accept
+    body = response.json()
+    assert body["errors"]
+    assert "data" not in body
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"],
+)
+async def test_post_body_that_is_not_json_is_415(
+    client: httpx.AsyncClient, content_type: str
+) -> None:
+    response = await client.post(
+        "/graphql",
+        content=json.dumps({"query": ME}),
+        headers={"content-type": content_type, "accept": GRAPHQL_RESPONSE},
+    )
+    assert response.status_code == 415
+
+
+async def test_post_without_content_type_is_415(client: httpx.AsyncClient) -> None:
+    request = client.build_request("POST", "/graphql", content=json.dumps({"query": ME}))
+    assert "content-type" not in request.headers
+    response = await client.send(request)
+    assert response.status_code == 415
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b'{"query": "{ me { id } }"', id="invalid-json"),
+        pytest.param(b"", id="empty-body"),
+        pytest.param(b"\xff\xfe not utf-8", id="not-utf8"),
+        pytest.param(json.dumps([{"query": ME}]).encode(), id="array"),
+        pytest.param(json.dumps("{ me { id } }").encode(), id="string"),
+        pytest.param(b"{}", id="missing-query"),
+        pytest.param(json.dumps({"query": ""}).encode(), id="empty-query"),
+        pytest.param(json.dumps({"query": 42}).encode(), id="query-not-string"),
+        pytest.param(json.dumps({"query": ME, "variables": [1]}).encode(), id="variables-list"),
+        pytest.param(json.dumps({"query": ME, "variables": 7}).encode(), id="variables-number"),
+        pytest.param(json.dumps({"query": ME, "variables": "[1]"}).encode(), id="variables-str"),
+        pytest.param(json.dumps({"query": ME, "operationName": 3}).encode(), id="opname-number"),
+    ],
+)
+async def test_malformed_request_is_400(client: httpx.AsyncClient, raw: bytes) -> None:
+    response = await client.post(
+        "/graphql", content=raw, headers={"content-type": JSON, "accept": GRAPHQL_RESPONSE}
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"]
+
+
+async def test_variables_of_the_wrong_type_are_400(client: httpx.AsyncClient) -> None:
+    query = "query ($n: Int) { me { history(first: $n) { edges { cursor } } } }"
+    response = await post(client, {"query": query, "variables": {"n": "many"}})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["errors"]
+    assert "data" not in body
+
+
+# -- limits -----------------------------------------------------------------------------------
+
+
+async def test_body_over_64_kib_is_413(client: httpx.AsyncClient) -> None:
+    body = {"query": ME, "padding": "x" * (64 * 1024)}
+    response = await post(client, body)
+    assert response.status_code == 413
+    await assert_still_serving(client)
+
+
+async def test_body_just_under_the_limit_is_accepted(client: httpx.AsyncClient) -> None:
+    query = "# " + "x" * (60 * 1024) + "\n" + ME
+    response = await post(client, {"query": query})
+    assert response.status_code == 200
+    assert response.json()["data"] == {"me": None}
+
+
+async def test_too_many_tokens_is_refused(client: httpx.AsyncClient) -> None:
+    query = "{ me { " + " ".join(["id"] * 2100) + " } }"
+    assert len(json.dumps({"query": query})) < 64 * 1024
+    response = await post(client, {"query": query})
+    assert response.status_code == 400
+    assert media_type(response) == GRAPHQL_RESPONSE
+    body = response.json()
+    assert body["errors"] and "data" not in body
+    assert any("token" in e["message"].lower() for e in body["errors"])
+    await assert_still_serving(client)
+
+
+async def test_too_deep_is_refused(client: httpx.AsyncClient) -> None:
+    inner = "city"
+    for name in ["geo", "node", "edges", "history", "me"] + [f"f{i}" for i in range(8)]:
+        inner = f"{name} {{ {inner} }}"
+    response = await post(client, {"query": "{ " + inner + " }"})
+    assert response.status_code == 400
+    body = response.json()
+    assert "data" not in body
+    assert any("depth" in e["message"].lower() for e in body["errors"])
+    await assert_still_serving(client)
+
+
+async def test_deep_but_allowed_query_runs(client: httpx.AsyncClient) -> None:
+    query = "{ me { history { edges { node { geo { city } } } } } }"
+    response = await post(client, {"query": query})
+    assert response.status_code == 200
+    assert response.json()["data"] == {"me": None}
+
+
+async def test_too_many_aliases_is_refused(client: httpx.AsyncClient) -> None:
+    query = "{ " + " ".join(f"a{i}: me {{ id }}" for i in range(25)) + " }"
+    response = await post(client, {"query": query})
+    assert response.status_code == 400
+    body = response.json()
+    assert "data" not in body
+    assert any("alias" in e["message"].lower() for e in body["errors"])
+    await assert_still_serving(client)
+
+
+async def test_twenty_aliases_are_allowed(client: httpx.AsyncClient) -> None:
+    query = "{ " + " ".join(f"a{i}: me {{ id }}" for i in range(20)) + " }"
+    response = await post(client, {"query": query})
+    assert response.status_code == 200
+    assert response.json()["data"] == {f"a{i}": None for i in range(20)}
+
+
+# -- GET, GraphiQL, other methods -------------------------------------------------------------
+
+
+async def test_get_with_query_executes(client: httpx.AsyncClient) -> None:
+    response = await client.get("/graphql", params={"query": "{me{id}}"})
+    assert response.status_code == 200
+    assert media_type(response) == JSON
+    body = response.json()
+    assert body["data"] == {"me": None}
+    assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_get_with_query_and_variables(client: httpx.AsyncClient) -> None:
+    query = "query ($n: Int) { me { history(first: $n) { edges { cursor } } } }"
+    response = await client.get(
+        "/graphql",
+        params={"query": query, "variables": json.dumps({"n": 3})},
+        headers={"accept": GRAPHQL_RESPONSE},
+    )
+    assert response.status_code == 200
+    assert response.json()["data"] == {"me": None}
+
+
+async def test_browser_get_serves_graphiql_from_the_app(client: httpx.AsyncClient) -> None:
+    page = await client.get(
+        "/graphql", headers={"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    )
+    assert page.status_code == 200
+    assert media_type(page) == "text/html"
+    html = page.text
+    assert "/static/graphiql/graphiql.min.js" in html
+    assert "http://" not in html and "https://" not in html, "GraphiQL must not need a CDN"
+
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert "/static/graphiql/graphiql.min.css" in assets
+    assert any("react" in a for a in assets)
+    for asset in assets:
+        assert asset.startswith("/static/"), asset
+        response = await client.get(asset)
+        assert response.status_code == 200, asset
+        assert len(response.content) > 1000, asset
+    for name, kind in [
+        ("graphiql.min.js", "javascript"),
+        ("react.production.min.js", "javascript"),
+        ("react-dom.production.min.js", "javascript"),
+        ("graphiql.min.css", "text/css"),
+    ]:
+        response = await client.get(f"/static/graphiql/{name}")
+        assert response.status_code == 200, name
+        assert kind in response.headers["content-type"], name
+
+
+async def test_get_without_query_and_without_html_accept_is_400(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/graphql", headers={"accept": GRAPHQL_RESPONSE})
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"query": "query A { me { id } }", "operationName": "Nope"}, id="unknown-op"),
+        pytest.param({"query": "subscription { me { id } }"}, id="subscription"),
+    ],
+)
+@pytest.mark.parametrize(("accept", "status"), [(GRAPHQL_RESPONSE, 400), (JSON, 200)])
+async def test_operation_that_cannot_run_is_a_request_error_not_500(
+    client: httpx.AsyncClient, body: dict[str, Any], accept: str, status: int
+) -> None:
+    response = await post(client, body, accept=accept)
+    assert response.status_code == status
+    assert media_type(response) == accept
+    answer = response.json()
+    assert answer["errors"] and "data" not in answer
+
+
+async def test_get_with_a_mutation_is_405(client: httpx.AsyncClient) -> None:
+    response = await client.get("/graphql", params={"query": "mutation { signOut }"})
+    assert response.status_code == 405
+    assert "POST" in response.headers["allow"]
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_get_with_named_operation(client: httpx.AsyncClient) -> None:
+    query = "query A { me { id } } query B { me { id } }"
+    response = await client.get("/graphql", params={"query": query, "operationName": "B"})
+    assert response.status_code == 200
+    assert response.json()["data"] == {"me": None}
+
+
+async def test_put_is_405(client: httpx.AsyncClient) -> None:
+    response = await client.put("/graphql", json={"query": ME})
+    assert response.status_code == 405
+
+
+# -- caching ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "kwargs"),
+    [
+        pytest.param("POST", {"json": {"query": ME}}, id="ok"),
+        pytest.param("POST", {"json": {"query": ME}, "headers": {"accept": JSON}}, id="ok-json"),
+        pytest.param("POST", {"json": {"query": "{ me { id }"}}, id="syntax-error"),
+        pytest.param("POST", {"json": [1]}, id="bad-request"),
+        pytest.param("POST", {"json": {"query": ME}, "headers": {"accept": "text/csv"}}, id="406"),
+        pytest.param("POST", {"content": "{ me { id } }"}, id="415"),
+        pytest.param("POST", {"json": {"query": ME, "p": "x" * 70_000}}, id="413"),
+        pytest.param("GET", {"params": {"query": ME}}, id="get"),
+        pytest.param("GET", {"headers": {"accept": "text/html"}}, id="graphiql"),
+    ],
+)
+async def test_every_graphql_response_is_no_store(
+    client: httpx.AsyncClient, method: str, kwargs: dict[str, Any]
+) -> None:
+    headers = {"accept": GRAPHQL_RESPONSE, **kwargs.pop("headers", {})}
+    response = await client.request(method, "/graphql", headers=headers, **kwargs)
+    assert response.headers.get("cache-control") == "no-store", response.status_code
+
+
+# -- health -----------------------------------------------------------------------------------
+
+
+async def test_healthz(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_readyz_with_postgres_and_redis_up(client: httpx.AsyncClient) -> None:
+    response = await client.get("/readyz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["postgres"] == "ok"
+    assert body["redis"] == "ok"
+
+
+@pytest.fixture(scope="module")
+def redis_down_app(base_settings: Settings, database: str) -> Iterator[str]:
+    """The app with a REDIS_URL where nothing listens (port 1)."""
+    settings = base_settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    with serve(settings) as url:
+        yield url
+
+
+@pytest.fixture
+async def down_client(redis_down_app: str) -> AsyncIterator[httpx.AsyncClient]:
+    # The timeout is the "no hang" bound: every answer below must come well before it.
+    async with httpx.AsyncClient(base_url=redis_down_app, timeout=15) as c:
+        yield c
+
+
+async def test_redis_down_readyz_is_503_naming_redis(down_client: httpx.AsyncClient) -> None:
+    response = await down_client.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["redis"] == "unavailable"
+    assert body["postgres"] == "ok"
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_redis_down_healthz_is_still_200(down_client: httpx.AsyncClient) -> None:
+    response = await down_client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_redis_down_rest_route_is_json_503(down_client: httpx.AsyncClient) -> None:
+    token = secrets.token_urlsafe(32)
+    response = await down_client.get(
+        "/v1/users/me/sessions", headers={"cookie": f"psession={token}"}
+    )
+    assert response.status_code == 503
+    assert media_type(response) == JSON
+    assert response.json()["error"]["code"] == "unavailable"
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_redis_down_graphql_answers_with_an_error(down_client: httpx.AsyncClient) -> None:
+    token = secrets.token_urlsafe(32)
+    response = await down_client.post(
+        "/graphql",
+        json={"query": ME},
+        headers={"cookie": f"psession={token}", "accept": GRAPHQL_RESPONSE},
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["data"] == {"me": None}
+    assert body["errors"]
+    # An outage is not the client's fault and reveals no internals.
+    assert body["errors"][0].get("extensions", {}).get("code") != "UNAUTHENTICATED"
+    assert "6379" not in response.text and "127.0.0.1:1" not in response.text
