@@ -225,6 +225,15 @@ async def test_history_pages_walk_every_past_session_once_newest_first(
     empty = await history_page(client, token, first=3, after=last)
     assert empty == {"edges": [], "pageInfo": {"hasNextPage": False, "endCursor": None}}
 
+    # A page that takes exactly what is left says there is nothing more.
+    exact = await history_page(client, token, first=7)
+    assert len(exact["edges"]) == 7
+    assert exact["pageInfo"]["hasNextPage"] is False
+    assert (await history_page(client, token, first=6))["pageInfo"]["hasNextPage"] is True
+    rest = await history_page(client, token, first=4, after=pages[0]["pageInfo"]["endCursor"])
+    assert [e["node"]["id"] for e in rest["edges"]] == seen[3:]
+    assert rest["pageInfo"]["hasNextPage"] is False
+
 
 async def test_history_fields_and_expired_session_ends_at_its_expiry(
     client: httpx.AsyncClient, users: Users
