@@ -107,11 +107,12 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
     async with open_resources(settings, geo=False) as res:
         token, active, past = await seed_demo(res.store)
-    base = f"http://{settings.host}:{settings.port}"
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
+    base = f"http://{host}:{settings.port}"
     print(f"Demo user {DEMO_USER!r}: {active} active sessions, {past} past ones.")
     print(f"  REST:     curl -b 'psession={token}' {base}/v1/users/me/sessions")
-    print(f"  GraphiQL: open {base}/graphql and, in the browser console, run")
-    print(f'            document.cookie = "psession={token}; path=/"  then reload.')
+    print(f"  GraphiQL: {base}/graphql#psession={token}")
+    print("            (signs that browser in; works on localhost only)")
     return 0
 
 
