@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from graph import health, rest
 from graph.graphql_http import graphql_endpoint
 from graph.resources import open_resources
 from graph.settings import Settings, get_settings
+from resolvers import device
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # The user-agent rules compile on first use; do it before taking traffic.
+        await asyncio.to_thread(device.warm_up)
         async with open_resources(settings) as resources:
             app.state.resources = resources
             log.info(

@@ -24,3 +24,17 @@ class Unauthenticated(ApiError):
 
 class BadUserInput(ApiError):
     code = "BAD_USER_INPUT"
+
+
+class NotFound(ApiError):
+    code = "NOT_FOUND"
+
+
+class CurrentSession(ApiError):
+    code = "CURRENT_SESSION"
+
+    def __init__(
+        self,
+        message: str = "This is the session making the request; sign out instead of revoking it.",
+    ) -> None:
+        super().__init__(message)

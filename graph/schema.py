@@ -20,7 +20,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionContext
 
 from graph.scalars import SCALAR_MAP
-from graph.types import Query
+from graph.types import Mutation, Query
 
 log = logging.getLogger("graph.errors")
 
@@ -66,6 +66,7 @@ _LIMIT_RULES = [
 
 schema = SessionsSchema(
     query=Query,
+    mutation=Mutation,
     config=StrawberryConfig(scalar_map=SCALAR_MAP),
     # Factories: Strawberry builds fresh extensions per request (the parse and validation
     # caches behind ParserCache and ValidationCache are shared all the same).

@@ -1,14 +1,16 @@
-"""The GraphQL types: Me, Session, History (with its Relay-style connection) and Geo."""
+"""The GraphQL types: Me, Session, History (with its Relay-style connection), Geo, Device, and
+the mutations."""
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 
 import strawberry
 
 from graph.context import Info
 from loaders.geo.model import GeoInfo
-from resolvers import geo, history, me, sessions
+from resolvers import device, history, me, revoke, sessions
 from store.models import SessionRecord
 
 GEO_DESCRIPTION = "Where clientIp is; null for private, unknown or not yet located addresses."
@@ -45,29 +47,59 @@ class Geo:
         )
 
 
+@strawberry.type(description="The device a session signed in from, read from its user agent.")
+class Device:
+    browser: str | None = strawberry.field(description="e.g. Chrome; null when unknown.")
+    browser_version: str | None
+    os: str | None = strawberry.field(description="e.g. Mac OS X; null when unknown.")
+    os_version: str | None
+    device_type: str = strawberry.field(description="One of desktop, mobile, tablet, bot, unknown.")
+    is_mobile: bool | None = strawberry.field(
+        description="True for phones and tablets, false for desktops, null when unknown."
+    )
+
+    @classmethod
+    def of_user_agent(cls, user_agent: str) -> Device:
+        found = device.parse_device(user_agent)
+        return cls(
+            browser=found.browser,
+            browser_version=found.browser_version,
+            os=found.os,
+            os_version=found.os_version,
+            device_type=found.device_type,
+            is_mobile=found.is_mobile,
+        )
+
+
+@strawberry.enum(description="Why a session is over.")
+class EndReason(enum.Enum):
+    LOGOUT = "logout"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
 @strawberry.type(description="An active session of the signed-in user.")
 class Session:
     id: strawberry.ID
     token_suffix: str = strawberry.field(description="The last 6 characters of the token.")
     created_at: datetime
     expires_at: datetime
+    last_seen_at: datetime | None = strawberry.field(
+        description="When it last made a request (to the minute); null if never recorded."
+    )
     client_ip: str = strawberry.field(description="The IP address the session signed in from.")
     user_agent: str
+    device: Device
     is_current: bool = strawberry.field(description="True for the session making this request.")
     geo: Geo | None = strawberry.field(description=GEO_DESCRIPTION)
-
-    @classmethod
-    def of(cls, record: SessionRecord, *, current_id: str, geo: Geo | None) -> Session:
-        return cls(
-            id=strawberry.ID(record.id),
-            token_suffix=record.token_suffix,
-            created_at=record.created_at,
-            expires_at=record.expires_at,
-            client_ip=record.client_ip,
-            user_agent=record.user_agent,
-            is_current=record.id == current_id,
-            geo=geo,
-        )
+    is_new_location: bool = strawberry.field(
+        description="True when no earlier session of this user was in the same place "
+        "(docs/SIGNALS.md); false when this session's place is unknown."
+    )
+    impossible_travel: bool = strawberry.field(
+        description="True when reaching this session's place from the user's previous session's "
+        "needed more than 900 km/h (docs/SIGNALS.md)."
+    )
 
 
 @strawberry.type(description="A session that has ended (signed out, revoked) or expired.")
@@ -78,8 +110,10 @@ class History:
     ended_at: datetime = strawberry.field(
         description="When it ended; for an expired session, when it expired."
     )
+    end_reason: EndReason
     client_ip: str
     user_agent: str
+    device: Device
     geo: Geo | None = strawberry.field(description=GEO_DESCRIPTION)
 
     @classmethod
@@ -90,8 +124,10 @@ class History:
             token_suffix=record.token_suffix,
             created_at=record.created_at,
             ended_at=record.ended_at,
+            end_reason=EndReason(record.end_reason or "expired"),
             client_ip=record.client_ip,
             user_agent=record.user_agent,
+            device=Device.of_user_agent(record.user_agent),
             geo=geo,
         )
 
@@ -121,12 +157,25 @@ class Me:
 
     @strawberry.field(description="Active sessions, newest first.")
     async def sessions(self, info: Info) -> list[Session]:
-        records, located = await geo.with_geo(
-            info, lambda: sessions.active_sessions(info.context, user_id=self.id)
-        )
+        found = await sessions.active_sessions(info, user_id=self.id)
+        # Signals are computed only when the query selects them; unselected, the value is unseen.
+        no_signals = (False, False)
         return [
-            Session.of(r, current_id=self.current_session_id, geo=Geo.of(located.get(r.client_ip)))
-            for r in records
+            Session(
+                id=strawberry.ID(r.id),
+                token_suffix=r.token_suffix,
+                created_at=r.created_at,
+                expires_at=r.expires_at,
+                last_seen_at=r.last_seen_at,
+                client_ip=r.client_ip,
+                user_agent=r.user_agent,
+                device=Device.of_user_agent(r.user_agent),
+                is_current=r.id == self.current_session_id,
+                geo=Geo.of(found.geo.get(r.client_ip)),
+                is_new_location=found.signals.get(r.id, no_signals)[0],
+                impossible_travel=found.signals.get(r.id, no_signals)[1],
+            )
+            for r in found.records
         ]
 
     @strawberry.field(description="Sessions that have ended or expired, newest first.")
@@ -136,28 +185,23 @@ class Me:
         first: int | None = history.DEFAULT_PAGE,
         after: str | None = None,
     ) -> HistoryConnection:
-        page_size = history.DEFAULT_PAGE if first is None else first
-        has_next = False
-
-        async def fetch() -> list[SessionRecord]:
-            nonlocal has_next
-            page, has_next = await history.history_page(
-                info.context, user_id=self.id, first=page_size, after=after
-            )
-            return page
-
-        page, located = await geo.with_geo(info, fetch)
+        page = await history.history_page(
+            info,
+            user_id=self.id,
+            first=history.DEFAULT_PAGE if first is None else first,
+            after=after,
+        )
         edges = [
             HistoryEdge(
                 cursor=history.encode_cursor(r),
-                node=History.of(r, geo=Geo.of(located.get(r.client_ip))),
+                node=History.of(r, geo=Geo.of(page.geo.get(r.client_ip))),
             )
-            for r in page
+            for r in page.records
         ]
         return HistoryConnection(
             edges=edges,
             page_info=PageInfo(
-                has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None
+                has_next_page=page.has_next, end_cursor=edges[-1].cursor if edges else None
             ),
         )
 
@@ -170,3 +214,19 @@ class Query:
     async def me(self, info: Info) -> Me | None:
         session = await me.current_session(info.context)
         return Me(id=strawberry.ID(session.user_id), current_session_id=session.id)
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(
+        description="Revokes one of your sessions (not the current one). True once it is "
+        "revoked, also when it already was; NOT_FOUND for an id that is not yours."
+    )
+    async def revoke_session(self, info: Info, id: strawberry.ID) -> bool:
+        return await revoke.revoke_session(info.context, session_id=str(id))
+
+    @strawberry.mutation(
+        description="Revokes all your active sessions except the current one; returns how many."
+    )
+    async def revoke_other_sessions(self, info: Info) -> int:
+        return await revoke.revoke_other_sessions(info.context)

@@ -4,34 +4,36 @@ a single batched lookup."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from graph.context import Info
 from loaders.geo_by_ip import GeoByIp
-from store.models import SessionRecord
+
+T = TypeVar("T")
 
 
-def asks_for_geo(info: Info) -> bool:
-    """Whether the query selects `geo` anywhere below the field being resolved."""
+def selects(info: Info, *names: str) -> bool:
+    """Whether the query selects any of these fields anywhere below the field being resolved."""
 
     def walk(selections: Iterable[Any]) -> bool:
         for selection in selections:
-            if getattr(selection, "name", None) == "geo":
+            if getattr(selection, "name", None) in names:
                 return True
             if walk(getattr(selection, "selections", ())):
                 return True
         return False
 
-    return walk(info.selected_fields)
+    return any(walk(getattr(field, "selections", ())) for field in info.selected_fields)
 
 
 async def with_geo(
-    info: Info, fetch: Callable[[], Awaitable[list[SessionRecord]]]
-) -> tuple[list[SessionRecord], GeoByIp]:
-    """Fetches a list of sessions, then (if the query wants it) their geolocation, joined with
-    the other lists of this query into one lookup."""
+    info: Info, fetch: Callable[[], Awaitable[T]], ips_of: Callable[[T], Iterable[str]]
+) -> tuple[T, GeoByIp]:
+    """Fetches data, then the geolocation of the IPs `ips_of` finds in it, joined with the other
+    lists of this query into one lookup. No lookup if nothing asks for one (`ips_of` is empty)."""
     async with info.context.geo.reserve() as reservation:
-        records = await fetch()
-        if not asks_for_geo(info):
-            return records, {}
-        return records, await reservation.submit([r.client_ip for r in records])
+        data = await fetch()
+        ips = list(ips_of(data))
+        if not ips:
+            return data, {}
+        return data, await reservation.submit(ips)

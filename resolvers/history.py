@@ -5,10 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from graph.context import Context
+from graph.context import Info
 from graph.errors import BadUserInput
+from loaders.geo_by_ip import GeoByIp
+from resolvers.geo import selects, with_geo
 from store.models import SessionRecord
 
 DEFAULT_PAGE = 50
@@ -32,12 +35,26 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise BadUserInput("`after` is not a cursor this API gave out.") from None
 
 
-async def history_page(
-    ctx: Context, *, user_id: str, first: int, after: str | None
-) -> tuple[list[SessionRecord], bool]:
+@dataclass
+class HistoryPage:
+    records: list[SessionRecord]
+    has_next: bool
+    geo: GeoByIp
+
+
+async def history_page(info: Info, *, user_id: str, first: int, after: str | None) -> HistoryPage:
+    ctx = info.context
     if not 0 <= first <= MAX_PAGE:
         raise BadUserInput(f"`first` must be between 0 and {MAX_PAGE}.")
     position = decode_cursor(after) if after is not None else None
-    return await ctx.store.list_history_for_user(
-        user_id=user_id, first=first, after=position, now=ctx.now
+    want_geo = selects(info, "geo")
+
+    async def fetch() -> tuple[list[SessionRecord], bool]:
+        return await ctx.store.list_history_for_user(
+            user_id=user_id, first=first, after=position, now=ctx.now
+        )
+
+    (records, has_next), located = await with_geo(
+        info, fetch, lambda page: [r.client_ip for r in page[0]] if want_geo else []
     )
+    return HistoryPage(records, has_next, located)

@@ -19,7 +19,16 @@ from store.models import SessionRecord, format_timestamp, parse_timestamp
 
 log = logging.getLogger(__name__)
 
-_FIELDS = ("id", "user_id", "token_suffix", "created_at", "expires_at", "client_ip", "user_agent")
+# Sets last_seen_at unless it is already later than the threshold (ARGV[2]), so concurrent
+# workers write it at most once per interval. Never recreates a hash that has expired.
+# ISO timestamps of one format compare correctly as strings.
+_TOUCH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local last = redis.call('HGET', KEYS[1], 'last_seen_at')
+if last and last > ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'last_seen_at', ARGV[1])
+return 1
+"""
 
 
 def _text(value: Any) -> str:
@@ -35,6 +44,7 @@ def _to_hash(record: SessionRecord) -> dict[Any, Any]:
         "expires_at": format_timestamp(record.expires_at),
         "client_ip": record.client_ip,
         "user_agent": record.user_agent,
+        "last_seen_at": format_timestamp(record.last_seen_at or record.created_at),
     }
 
 
@@ -53,6 +63,9 @@ def _from_hash(token_hash: str, data: Mapping[Any, Any]) -> SessionRecord | None
             expires_at=parse_timestamp(fields["expires_at"]),
             client_ip=fields.get("client_ip", ""),
             user_agent=fields.get("user_agent", ""),
+            last_seen_at=parse_timestamp(fields["last_seen_at"])
+            if fields.get("last_seen_at")
+            else None,
         )
     except (KeyError, ValueError) as exc:
         log.warning("skipping unreadable session hash %s…: %r", token_hash[:12], exc)
@@ -63,6 +76,7 @@ class ActiveSessions:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self._redis = redis
         self._keys = keys
+        self._touch = redis.register_script(_TOUCH)
 
     async def get(self, *, token_hash: str, now: datetime) -> SessionRecord | None:
         data = await self._redis.hgetall(self._keys.session(token_hash))
@@ -108,10 +122,26 @@ class ActiveSessions:
                 pipe.expireat(index, expires, gt=True)
             await pipe.execute()
 
+    async def touch(self, *, token_hash: str, at: datetime, unless_after: datetime) -> bool:
+        """Sets last_seen_at to `at` unless it is already later than `unless_after`.
+
+        True when it wrote; False when it was recent enough or the session is gone.
+        """
+        written = await self._touch(
+            keys=[self._keys.session(token_hash)],
+            args=[format_timestamp(at), format_timestamp(unless_after)],
+        )
+        return bool(written == 1)
+
     async def remove(self, *, token_hash: str, user_id: str) -> None:
+        await self.remove_many(token_hashes=[token_hash], user_id=user_id)
+
+    async def remove_many(self, *, token_hashes: Sequence[str], user_id: str) -> None:
+        if not token_hashes:
+            return
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self._keys.session(token_hash))
-            pipe.zrem(self._keys.user_sessions(user_id), token_hash)
+            pipe.delete(*(self._keys.session(h) for h in token_hashes))
+            pipe.zrem(self._keys.user_sessions(user_id), *token_hashes)
             await pipe.execute()
 
     async def remove_user(self, *, user_id: str, token_hashes: Sequence[str]) -> None:

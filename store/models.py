@@ -46,3 +46,5 @@ class SessionRecord:
     user_agent: str
     ended_at: datetime | None = None
     end_reason: EndReason | None = None
+    # When the session last authenticated a request (active sessions only; kept in Redis).
+    last_seen_at: datetime | None = None

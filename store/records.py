@@ -73,33 +73,42 @@ async def taken_token_hashes(pool: asyncpg.Pool, *, token_hashes: Sequence[str])
     return {r["token_hash"] for r in rows}
 
 
-async def get(pool: asyncpg.Pool, *, token_hash: str) -> SessionRecord | None:
+async def get_for_user(
+    pool: asyncpg.Pool, *, user_id: str, session_id: str
+) -> SessionRecord | None:
+    """One session by its public id, only if it is this user's."""
+    try:
+        key = uuid.UUID(session_id)
+    except ValueError:
+        return None
     row = await pool.fetchrow(
-        f"SELECT {_SELECT_LIST} FROM sessions WHERE token_hash = $1",  # noqa: S608
-        token_hash,
+        f"SELECT {_SELECT_LIST} FROM sessions WHERE id = $1 AND user_id = $2",  # noqa: S608
+        key,
+        user_id,
     )
     return _record(row) if row else None
 
 
 async def end(
-    pool: asyncpg.Pool, *, token_hash: str, reason: EndReason, at: datetime
-) -> SessionRecord | None:
-    """Marks a session ended. Idempotent: a session that already ended keeps its first end.
+    pool: asyncpg.Pool, *, token_hashes: Sequence[str], reason: EndReason, at: datetime
+) -> list[SessionRecord]:
+    """Marks sessions ended. Idempotent: a session that already ended keeps its first end, and
+    one already past its expiry ends as 'expired' at expires_at.
 
-    Returns the session as stored afterwards, or None if there is no such session.
+    Returns the sessions as stored afterwards (those that exist).
     """
-    row = await pool.fetchrow(
+    rows = await pool.fetch(
         f"""UPDATE sessions
                SET ended_at = COALESCE(ended_at, LEAST($3, expires_at)),
                    end_reason = COALESCE(end_reason,
                                          CASE WHEN expires_at <= $3 THEN 'expired' ELSE $2 END)
-             WHERE token_hash = $1
+             WHERE token_hash = ANY($1::text[])
          RETURNING {_SELECT_LIST}""",  # noqa: S608
-        token_hash,
+        list(token_hashes),
         reason,
         at,
     )
-    return _record(row) if row else None
+    return [_record(r) for r in rows]
 
 
 async def list_history_for_user(
@@ -135,6 +144,21 @@ async def list_history_for_user(
     )
     records = [_record(r) for r in rows[:first]]
     return records, len(rows) > first
+
+
+async def timeline_for_user(
+    pool: asyncpg.Pool, *, user_id: str, limit: int
+) -> list[tuple[str, datetime, str]]:
+    """(id, created_at, client_ip) of the user's most recent sessions, active or past."""
+    rows = await pool.fetch(
+        """SELECT id, created_at, client_ip FROM sessions
+            WHERE user_id = $1
+         ORDER BY created_at DESC, id DESC
+            LIMIT $2""",
+        user_id,
+        limit,
+    )
+    return [(str(r["id"]), r["created_at"], str(r["client_ip"])) for r in rows]
 
 
 async def delete_user(pool: asyncpg.Pool, *, user_id: str) -> list[str]:

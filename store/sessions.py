@@ -8,7 +8,7 @@ import ipaddress
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -23,6 +23,8 @@ from store.tokens import hash_token, is_well_formed, new_token, token_suffix
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL = timedelta(days=30)
+# last_seen_at is written at most this often per session, however many requests it makes.
+TOUCH_INTERVAL = timedelta(minutes=1)
 MAX_USER_ID = 128
 MAX_USER_AGENT = 1024
 
@@ -105,10 +107,22 @@ class SessionStore:
     async def authenticate(
         self, token: str, *, now: datetime | None = None
     ) -> SessionRecord | None:
-        """The active session of a raw token, or None. Malformed tokens never reach Redis."""
+        """The active session of a raw token, or None. Malformed tokens never reach Redis.
+
+        Marks the session as seen now (at most once per TOUCH_INTERVAL).
+        """
         if not is_well_formed(token):
             return None
-        return await self.active.get(token_hash=hash_token(token), now=now or utcnow())
+        now = now or utcnow()
+        record = await self.active.get(token_hash=hash_token(token), now=now)
+        if record is not None and (
+            record.last_seen_at is None or now - record.last_seen_at >= TOUCH_INTERVAL
+        ):
+            if await self.active.touch(
+                token_hash=record.token_hash, at=now, unless_after=now - TOUCH_INTERVAL
+            ):
+                record = replace(record, last_seen_at=now)
+        return record
 
     async def list_active_for_user(
         self, *, user_id: str, now: datetime | None = None
@@ -126,6 +140,16 @@ class SessionStore:
         return await records.list_history_for_user(
             self.pool, user_id=user_id, now=now or utcnow(), first=first, after=after
         )
+
+    async def get_for_user(self, *, user_id: str, session_id: str) -> SessionRecord | None:
+        """One of the user's sessions (active or past) by id; None for anyone else's."""
+        return await records.get_for_user(self.pool, user_id=user_id, session_id=session_id)
+
+    async def timeline_for_user(
+        self, *, user_id: str, limit: int
+    ) -> list[tuple[str, datetime, str]]:
+        """(id, created_at, client_ip) of the user's `limit` most recent sessions."""
+        return await records.timeline_for_user(self.pool, user_id=user_id, limit=limit)
 
     async def taken_token_hashes(self, token_hashes: Sequence[str]) -> set[str]:
         return await records.taken_token_hashes(self.pool, token_hashes=token_hashes)
@@ -168,12 +192,58 @@ class SessionStore:
     ) -> SessionRecord | None:
         """Ends a session: recorded in Postgres first, then removed from Redis. Idempotent, so a
         failure between the two is mended by calling it again. None if no such session exists."""
-        record = await records.end(self.pool, token_hash=token_hash, reason=reason, at=utcnow())
+        ended = await records.end(self.pool, token_hashes=[token_hash], reason=reason, at=utcnow())
+        if ended:
+            user_id = ended[0].user_id
+        else:
+            # Active in Redis with no Postgres row (a writer skipped it): end it all the same.
+            orphan = await self.active.get(token_hash=token_hash, now=utcnow())
+            if orphan is None:
+                return None
+            user_id = orphan.user_id
+        await self.active.remove(token_hash=token_hash, user_id=user_id)
+        self._log_ended(ended)
+        return ended[0] if ended else None
+
+    async def revoke(self, *, user_id: str, session_id: str) -> SessionRecord | None:
+        """Revokes one of the user's sessions by id. Idempotent: revoking a session that has
+        already ended changes nothing and still answers it. None if the user has no such session.
+        """
+        record = await self.get_for_user(user_id=user_id, session_id=session_id)
         if record is None:
             return None
-        await self.active.remove(token_hash=token_hash, user_id=record.user_id)
-        log.info("ended session %s of user %s (%s)", record.id, record.user_id, record.end_reason)
+        return await self.end_by_hash(record.token_hash, reason="revoked") or record
+
+    async def revoke_others(self, *, user_id: str, keep_session_id: str) -> int:
+        """Revokes every active session of the user but one; returns how many it revoked."""
+        hashes = [
+            r.token_hash
+            for r in await self.list_active_for_user(user_id=user_id)
+            if r.id != keep_session_id
+        ]
+        if not hashes:
+            return 0
+        ended = await records.end(self.pool, token_hashes=hashes, reason="revoked", at=utcnow())
+        await self.active.remove_many(token_hashes=hashes, user_id=user_id)
+        self._log_ended(ended)
+        return len(hashes)
+
+    async def touch(self, token: str) -> SessionRecord | None:
+        """Marks an active session as seen now (for login services); None if it is not active."""
+        now = utcnow()
+        record = await self.active.get(token_hash=hash_token(token), now=now)
+        if record is None:
+            return None
+        if await self.active.touch(token_hash=record.token_hash, at=now, unless_after=now):
+            record = replace(record, last_seen_at=now)
         return record
+
+    @staticmethod
+    def _log_ended(ended: Sequence[SessionRecord]) -> None:
+        for record in ended:
+            log.info(
+                "ended session %s of user %s (%s)", record.id, record.user_id, record.end_reason
+            )
 
     async def delete_user(self, *, user_id: str) -> int:
         """Forgets every session of a user, in both stores (used to reset the demo user)."""
