@@ -10,6 +10,8 @@ from importlib import resources as package_files
 
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -17,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 
 from graph import health, rest
 from graph.graphql_http import graphql_endpoint
+from graph.origin_check import OriginCheck
 from graph.resources import open_resources
 from graph.settings import Settings, get_settings
 from resolvers import device
@@ -60,10 +63,24 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
             Route("/v1/users/me/sessions", rest.list_sessions, methods=["GET"]),
+            Route("/v1/users/me/sessions", rest.revoke_other_sessions, methods=["DELETE"]),
+            Route("/v1/users/me/sessions/{session_id}", rest.revoke_session, methods=["DELETE"]),
             Route("/healthz", health.healthz, methods=["GET"]),
             Route("/readyz", health.readyz, methods=["GET"]),
             Mount("/static", app=static, name="static"),
         ],
         lifespan=lifespan,
         exception_handlers={Exception: unexpected},
+        middleware=[
+            # Outermost: answers CORS preflights for the allowed origins.
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.allowed_origins,
+                allow_credentials=True,
+                allow_methods=["GET", "POST", "DELETE"],
+                allow_headers=["content-type", "accept"],
+                max_age=600,
+            ),
+            Middleware(OriginCheck, allowed_origins=settings.allowed_origins),
+        ],
     )

@@ -15,7 +15,7 @@ import asyncpg
 
 from graph.logs import configure
 from graph.settings import Settings, get_settings
-from store.models import parse_timestamp, utcnow
+from store.models import format_timestamp, parse_timestamp, utcnow
 from store.sessions import Created, InvalidSession, NewSession
 
 
@@ -148,9 +148,23 @@ async def cmd_sessions_end(args: argparse.Namespace, settings: Settings) -> int:
     _print_json(
         {
             "token_suffix": record.token_suffix,
-            "ended_at": record.ended_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "ended_at": format_timestamp(record.ended_at),
             "end_reason": record.end_reason,
         }
+    )
+    return 0
+
+
+async def cmd_sessions_touch(args: argparse.Namespace, settings: Settings) -> int:
+    from graph.resources import open_resources
+
+    async with open_resources(settings, geo=False) as res:
+        record = await res.store.touch(args.token)
+    if record is None or record.last_seen_at is None:
+        print("no active session has this token", file=sys.stderr)
+        return 1
+    _print_json(
+        {"token_suffix": record.token_suffix, "last_seen_at": format_timestamp(record.last_seen_at)}
     )
     return 0
 
@@ -225,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     end.add_argument("--token", required=True)
     end.add_argument("--reason", choices=["logout", "revoked"], default="logout")
     end.set_defaults(func=cmd_sessions_end)
+
+    touch = ssub.add_parser("touch", help="mark a session as seen now (its lastSeenAt)")
+    touch.add_argument("--token", required=True)
+    touch.set_defaults(func=cmd_sessions_touch)
 
     imp = ssub.add_parser("import", help="bulk-create sessions from JSON lines on stdin")
     imp.set_defaults(func=cmd_sessions_import)

@@ -1,7 +1,9 @@
-"""GET /v1/users/me/sessions: the documented v1 JSON, made by running one GraphQL document.
+"""The v1 REST routes, each made by running a GraphQL document in-process.
 
-The document's aliases already spell the v1 keys (snake_case), so the shim only flattens the
-history connection. Nothing here reads storage: it all goes through the schema.
+GET /v1/users/me/sessions: the documented v1 JSON. The document's aliases already spell the v1
+keys (snake_case), so the shim only flattens the history connection.
+DELETE /v1/users/me/sessions/{id}: revokes one session. DELETE /v1/users/me/sessions: revokes all
+but the current one. Nothing here reads storage: it all goes through the schema.
 """
 
 from __future__ import annotations
@@ -10,16 +12,16 @@ import logging
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
+from strawberry.types.graphql import OperationType
 
-from graph.errors import MESSAGE_UNAUTHENTICATED
 from graph.execution import execute, first_code
 from graph.graphql_http import COOKIE, NO_STORE
-from graph.resources import Resources
 
 log = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 50
+MAX_HISTORY_LIMIT = 200
 
 _GEO = """
   city
@@ -62,6 +64,23 @@ query RestV1Sessions($historyLimit: Int!) {{
 """
 
 
+REVOKE_DOCUMENT = """
+mutation RestV1RevokeSession($id: ID!) { revokeSession(id: $id) }
+"""
+
+REVOKE_OTHERS_DOCUMENT = """
+mutation RestV1RevokeOtherSessions { revokeOtherSessions }
+"""
+
+# GraphQL error code -> (HTTP status, REST error code). Anything else is our failure: 503.
+_STATUS = {
+    "UNAUTHENTICATED": (401, "unauthenticated"),
+    "NOT_FOUND": (404, "not_found"),
+    "CURRENT_SESSION": (409, "current_session"),
+    "BAD_USER_INPUT": (400, "bad_request"),
+}
+
+
 def error_response(status: int, code: str, message: str) -> JSONResponse:
     """The one error shape of the REST routes: {"error": {"code", "message"}}."""
     return JSONResponse(
@@ -69,25 +88,68 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
     )
 
 
-async def list_sessions(request: Request) -> JSONResponse:
-    res: Resources = request.app.state.resources
+async def _run(
+    request: Request,
+    document: str,
+    variables: dict[str, Any] | None = None,
+    *,
+    mutation: bool = False,
+) -> dict[str, Any] | JSONResponse:
+    """Runs a document for this request: its data, or the REST error response for its errors."""
     result = await execute(
-        res,
-        query=SESSIONS_DOCUMENT,
+        request.app.state.resources,
+        query=document,
         token=request.cookies.get(COOKIE),
-        variables={"historyLimit": HISTORY_LIMIT},
+        variables=variables,
+        allowed=(OperationType.MUTATION,) if mutation else (OperationType.QUERY,),
     )
-    me: dict[str, Any] | None = (result.data or {}).get("me")
-    if result.errors or me is None:
-        code = first_code(result.errors)
-        if code == "UNAUTHENTICATED":
-            return error_response(401, "unauthenticated", MESSAGE_UNAUTHENTICATED)
-        # The schema already logged the cause; the client learns only that it was not its fault.
+    if result.errors or not result.data:
+        error = result.errors[0] if result.errors else None
+        status, code = _STATUS.get(first_code(result.errors) or "", (503, "unavailable"))
+        if status == 503 or error is None:
+            # The schema already logged the cause; the client learns it was not its fault.
+            return error_response(503, code, "This cannot be done right now; try again shortly.")
+        return error_response(status, code, error.message)
+    return result.data
+
+
+def _history_limit(request: Request) -> int | JSONResponse:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return HISTORY_LIMIT
+    if not raw.isdigit() or not 0 <= int(raw) <= MAX_HISTORY_LIMIT:
         return error_response(
-            503, "unavailable", "Sessions cannot be listed right now; try again shortly."
+            400, "bad_request", f"limit must be a whole number from 0 to {MAX_HISTORY_LIMIT}."
         )
+    return int(raw)
+
+
+async def list_sessions(request: Request) -> JSONResponse:
+    limit = _history_limit(request)
+    if isinstance(limit, JSONResponse):
+        return limit
+    data = await _run(request, SESSIONS_DOCUMENT, {"historyLimit": limit})
+    if isinstance(data, JSONResponse):
+        return data
+    me = data["me"]
     body = {
         "sessions": me["sessions"],
         "history": [edge["node"] for edge in me["history"]["edges"]],
     }
     return JSONResponse(body, headers=NO_STORE)
+
+
+async def revoke_session(request: Request) -> Response:
+    data = await _run(
+        request, REVOKE_DOCUMENT, {"id": request.path_params["session_id"]}, mutation=True
+    )
+    if isinstance(data, JSONResponse):
+        return data
+    return Response(status_code=204, headers=NO_STORE)
+
+
+async def revoke_other_sessions(request: Request) -> JSONResponse:
+    data = await _run(request, REVOKE_OTHERS_DOCUMENT, mutation=True)
+    if isinstance(data, JSONResponse):
+        return data
+    return JSONResponse({"count": data["revokeOtherSessions"]}, headers=NO_STORE)

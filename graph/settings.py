@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -27,9 +27,20 @@ class Settings(BaseSettings):
     geo_failure_ttl: int = Field(default=15 * 60, ge=1)
     geo_timeout: float = Field(default=3.0, gt=0)
 
+    # Origins (scheme://host[:port]) whose pages may make cookie-authenticated requests that
+    # change state, and read answers cross-origin (CORS). Comma-separated.
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
+        return value
 
 
 @lru_cache(maxsize=1)
