@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources as package_files
 
-from redis.exceptions import RedisError
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -25,6 +25,8 @@ from graph.settings import Settings, get_settings
 from resolvers import device
 
 log = logging.getLogger(__name__)
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -43,18 +45,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
             yield
 
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        # A failure outside GraphQL execution: log it whole, tell the client little.
-        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-        status = 503 if isinstance(exc, RedisError | OSError) else 500
+    async def http_error(request: Request, exc: Exception) -> Response:
+        # Unknown paths (404) and methods (405): JSON like every other error, never cached.
+        assert isinstance(exc, HTTPException)
         return JSONResponse(
-            {
-                "error": {
-                    "code": "unavailable" if status == 503 else "internal",
-                    "message": "The request could not be completed; try again shortly.",
-                }
-            },
-            status_code=status,
+            {"error": {"code": _HTTP_CODES.get(exc.status_code, "error"), "message": exc.detail}},
+            status_code=exc.status_code,
+            headers={**(exc.headers or {}), "Cache-Control": "no-store"},
+        )
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # A bug outside GraphQL execution (storage failures inside it are answered there).
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(
+            {"error": {"code": "internal", "message": "The request could not be completed."}},
+            status_code=500,
             headers={"Cache-Control": "no-store"},
         )
 
@@ -70,7 +75,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Mount("/static", app=static, name="static"),
         ],
         lifespan=lifespan,
-        exception_handlers={Exception: unexpected},
+        exception_handlers={HTTPException: http_error, Exception: unexpected},
         middleware=[
             # Outermost: answers CORS preflights for the allowed origins.
             Middleware(

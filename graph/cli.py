@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import asyncpg
+from redis.exceptions import RedisError
 
 from graph.logs import configure
 from graph.settings import Settings, get_settings
 from store.models import format_timestamp, parse_timestamp, utcnow
 from store.sessions import Created, InvalidSession, NewSession
 
-
-class UsageError(Exception):
-    """Bad input from the person at the keyboard: printed as is, exit status 2."""
+DEFAULT_TTL_SECONDS = 30 * 24 * 3600
+MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 
 
 def _timestamp(text: str) -> datetime:
@@ -30,6 +30,18 @@ def _timestamp(text: str) -> datetime:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not an ISO 8601 time such as 2026-03-01T10:00:00Z"
         ) from None
+
+
+def _ttl(text: str) -> int:
+    try:
+        seconds = int(text)
+    except ValueError:
+        seconds = 0
+    if not 1 <= seconds <= MAX_TTL_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number of seconds from 1 to {MAX_TTL_SECONDS} (10 years)"
+        )
+    return seconds
 
 
 def _print_json(data: dict[str, Any], out: TextIO = sys.stdout) -> None:
@@ -119,10 +131,12 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_sessions_create(args: argparse.Namespace, settings: Settings) -> int:
     from graph.resources import open_resources
 
+    # --ttl counts from now, 30 days unless given; --expires-at is a moment. With neither, the
+    # store's default applies: 30 days from creation, which is now.
     expires_at = args.expires_at
+    if expires_at is None and (args.ttl is not None or args.created_at is not None):
+        expires_at = utcnow() + timedelta(seconds=args.ttl or DEFAULT_TTL_SECONDS)
     created_at = args.created_at
-    if args.ttl is not None:
-        expires_at = utcnow() + timedelta(seconds=args.ttl)
     new = NewSession(
         user_id=args.user_id,
         ip=args.ip,
@@ -230,9 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--created-at", type=_timestamp, help="ISO 8601; default now")
     lifetime = create.add_mutually_exclusive_group()
     lifetime.add_argument("--expires-at", type=_timestamp, help="ISO 8601")
-    lifetime.add_argument(
-        "--ttl", type=int, help="seconds from now (default: 30 days after --created-at)"
-    )
+    lifetime.add_argument("--ttl", type=_ttl, help="seconds from now (default: 30 days from now)")
     create.set_defaults(func=cmd_sessions_create)
 
     end = ssub.add_parser("end", help="end a session by its token")
@@ -254,9 +266,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = get_settings()
     configure(settings.log_level if args.command == "serve" else "warning")
-    if args.command == "sessions" and args.action == "create" and args.ttl is not None:
-        if args.ttl <= 0:
-            parser.error("--ttl must be a positive number of seconds")
     try:
         result = args.func(args, settings)
         if asyncio.iscoroutine(result):
@@ -265,8 +274,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidSession as exc:
         print(f"sessions-api: {exc}", file=sys.stderr)
         return 2
-    except (OSError, asyncpg.PostgresError) as exc:
+    except (OSError, TimeoutError, RedisError) as exc:
         print(f"sessions-api: cannot reach storage: {exc}", file=sys.stderr)
+        return 1
+    except asyncpg.PostgresError as exc:
+        print(f"sessions-api: Postgres refused: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

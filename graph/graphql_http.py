@@ -47,11 +47,12 @@ def _accepted_media_type(accept: str | None) -> str | None:
                 except ValueError:
                     quality = 0.0
         offered[pieces[0].lower()] = max(quality, offered.get(pieces[0].lower(), 0.0))
-    if offered.get(GRAPHQL_RESPONSE, 0) > 0:
-        return GRAPHQL_RESPONSE
-    if any(offered.get(t, 0) > 0 for t in (JSON, "application/*", "*/*")):
-        return JSON
-    return None
+    graphql_q = offered.get(GRAPHQL_RESPONSE, 0.0)
+    json_q = max(offered.get(t, 0.0) for t in (JSON, "application/*", "*/*"))
+    if graphql_q <= 0 and json_q <= 0:
+        return None
+    # The client's preference wins; on a tie, the more precise media type.
+    return GRAPHQL_RESPONSE if graphql_q >= json_q else JSON
 
 
 def problem(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -75,7 +76,7 @@ def _parse_params(raw: dict[str, Any]) -> tuple[str, dict[str, Any] | None, str 
     if isinstance(variables, str) and variables:
         try:
             variables = json.loads(variables)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise _BadRequest("`variables` is not valid JSON.") from None
     if variables in (None, ""):
         variables = None
@@ -98,7 +99,7 @@ async def _read_json_body(request: Request) -> dict[str, Any]:
             raise _TooLarge()
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise _BadRequest("The body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise _BadRequest("The body must be a JSON object (batched requests are not supported).")
@@ -115,14 +116,16 @@ class _TooLarge(Exception):
 
 async def graphql_endpoint(request: Request) -> Response:
     res: Resources = request.app.state.resources
-    if request.method == "GET" and "query" not in request.query_params:
+    # HEAD is GET without a body: never a way to run a mutation.
+    is_get = request.method in ("GET", "HEAD")
+    if is_get and "query" not in request.query_params:
         if "text/html" in request.headers.get("accept", ""):
             return HTMLResponse(_graphiql_page(), headers=NO_STORE)
     media_type = _accepted_media_type(request.headers.get("accept"))
     if media_type is None:
         return problem(406, f"This endpoint answers {GRAPHQL_RESPONSE} or {JSON}.")
     try:
-        if request.method == "GET":
+        if is_get:
             params: dict[str, Any] = dict(request.query_params)
         else:
             params = await _read_json_body(request)
@@ -134,11 +137,7 @@ async def graphql_endpoint(request: Request) -> Response:
     except _BadRequest as exc:
         return problem(400, str(exc))
 
-    allowed = (
-        (OperationType.QUERY,)
-        if request.method == "GET"
-        else (OperationType.QUERY, OperationType.MUTATION)
-    )
+    allowed = (OperationType.QUERY,) if is_get else (OperationType.QUERY, OperationType.MUTATION)
     result = await execute(
         res,
         query=query,
@@ -148,7 +147,7 @@ async def graphql_endpoint(request: Request) -> Response:
         allowed=allowed,
     )
     if (
-        request.method == "GET"
+        is_get
         and result.errors
         and any(isinstance(e.original_error, InvalidOperationTypeError) for e in result.errors)
     ):

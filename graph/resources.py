@@ -23,6 +23,8 @@ from store.sessions import SessionStore
 
 log = logging.getLogger(__name__)
 
+STORAGE_TIMEOUT = 5.0  # seconds for one Postgres command or Redis reply
+
 
 @dataclass(frozen=True)
 class Resources:
@@ -41,8 +43,13 @@ async def make_provider(settings: Settings) -> GeoProvider:
 
 @asynccontextmanager
 async def open_resources(settings: Settings, *, geo: bool = True) -> AsyncIterator[Resources]:
-    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=10)
-    redis = Redis.from_url(settings.redis_url)
+    # Bounded waits: a stuck database or cache gives a clear error, never a hung request.
+    pool = await asyncpg.create_pool(
+        settings.database_url, min_size=1, max_size=10, command_timeout=STORAGE_TIMEOUT
+    )
+    redis = Redis.from_url(
+        settings.redis_url, socket_timeout=STORAGE_TIMEOUT, socket_connect_timeout=STORAGE_TIMEOUT
+    )
     provider: GeoProvider | None = None
     try:
         keys = Keys(settings.redis_key_prefix)

@@ -117,7 +117,10 @@ def _history_limit(request: Request) -> int | JSONResponse:
     raw = request.query_params.get("limit")
     if raw is None:
         return HISTORY_LIMIT
-    if not raw.isdigit() or not 0 <= int(raw) <= MAX_HISTORY_LIMIT:
+    # ASCII digits only, and few of them: int() refuses digits like "²" and over 4300 digits.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not (
+        0 <= int(raw) <= MAX_HISTORY_LIMIT
+    ):
         return error_response(
             400, "bad_request", f"limit must be a whole number from 0 to {MAX_HISTORY_LIMIT}."
         )

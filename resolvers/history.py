@@ -6,7 +6,7 @@ import base64
 import binascii
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from graph.context import Info
 from graph.errors import BadUserInput
@@ -18,8 +18,14 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 200
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def encode_cursor(record: SessionRecord) -> str:
-    raw = f"{int(record.created_at.timestamp())}:{record.id}"
+    # Microseconds: rows written by other writers may have sub-second times, and a cursor that
+    # rounded them would skip rows on the page boundary.
+    raw = f"{(record.created_at - _EPOCH) // _MICROSECOND}:{record.id}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -29,8 +35,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         if len(cursor) > 100:
             raise ValueError("too long")
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        seconds, session_id = raw.split(":", 1)
-        return datetime.fromtimestamp(int(seconds), UTC), str(uuid.UUID(session_id))
+        micros, session_id = raw.split(":", 1)
+        return _EPOCH + int(micros) * _MICROSECOND, str(uuid.UUID(session_id))
     except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError, OSError):
         raise BadUserInput("`after` is not a cursor this API gave out.") from None
 

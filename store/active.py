@@ -2,7 +2,7 @@
 
 A session is a HASH at `session:{sha256(token)}` that expires at the session's expires_at, and a
 member of the user's ZSET `user:{user_id}:sessions` scored by expires_at. The ZSET can hold
-members whose HASH has expired; readers skip and prune them.
+members whose HASH has expired: readers skip them, writers prune them.
 """
 
 from __future__ import annotations

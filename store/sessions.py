@@ -4,6 +4,7 @@ and that the API reads through. It keeps Postgres (the record) and Redis (what i
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import uuid
@@ -63,8 +64,13 @@ def prepare(new: NewSession, now: datetime) -> Created:
         raise InvalidSession(f"ip is not an IPv4 or IPv6 address: {str(new.ip)[:64]!r}") from None
     if not isinstance(new.user_agent, str):
         raise InvalidSession("user_agent must be a string")
+    if "\x00" in user_id or "\x00" in new.user_agent:
+        raise InvalidSession("user_id and user_agent must not contain NUL characters")
     created_at = to_utc_second(new.created_at) if new.created_at else now
-    expires_at = to_utc_second(new.expires_at) if new.expires_at else created_at + DEFAULT_TTL
+    try:
+        expires_at = to_utc_second(new.expires_at) if new.expires_at else created_at + DEFAULT_TTL
+    except OverflowError:
+        raise InvalidSession("expires_at is out of range") from None
     if expires_at <= created_at:
         raise InvalidSession("expires_at must be after created_at")
     ended_at = to_utc_second(new.ended_at) if new.ended_at else None
@@ -180,7 +186,13 @@ class SessionStore:
             try:
                 await self.active.put_many(records=live, now=now)
             except Exception:
+                # Undo both halves: part of the pipeline may have been applied.
                 await records.delete(self.pool, token_hashes=[c.record.token_hash for c in created])
+                with contextlib.suppress(Exception):
+                    for record in live:
+                        await self.active.remove(
+                            token_hash=record.token_hash, user_id=record.user_id
+                        )
                 raise
 
     async def end(self, token: str, *, reason: EndReason = "logout") -> SessionRecord | None:
