@@ -14,18 +14,18 @@ run: install services migrate
 	@echo "Serving on http://$(HOST):$(PORT)  (GraphiQL: http://$(HOST):$(PORT)/graphql; Ctrl-C stops)"
 	@$(BIN)/sessions-api serve
 
-test: install services
+test: install services lint
 	$(BIN)/python -m pytest
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null || { \
 		echo "installing python3-venv with apt-get"; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-pip >/dev/null; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
 	@touch $@
 
 services: install
@@ -38,7 +38,7 @@ demo: migrate
 	@$(BIN)/sessions-api demo
 
 lint: install
-	$(BIN)/ruff check .
+	$(BIN)/ruff check --quiet .
 	$(BIN)/mypy
 
 schema: install

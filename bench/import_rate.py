@@ -2,8 +2,9 @@
 
     .venv/bin/python -m bench.import_rate [ROWS]
 
-Generates ROWS JSON lines (default 20000; a quarter already ended, so they go straight to history),
-pipes them through the real CLI, and prints rows per second of the whole command (start-up included).
+Generates ROWS JSON lines (default 20000; a quarter already ended, so they go straight to
+history), pipes them through the real CLI, and prints rows per second of the whole command
+(start-up included).
 """
 
 from __future__ import annotations
@@ -44,7 +45,11 @@ def main() -> None:
     with bench_environment() as env:
         started = time.perf_counter()
         done = subprocess.run(
-            [cli, "sessions", "import"], input=data, env=env, capture_output=True, text=True,
+            [cli, "sessions", "import"],
+            input=data,
+            env=env,
+            capture_output=True,
+            text=True,
             check=True,
         )
         elapsed = time.perf_counter() - started

@@ -22,8 +22,8 @@ from datetime import timedelta
 import httpx
 
 from bench.common import bench_environment
-from graph.rest import SESSIONS_DOCUMENT
 from graph.resources import open_resources
+from graph.rest import SESSIONS_DOCUMENT
 from graph.settings import Settings
 from store.models import utcnow
 from store.sessions import NewSession
@@ -31,17 +31,27 @@ from store.sessions import NewSession
 
 async def seed(env: dict[str, str]) -> str:
     settings = Settings(
-        database_url=env["DATABASE_URL"], redis_url=env["REDIS_URL"],
+        database_url=env["DATABASE_URL"],
+        redis_url=env["REDIS_URL"],
         redis_key_prefix=env["REDIS_KEY_PREFIX"],
     )
     now = utcnow()
     batch = [
-        NewSession(user_id="bench", ip=f"81.2.{i}.10", user_agent="Mozilla/5.0 bench",
-                   created_at=now - timedelta(hours=i + 1))
+        NewSession(
+            user_id="bench",
+            ip=f"81.2.{i}.10",
+            user_agent="Mozilla/5.0 bench",
+            created_at=now - timedelta(hours=i + 1),
+        )
         for i in range(5)
     ] + [
-        NewSession(user_id="bench", ip=f"89.160.{i}.20", user_agent="Mozilla/5.0 bench",
-                   created_at=now - timedelta(days=i + 1), ended_at=now - timedelta(days=i))
+        NewSession(
+            user_id="bench",
+            ip=f"89.160.{i}.20",
+            user_agent="Mozilla/5.0 bench",
+            created_at=now - timedelta(days=i + 1),
+            ended_at=now - timedelta(days=i),
+        )
         for i in range(50)
     ]
     async with open_resources(settings, geo=False) as res:
@@ -68,8 +78,10 @@ def measure(client: httpx.Client, count: int, send: object) -> list[float]:
 def report(name: str, times: list[float]) -> None:
     ms = sorted(t * 1000 for t in times)
     p99 = ms[int(len(ms) * 0.99) - 1]
-    print(f"{name:8} mean {statistics.fmean(ms):.2f} ms  p50 {ms[len(ms) // 2]:.2f} ms  "
-          f"p99 {p99:.2f} ms  ({len(ms)} requests)")
+    print(
+        f"{name:8} mean {statistics.fmean(ms):.2f} ms  p50 {ms[len(ms) // 2]:.2f} ms  "
+        f"p99 {p99:.2f} ms  ({len(ms)} requests)"
+    )
 
 
 def main() -> None:
@@ -95,7 +107,9 @@ def main() -> None:
                     client.get("/v1/users/me/sessions")
                     client.post("/graphql", json=body)
                 report("REST", measure(client, count, lambda: client.get("/v1/users/me/sessions")))
-                report("GraphQL", measure(client, count, lambda: client.post("/graphql", json=body)))
+                report(
+                    "GraphQL", measure(client, count, lambda: client.post("/graphql", json=body))
+                )
                 report("healthz", measure(client, count, lambda: client.get("/healthz")))
         finally:
             server.terminate()

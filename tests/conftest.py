@@ -95,7 +95,9 @@ def ipapi() -> Iterator[IpApiServer]:
 
 
 @pytest.fixture(scope="session")
-def ipapi_app(base_settings: Settings, database: str, redis_keyspace: str, ipapi: IpApiServer) -> Iterator[str]:
+def ipapi_app(
+    base_settings: Settings, database: str, redis_keyspace: str, ipapi: IpApiServer
+) -> Iterator[str]:
     """A second app, whose provider is the ip-api protocol server on loopback."""
     settings = base_settings.model_copy(
         update={"geo_provider": "ip-api", "geo_ipapi_url": ipapi.url, "geo_timeout": 1.0}
@@ -116,7 +118,9 @@ class Users:
 
     async def session(self, user_id: str, ip: str = "81.2.69.142", **fields: object) -> Created:
         return await self.resources.store.create(
-            NewSession(user_id=user_id, ip=ip, user_agent=str(fields.pop("user_agent", "pytest")), **fields)  # type: ignore[arg-type]
+            NewSession(
+                user_id=user_id, ip=ip, user_agent=str(fields.pop("user_agent", "pytest")), **fields
+            )  # type: ignore[arg-type]
         )
 
 

@@ -20,7 +20,7 @@ def test_schema_file_matches_the_code() -> None:
 def test_export_schema_to_stdout_prints_the_same() -> None:
     cli = Path(sys.executable).parent / "sessions-api"
     command = [str(cli)] if cli.exists() else [sys.executable, "-m", "graph.cli"]
-    result = subprocess.run(  # noqa: S603 (our own console script, fixed arguments)
+    result = subprocess.run(
         [*command, "export-schema", "--output", "-"],
         capture_output=True,
         text=True,
@@ -34,7 +34,7 @@ def test_export_schema_to_stdout_prints_the_same() -> None:
 
 def test_export_schema_writes_a_file(tmp_path: Path) -> None:
     target = tmp_path / "out.graphql"
-    result = subprocess.run(  # noqa: S603 (our own console script, fixed arguments)
+    result = subprocess.run(
         [sys.executable, "-m", "graph.cli", "export-schema", "--output", str(target)],
         capture_output=True,
         text=True,

@@ -3,7 +3,7 @@
 Run alone with `pytest --noconftest tests/test_signals.py`.
 """
 
-# ruff: noqa: S311  (seeded random.Random makes reproducible test data, not secrets)
+
 
 from __future__ import annotations
 
