@@ -46,7 +46,7 @@ def fresh_ips(n: int) -> list[str]:
     """n global IPv4 addresses no other test of this run has used (so none is cached yet)."""
     out: list[str] = []
     while len(out) < n:
-        ip = f"11.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"  # noqa: S311
+        ip = f"11.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
         if ip not in _used:
             _used.add(ip)
             out.append(ip)
@@ -253,7 +253,7 @@ def fresh_non_global_ips() -> list[str]:
     cannot hide that it was sent."""
 
     def r(n: int) -> int:
-        return random.randint(1, n)  # noqa: S311
+        return random.randint(1, n)
 
     return [
         f"10.{r(254)}.{r(254)}.{r(254)}",
