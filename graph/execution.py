@@ -44,12 +44,21 @@ async def execute(
         return ExecutionResult(data=None, errors=[GraphQLError(message, original_error=exc)])
 
 
+def is_request_error(result: ExecutionResult) -> bool:
+    """True when the document never executed (syntax, validation, variables, operation): then
+    there is no `data` at all. Errors raised while executing carry the path of their field."""
+    return result.data is None and bool(result.errors) and all(
+        error.path is None for error in result.errors or ()
+    )
+
+
 def to_json(result: ExecutionResult) -> dict[str, Any]:
-    """The response map of the GraphQL spec: errors first when present, then data."""
+    """The response map of the GraphQL spec: errors first when present, then data — which is
+    there (possibly null) whenever execution started."""
     body: dict[str, Any] = {}
     if result.errors:
         body["errors"] = [error.formatted for error in result.errors]
-    if result.data is not None or not result.errors:
+    if not is_request_error(result):
         body["data"] = result.data
     return body
 

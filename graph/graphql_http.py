@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
-from graph.execution import execute, to_json
+from graph.execution import execute, is_request_error, to_json
 from graph.resources import Resources
 
 COOKIE = "psession"
@@ -152,7 +152,7 @@ async def graphql_endpoint(request: Request) -> Response:
         and any(isinstance(e.original_error, InvalidOperationTypeError) for e in result.errors)
     ):
         return problem(405, "Only queries can be sent with GET; use POST.", {"Allow": "POST"})
-    status = 400 if media_type == GRAPHQL_RESPONSE and result.data is None else 200
+    status = 400 if media_type == GRAPHQL_RESPONSE and is_request_error(result) else 200
     return JSONResponse(
         to_json(result),
         status_code=status,

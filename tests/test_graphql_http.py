@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from graph.schema import MAX_ALIASES
 from graph.settings import Settings
 from tests.servers import serve
 
@@ -200,7 +201,7 @@ async def test_deep_but_allowed_query_runs(client: httpx.AsyncClient) -> None:
 
 
 async def test_too_many_aliases_is_refused(client: httpx.AsyncClient) -> None:
-    query = "{ " + " ".join(f"a{i}: me {{ id }}" for i in range(25)) + " }"
+    query = "{ " + " ".join(f"a{i}: me {{ id }}" for i in range(MAX_ALIASES + 1)) + " }"
     response = await post(client, {"query": query})
     assert response.status_code == 400
     body = response.json()
@@ -209,11 +210,11 @@ async def test_too_many_aliases_is_refused(client: httpx.AsyncClient) -> None:
     await assert_still_serving(client)
 
 
-async def test_twenty_aliases_are_allowed(client: httpx.AsyncClient) -> None:
-    query = "{ " + " ".join(f"a{i}: me {{ id }}" for i in range(20)) + " }"
+async def test_aliases_up_to_the_limit_are_allowed(client: httpx.AsyncClient) -> None:
+    query = "{ " + " ".join(f"a{i}: me {{ id }}" for i in range(MAX_ALIASES)) + " }"
     response = await post(client, {"query": query})
     assert response.status_code == 200
-    assert response.json()["data"] == {f"a{i}": None for i in range(20)}
+    assert response.json()["data"] == {f"a{i}": None for i in range(MAX_ALIASES)}
 
 
 # -- GET, GraphiQL, other methods -------------------------------------------------------------
@@ -409,3 +410,19 @@ async def test_redis_down_graphql_answers_with_an_error(down_client: httpx.Async
     # An outage is not the client's fault and reveals no internals.
     assert body["errors"][0].get("extensions", {}).get("code") != "UNAUTHENTICATED"
     assert "6379" not in response.text and "127.0.0.1:1" not in response.text
+
+
+async def test_a_field_error_while_executing_is_not_a_request_error(
+    client: httpx.AsyncClient, users: Any
+) -> None:
+    """A mutation whose only field fails executed all the same: 200, with `data: null`."""
+    created = await users.session(users.new_id())
+    response = await client.post(
+        "/graphql",
+        json={"query": 'mutation { revokeSession(id: "00000000-0000-4000-8000-000000000000") }'},
+        headers={"accept": GRAPHQL_RESPONSE, "cookie": f"psession={created.token}"},
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert "data" in body and body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND"
