@@ -36,7 +36,8 @@ class _Spec:
     lifetime: timedelta = timedelta(days=30)
 
 
-# The first one is the session the demo cookie belongs to.
+# The first one is the session the demo cookie belongs to. One past session is from a private
+# address on purpose: it shows what a session without geolocation looks like.
 _ACTIVE = [
     _Spec("81.2.69.142", MAC_CHROME, timedelta(hours=2)),
     _Spec("2a02:8109:9d40::1", IPHONE, timedelta(days=3)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -52,13 +53,16 @@ class IpApiProvider:
         if not ips or self._clock() < self._quiet_until:
             return {}
         try:
-            response = await self._client.post(
-                self._url,
-                params=self._params,
-                json=[{"query": ip} for ip in ips],
-                timeout=self._timeout,  # also applies to a client passed in
-            )
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            # httpx's timeout bounds each phase; this bounds the whole exchange, so a server
+            # that trickles its answer cannot hold the page longer than GEO_TIMEOUT either.
+            async with asyncio.timeout(self._timeout):
+                response = await self._client.post(
+                    self._url,
+                    params=self._params,
+                    json=[{"query": ip} for ip in ips],
+                    timeout=self._timeout,  # also applies to a client passed in
+                )
+        except (httpx.HTTPError, httpx.InvalidURL, TimeoutError) as exc:
             # The exception text is left out: it may carry the URL, and with it the key.
             return self._failed(type(exc).__name__)
         self._note_rate_limit(response)
