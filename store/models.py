@@ -24,12 +24,16 @@ def to_utc_second(value: datetime) -> datetime:
 
 def format_timestamp(value: datetime) -> str:
     """The one timestamp format of the API and of Redis: 2026-03-01T10:00:00Z."""
-    return to_utc_second(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, not strftime: %Y does not pad years before 1000 ("1-01-01T…" is not ISO 8601).
+    return to_utc_second(value).isoformat().replace("+00:00", "Z")
 
 
 def parse_timestamp(text: str) -> datetime:
     """Parses ISO 8601; a value without a zone is taken as UTC."""
-    return to_utc_second(datetime.fromisoformat(text.strip()))
+    try:
+        return to_utc_second(datetime.fromisoformat(text.strip()))
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise ValueError(f"{text[:40]!r} is out of range in UTC") from None
 
 
 @dataclass(frozen=True, slots=True)
