@@ -183,6 +183,15 @@ async def cmd_sessions_touch(args: argparse.Namespace, settings: Settings) -> in
     return 0
 
 
+async def cmd_sessions_restore(args: argparse.Namespace, settings: Settings) -> int:
+    from graph.resources import open_resources
+
+    async with open_resources(settings, geo=False) as res:
+        restored = await res.store.restore_active()
+    _print_json({"restored": restored})
+    return 0
+
+
 async def cmd_sessions_import(args: argparse.Namespace, settings: Settings) -> int:
     from graph.importer import ImportStopped, import_lines
     from graph.resources import open_resources
@@ -255,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     touch = ssub.add_parser("touch", help="mark a session as seen now (its lastSeenAt)")
     touch.add_argument("--token", required=True)
     touch.set_defaults(func=cmd_sessions_touch)
+
+    restore = ssub.add_parser(
+        "restore", help="rewrite to Redis the active sessions it lost (from Postgres)"
+    )
+    restore.set_defaults(func=cmd_sessions_restore)
 
     imp = ssub.add_parser("import", help="bulk-create sessions from JSON lines on stdin")
     imp.set_defaults(func=cmd_sessions_import)

@@ -47,8 +47,10 @@ async def execute(
 def is_request_error(result: ExecutionResult) -> bool:
     """True when the document never executed (syntax, validation, variables, operation): then
     there is no `data` at all. Errors raised while executing carry the path of their field."""
-    return result.data is None and bool(result.errors) and all(
-        error.path is None for error in result.errors or ()
+    return (
+        result.data is None
+        and bool(result.errors)
+        and all(error.path is None for error in result.errors or ())
     )
 
 

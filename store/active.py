@@ -122,6 +122,14 @@ class ActiveSessions:
                 pipe.expireat(index, expires, gt=True)
             await pipe.execute()
 
+    async def missing(self, *, token_hashes: Sequence[str]) -> set[str]:
+        """Which of these sessions have no HASH in Redis."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for token_hash in token_hashes:
+                pipe.exists(self._keys.session(token_hash))
+            found = await pipe.execute()
+        return {h for h, n in zip(token_hashes, found, strict=True) if not n}
+
     async def touch(self, *, token_hash: str, at: datetime, unless_after: datetime) -> bool:
         """Sets last_seen_at to `at` unless it is already later than `unless_after`.
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -159,6 +159,26 @@ async def timeline_for_user(
         limit,
     )
     return [(str(r["id"]), r["created_at"], str(r["client_ip"])) for r in rows]
+
+
+async def active_batches(
+    pool: asyncpg.Pool, *, now: datetime, batch: int
+) -> AsyncIterator[list[SessionRecord]]:
+    """Every session that should be active now (not ended, not expired), a batch at a time."""
+    async with pool.acquire() as conn, conn.transaction():
+        cursor = conn.cursor(
+            f"""SELECT {_SELECT_LIST} FROM sessions
+                 WHERE ended_at IS NULL AND expires_at > $1""",  # noqa: S608
+            now,
+        )
+        rows: list[SessionRecord] = []
+        async for row in cursor:
+            rows.append(_record(row))
+            if len(rows) >= batch:
+                yield rows
+                rows = []
+        if rows:
+            yield rows
 
 
 async def delete_user(pool: asyncpg.Pool, *, user_id: str) -> list[str]:

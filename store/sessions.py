@@ -240,6 +240,21 @@ class SessionStore:
         self._log_ended(ended)
         return len(hashes)
 
+    async def restore_active(self, *, batch: int = 1000) -> int:
+        """Rewrites to Redis every session Postgres says is active but Redis lacks (after Redis
+        lost its data); returns how many. Sessions Redis still has are left as they are."""
+        now = utcnow()
+        restored = 0
+        async for rows in records.active_batches(self.pool, now=now, batch=batch):
+            missing = await self.active.missing(token_hashes=[r.token_hash for r in rows])
+            lost = [r for r in rows if r.token_hash in missing]
+            if lost:
+                await self.active.put_many(records=lost, now=now)
+                restored += len(lost)
+        if restored:
+            log.warning("restored %d active sessions to Redis from Postgres", restored)
+        return restored
+
     async def touch(self, token: str) -> SessionRecord | None:
         """Marks an active session as seen now (for login services); None if it is not active."""
         now = utcnow()

@@ -1,0 +1,77 @@
+"""`sessions-api sessions restore`: after Redis loses its data, the active sessions come back from
+Postgres (which keeps their token hashes), and nothing that ended comes back."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import httpx
+
+from graph.resources import Resources
+from graph.settings import Settings
+from store.models import utcnow
+from tests.conftest import Users
+from tests.test_cli import cookie, run_cli
+
+
+async def forget_in_redis(resources: Resources, user_id: str, token_hashes: list[str]) -> None:
+    """What a Redis restart does to this user's active sessions."""
+    keys = resources.store.keys
+    await resources.store.redis.delete(
+        keys.user_sessions(user_id), *(keys.session(h) for h in token_hashes)
+    )
+
+
+async def test_restore_brings_back_lost_active_sessions_only(
+    base_settings: Settings, client: httpx.AsyncClient, users: Users, resources: Resources
+) -> None:
+    user = users.new_id()
+    first = await users.session(user, ip="81.2.69.142")
+    second = await users.session(user, ip="8.8.8.8")
+    ended = await users.session(user, ip="1.1.1.1")
+    await resources.store.end(ended.token)
+    expired = await users.session(
+        user,
+        created_at=utcnow() - timedelta(days=40),
+        expires_at=utcnow() - timedelta(days=10),
+    )
+    await forget_in_redis(
+        resources, user, [c.record.token_hash for c in (first, second, ended, expired)]
+    )
+    lost = await client.get("/v1/users/me/sessions", headers=cookie(first.token))
+    assert lost.status_code == 401
+
+    result = await run_cli(base_settings, "sessions", "restore")
+    assert result.code == 0, result
+    assert json.loads(result.lines[-1])["restored"] >= 2
+
+    page = await client.get("/v1/users/me/sessions", headers=cookie(first.token))
+    assert page.status_code == 200
+    body = page.json()
+    # Both were created in the same second: their order is by id, so compare as sets.
+    assert {s["token_suffix"] for s in body["sessions"]} == {
+        second.record.token_suffix,
+        first.record.token_suffix,
+    }
+    assert {h["token_suffix"] for h in body["history"]} == {
+        ended.record.token_suffix,
+        expired.record.token_suffix,
+    }
+    for gone in (ended, expired):
+        answer = await client.get("/v1/users/me/sessions", headers=cookie(gone.token))
+        assert answer.status_code == 401
+
+
+async def test_restore_leaves_sessions_redis_still_has_untouched(
+    base_settings: Settings, users: Users, resources: Resources
+) -> None:
+    user = users.new_id()
+    kept = await users.session(user)
+    key = resources.store.keys.session(kept.record.token_hash)
+    await resources.store.redis.hset(key, "last_seen_at", "2030-01-01T00:00:00Z")
+
+    result = await run_cli(base_settings, "sessions", "restore")
+    assert result.code == 0, result
+
+    assert await resources.store.redis.hget(key, "last_seen_at") == b"2030-01-01T00:00:00Z"
