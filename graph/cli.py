@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import sys
 from collections.abc import Sequence
@@ -21,6 +22,41 @@ from store.sessions import Created, InvalidSession, NewSession
 
 DEFAULT_TTL_SECONDS = 30 * 24 * 3600
 MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
+
+# Options whose values may legitimately start with "-" (any token string, a user
+# agent, a user id), which argparse would otherwise read as an option.
+FREE_TEXT_OPTIONS = frozenset({"--token", "--user-id", "--user-agent"})
+
+
+def _attach_free_text_values(argv: Sequence[str]) -> list[str]:
+    """Rewrite `--token VALUE` as `--token=VALUE` so VALUE is never taken for an option."""
+    out: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg == "--":
+            out.append(arg)
+            out.extend(args)
+            break
+        if arg in FREE_TEXT_OPTIONS:
+            value = next(args, None)
+            out.append(arg if value is None else f"{arg}={value}")
+        else:
+            out.append(arg)
+    return out
+
+
+def _read_token(args: argparse.Namespace) -> str | None:
+    """The token from --token, else from standard input (which keeps it out of `ps`)."""
+    if args.token is not None:
+        token = str(args.token)
+    elif sys.stdin.isatty():
+        token = getpass.getpass("token: ").strip()
+    else:
+        token = sys.stdin.readline().strip()
+    if not token:
+        print("no token given: use --token TOKEN or write it to standard input", file=sys.stderr)
+        return None
+    return token
 
 
 def _timestamp(text: str) -> datetime:
@@ -153,8 +189,10 @@ async def cmd_sessions_create(args: argparse.Namespace, settings: Settings) -> i
 async def cmd_sessions_end(args: argparse.Namespace, settings: Settings) -> int:
     from graph.resources import open_resources
 
+    if (token := _read_token(args)) is None:
+        return 2
     async with open_resources(settings, geo=False) as res:
-        record = await res.store.end(args.token, reason=args.reason)
+        record = await res.store.end(token, reason=args.reason)
     if record is None:
         print("no session has this token", file=sys.stderr)
         return 1
@@ -172,8 +210,10 @@ async def cmd_sessions_end(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_sessions_touch(args: argparse.Namespace, settings: Settings) -> int:
     from graph.resources import open_resources
 
+    if (token := _read_token(args)) is None:
+        return 2
     async with open_resources(settings, geo=False) as res:
-        record = await res.store.touch(args.token)
+        record = await res.store.touch(token)
     if record is None or record.last_seen_at is None:
         print("no active session has this token", file=sys.stderr)
         return 1
@@ -257,12 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.set_defaults(func=cmd_sessions_create)
 
     end = ssub.add_parser("end", help="end a session by its token")
-    end.add_argument("--token", required=True)
+    end.add_argument("--token", help="the session's token; read from stdin when omitted")
     end.add_argument("--reason", choices=["logout", "revoked"], default="logout")
     end.set_defaults(func=cmd_sessions_end)
 
     touch = ssub.add_parser("touch", help="mark a session as seen now (its lastSeenAt)")
-    touch.add_argument("--token", required=True)
+    touch.add_argument("--token", help="the session's token; read from stdin when omitted")
     touch.set_defaults(func=cmd_sessions_touch)
 
     restore = ssub.add_parser(
@@ -277,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_free_text_values(sys.argv[1:] if argv is None else argv))
     settings = get_settings()
     configure(settings.log_level if args.command == "serve" else "warning")
     try:

@@ -337,6 +337,37 @@ async def test_end_of_an_unknown_token_fails_with_a_message(base_settings: Setti
     assert "session" in result.stderr
 
 
+async def test_a_token_starting_with_a_dash_is_a_value_not_an_option(
+    base_settings: Settings,
+) -> None:
+    # Any string may be handed over as a token; one that looks like an option must still
+    # get the ordinary "no session" answer, not a usage error.
+    for argv in (["--token", "-" + new_token()], ["--token", "--reason"]):
+        result = await run_cli(base_settings, "sessions", "end", *argv)
+        assert result.code == 1, result
+        assert "no session has this token" in result.stderr
+
+
+async def test_end_reads_the_token_from_stdin_when_not_on_the_command_line(
+    users: Users, resources: Resources, base_settings: Settings
+) -> None:
+    created = await users.session(users.new_id(), ip="8.8.8.8")
+    result = await run_cli(
+        base_settings, "sessions", "end", "--reason", "revoked", stdin=created.token + "\n"
+    )
+    assert result.code == 0, result
+    assert json.loads(result.stdout)["end_reason"] == "revoked"
+    assert created.token not in result.stdout + result.stderr
+    assert await resources.store.authenticate(created.token) is None
+
+
+async def test_end_without_any_token_is_a_usage_error(base_settings: Settings) -> None:
+    result = await run_cli(base_settings, "sessions", "end", stdin="")
+    assert result.code == 2, result
+    assert result.stdout == ""
+    assert "no token given" in result.stderr
+
+
 async def test_end_refuses_an_unknown_reason(base_settings: Settings) -> None:
     result = await run_cli(
         base_settings, "sessions", "end", "--token", new_token(), "--reason", "bored"

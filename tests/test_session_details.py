@@ -315,8 +315,9 @@ async def test_cli_touch_sets_last_seen_at(
 async def test_cli_touch_of_an_unknown_or_ended_token_fails(
     users: Users, resources: Resources, base_settings: Settings
 ) -> None:
-    code, out, err = await run_touch(base_settings, secrets.token_urlsafe(32))
-    assert code == 1
+    # Any string, including one that looks like an option, is only an unknown token.
+    code, out, err = await run_touch(base_settings, "-" + secrets.token_urlsafe(32))
+    assert code == 1, err
     assert out == ""
     assert "Traceback" not in err
 
