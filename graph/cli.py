@@ -88,9 +88,26 @@ def _print_json(data: dict[str, Any], out: TextIO = sys.stdout) -> None:
 # -- commands -----------------------------------------------------------------------------------
 
 
+async def _why_not_migrated(settings: Settings) -> str | None:
+    """Why the database cannot serve yet, said so an operator knows what to run; None if it can."""
+    from store.migrate import pending
+
+    try:
+        missing = await pending(settings.database_url)
+    except asyncpg.InvalidCatalogNameError as exc:
+        return f"{exc}: run `sessions-api migrate` first"
+    if missing:
+        return f"the database lacks migrations {', '.join(missing)}: run `sessions-api migrate`"
+    return None
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    # Found here, this is one clear line; found by the app at startup, a traceback.
+    if reason := asyncio.run(_why_not_migrated(settings)):
+        print(f"sessions-api: {reason}", file=sys.stderr)
+        return 1
     uvicorn.run(
         "graph.app:create_app",
         factory=True,

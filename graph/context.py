@@ -23,13 +23,21 @@ class Context:
     now: datetime
     # The raw psession cookie. Never logged or stored; only its hash leaves this object.
     token: str | None = field(repr=False)
+    # The operationName the request gave, if any (Strawberry keeps its own copy private).
+    operation_name: str | None = None
     _session: object = field(default=_UNKNOWN, repr=False)
 
     @classmethod
-    def for_request(cls, resources: Resources, *, token: str | None) -> Context:
+    def for_request(
+        cls, resources: Resources, *, token: str | None, operation_name: str | None = None
+    ) -> Context:
         # A new loader per request: a shared one would cache across users.
         return cls(
-            store=resources.store, geo=GeoByIpLoader(resources.geo), now=utcnow(), token=token
+            store=resources.store,
+            geo=GeoByIpLoader(resources.geo),
+            now=utcnow(),
+            token=token,
+            operation_name=operation_name,
         )
 
     async def current_session(self) -> SessionRecord | None:

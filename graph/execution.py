@@ -29,7 +29,9 @@ async def execute(
         return await schema.execute(
             query,
             variable_values=dict(variables) if variables else None,
-            context_value=Context.for_request(resources, token=token),
+            context_value=Context.for_request(
+                resources, token=token, operation_name=operation_name
+            ),
             operation_name=operation_name,
             allowed_operation_types=allowed,
         )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, OperationDefinitionNode
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
@@ -13,12 +14,14 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
+    SchemaExtension,
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionContext
 
+from graph.context import Context
 from graph.scalars import SCALAR_MAP
 from graph.types import Mutation, Query
 
@@ -58,6 +61,23 @@ class SessionsSchema(strawberry.Schema):
                 )
 
 
+class OneOperationUnlessNamed(SchemaExtension):
+    """The GraphQL spec's GetOperation(): without `operationName`, a document must hold exactly
+    one operation. Strawberry on its own would quietly run the first."""
+
+    def on_parse(self) -> Iterator[None]:
+        yield
+        document = self.execution_context.graphql_document
+        context = self.execution_context.context
+        if document is None or (isinstance(context, Context) and context.operation_name):
+            return
+        operations = sum(isinstance(d, OperationDefinitionNode) for d in document.definitions)
+        if operations > 1:
+            raise GraphQLError(
+                "The document has several operations: name the one to run with `operationName`."
+            )
+
+
 # The depth and alias limits are validation rules. Their rule classes are made once, here: the
 # validation cache is keyed by the rules, and a fresh class per request would never hit it.
 _LIMIT_RULES = [
@@ -75,6 +95,7 @@ schema = SessionsSchema(
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
+        OneOperationUnlessNamed,
         lambda: AddValidationRules(_LIMIT_RULES),
         lambda: MaskErrors(should_mask_error=is_unexpected),
     ],

@@ -61,6 +61,19 @@ async def ensure_database(dsn: str) -> bool:
     return True
 
 
+async def pending(dsn: str) -> list[str]:
+    """The migrations this database has not had yet (raises InvalidCatalogNameError when the
+    database does not exist)."""
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        done: set[int] = set()
+        if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+    finally:
+        await conn.close()
+    return [m.name for m in available() if m.version not in done]
+
+
 async def migrate(dsn: str) -> list[str]:
     """Applies the migrations not applied yet; returns the names it applied."""
     await ensure_database(dsn)

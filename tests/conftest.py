@@ -25,7 +25,7 @@ from tests.servers import serve
 RUN_ID = uuid.uuid4().hex[:10]
 
 
-def _with_database(dsn: str, name: str) -> str:
+def with_database(dsn: str, name: str) -> str:
     parts = urlsplit(dsn)
     return urlunsplit(parts._replace(path=f"/{name}"))
 
@@ -35,7 +35,7 @@ def base_settings() -> Settings:
     env = Settings()
     return env.model_copy(
         update={
-            "database_url": _with_database(env.database_url, f"sessions_test_{RUN_ID}"),
+            "database_url": with_database(env.database_url, f"sessions_test_{RUN_ID}"),
             "redis_key_prefix": f"test-{RUN_ID}:",
             "geo_provider": "offline",
             "geo_mmdb_path": None,

@@ -16,13 +16,14 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
 from graph.resources import Resources
 from graph.settings import Settings
 from store.tokens import new_token
-from tests.conftest import Users
+from tests.conftest import Users, with_database
 
 URL_SAFE = re.compile(r"[A-Za-z0-9_-]+")
 GRAPHQL_HEADERS = {"accept": "application/graphql-response+json"}
@@ -568,6 +569,29 @@ async def test_check_fails_naming_redis_when_redis_does_not_answer(
     assert "Traceback" not in result.stderr
     assert "redis" in result.stderr.lower()
     assert "postgres" not in result.stderr.lower()
+
+
+async def test_serve_refuses_an_unmigrated_database_with_one_line_saying_what_to_run(
+    base_settings: Settings,
+) -> None:
+    name = f"sessions_unmigrated_{secrets.token_hex(5)}"
+    url = with_database(base_settings.database_url, name)
+
+    absent = await run_cli(base_settings, "serve", "--port", "0", DATABASE_URL=url)
+    assert absent.code == 1, absent
+    assert "Traceback" not in absent.stderr
+    assert "does not exist" in absent.stderr and "sessions-api migrate" in absent.stderr
+
+    admin = await asyncpg.connect(base_settings.database_url, database="postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        empty = await run_cli(base_settings, "serve", "--port", "0", DATABASE_URL=url)
+        assert empty.code == 1, empty
+        assert "Traceback" not in empty.stderr
+        assert "0001_sessions.sql" in empty.stderr and "sessions-api migrate" in empty.stderr
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
 
 
 @pytest.mark.parametrize(

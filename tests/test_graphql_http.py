@@ -281,6 +281,8 @@ async def test_get_without_query_and_without_html_accept_is_400(
     [
         pytest.param({"query": "query A { me { id } }", "operationName": "Nope"}, id="unknown-op"),
         pytest.param({"query": "subscription { me { id } }"}, id="subscription"),
+        # The spec asks for operationName here; running the first one would be a guess.
+        pytest.param({"query": "query A { me { id } } query B { me { id } }"}, id="unnamed-of-two"),
     ],
 )
 @pytest.mark.parametrize(("accept", "status"), [(GRAPHQL_RESPONSE, 400), (JSON, 200)])
@@ -292,6 +294,14 @@ async def test_operation_that_cannot_run_is_a_request_error_not_500(
     assert media_type(response) == accept
     answer = response.json()
     assert answer["errors"] and "data" not in answer
+
+
+async def test_several_operations_without_a_name_say_what_is_missing(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await post(client, {"query": "query A { me { id } } query B { me { id } }"})
+    assert response.status_code == 400
+    assert "operationName" in response.json()["errors"][0]["message"]
 
 
 async def test_get_with_a_mutation_is_405(client: httpx.AsyncClient) -> None:
