@@ -14,11 +14,12 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from graph import health, rest
 from graph.graphql_http import graphql_endpoint
+from graph.metrics import RequestMetrics, metrics_endpoint
 from graph.origin_check import OriginCheck
 from graph.resources import open_resources
 from graph.settings import Settings, get_settings
@@ -64,20 +65,24 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
 
     static = StaticFiles(directory=str(package_files.files("graph") / "static"))
+    routes: list[BaseRoute] = [
+        Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
+        Route("/v1/users/me/sessions", rest.list_sessions, methods=["GET"]),
+        Route("/v1/users/me/sessions", rest.revoke_other_sessions, methods=["DELETE"]),
+        Route("/v1/users/me/sessions/{session_id}", rest.revoke_session, methods=["DELETE"]),
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Mount("/static", app=static, name="static"),
+    ]
     return Starlette(
-        routes=[
-            Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
-            Route("/v1/users/me/sessions", rest.list_sessions, methods=["GET"]),
-            Route("/v1/users/me/sessions", rest.revoke_other_sessions, methods=["DELETE"]),
-            Route("/v1/users/me/sessions/{session_id}", rest.revoke_session, methods=["DELETE"]),
-            Route("/healthz", health.healthz, methods=["GET"]),
-            Route("/readyz", health.readyz, methods=["GET"]),
-            Mount("/static", app=static, name="static"),
-        ],
+        routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: unexpected},
         middleware=[
-            # Outermost: answers CORS preflights for the allowed origins.
+            # Outermost: counts every answer, including the refusals of the two below.
+            Middleware(RequestMetrics, routes=routes),
+            # Answers CORS preflights for the allowed origins.
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.allowed_origins,

@@ -6,7 +6,10 @@ import argparse
 import asyncio
 import getpass
 import json
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -102,12 +105,29 @@ async def _why_not_migrated(settings: Settings) -> str | None:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
+    from graph.metrics import MULTIPROC_ENV
 
     # Found here, this is one clear line; found by the app at startup, a traceback.
     if reason := asyncio.run(_why_not_migrated(settings)):
         print(f"sessions-api: {reason}", file=sys.stderr)
         return 1
+    # Several workers share their metrics through files, so /metrics adds all of them up
+    # whichever worker answers it. The directory must start empty: a fresh one each run.
+    metrics_dir = None
+    if (args.workers or 1) > 1 and not os.environ.get(MULTIPROC_ENV):
+        metrics_dir = tempfile.mkdtemp(prefix="sessions-api-metrics-")
+        os.environ[MULTIPROC_ENV] = metrics_dir
+    try:
+        _run_uvicorn(args, settings)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
+    import uvicorn
+
     uvicorn.run(
         "graph.app:create_app",
         factory=True,
@@ -117,7 +137,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         log_level=settings.log_level,
         log_config=None,
     )
-    return 0
 
 
 async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:

@@ -8,6 +8,7 @@ from typing import TypeAlias
 
 import strawberry
 
+from graph.metrics import AUTHENTICATIONS
 from graph.resources import Resources
 from loaders.geo_by_ip import GeoByIpLoader
 from store.models import SessionRecord, utcnow
@@ -43,9 +44,11 @@ class Context:
     async def current_session(self) -> SessionRecord | None:
         """The active session of the cookie, looked up once per request."""
         if self._session is _UNKNOWN:
-            self._session = (
-                await self.store.authenticate(self.token, now=self.now) if self.token else None
-            )
+            session = None
+            if self.token:
+                session = await self.store.authenticate(self.token, now=self.now)
+                AUTHENTICATIONS.labels("rejected" if session is None else "accepted").inc()
+            self._session = session
         return self._session  # type: ignore[return-value]
 
 

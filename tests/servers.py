@@ -1,13 +1,19 @@
-"""The app served for real by uvicorn on a loopback port, in a thread of its own."""
+"""The app served for real: by uvicorn in a thread of this process, or by `sessions-api serve`
+in a process of its own."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import httpx
 import uvicorn
 
 from graph.app import create_app
@@ -38,3 +44,59 @@ def serve(settings: Settings) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serve_process(settings: Settings, log_path: Path, *args: str) -> Iterator[str]:
+    """`sessions-api serve ARGS` on the Postgres database and Redis keyspace of these settings,
+    with offline geolocation; yields its base URL once /healthz answers. Output goes to log_path.
+    """
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(("GEO_", "ALLOWED_"))}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.update(
+        DATABASE_URL=settings.database_url,
+        REDIS_URL=settings.redis_url,
+        REDIS_KEY_PREFIX=settings.redis_key_prefix,
+        GEO_PROVIDER="offline",
+        LOG_LEVEL="warning",
+    )
+    command = [
+        str(Path(sys.executable).parent / "sessions-api"),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *args,
+    ]
+    url = f"http://127.0.0.1:{port}"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        "sessions-api serve did not start:\n" + log_path.read_text("utf-8")
+                    )
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

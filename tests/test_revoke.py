@@ -6,15 +6,9 @@ other's sessions, revocation seen at once by a second server process, and no mut
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,6 +19,7 @@ from store.models import utcnow
 from store.sessions import Created
 from store.tokens import hash_token
 from tests.conftest import Users
+from tests.servers import serve_process
 
 ROUTE = "/v1/users/me/sessions"
 JSON = "application/json"
@@ -366,12 +361,6 @@ async def test_two_users_cannot_touch_each_others_sessions(
 # -- a second server process --------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def second_process(
     base_settings: Settings,
@@ -381,48 +370,9 @@ def second_process(
 ) -> Iterator[str]:
     """`sessions-api serve` in a process of its own, on the same Postgres database and Redis
     keyspace as the in-process `server`; yields its base URL."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(("GEO_", "ALLOWED_"))}
-    env.update(
-        DATABASE_URL=base_settings.database_url,
-        REDIS_URL=base_settings.redis_url,
-        REDIS_KEY_PREFIX=base_settings.redis_key_prefix,
-        GEO_PROVIDER="offline",
-        LOG_LEVEL="warning",
-    )
     log_path = tmp_path_factory.mktemp("second") / "serve.log"
-    command = [
-        str(Path(sys.executable).parent / "sessions-api"),
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    url = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        "sessions-api serve did not start:\n" + log_path.read_text("utf-8")
-                    )
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
-            yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with serve_process(base_settings, log_path) as url:
+        yield url
 
 
 async def test_revocation_in_one_process_is_seen_by_another_at_once(

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from loaders.geo import metrics
 from loaders.geo.model import GeoInfo
 
 log = logging.getLogger(__name__)
@@ -62,21 +63,24 @@ class IpApiProvider:
                     json=[{"query": ip} for ip in ips],
                     timeout=self._timeout,  # also applies to a client passed in
                 )
-        except (httpx.HTTPError, httpx.InvalidURL, TimeoutError) as exc:
+        except (httpx.TimeoutException, TimeoutError) as exc:
+            return self._failed("timeout", type(exc).__name__)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             # The exception text is left out: it may carry the URL, and with it the key.
-            return self._failed(type(exc).__name__)
+            return self._failed("transport", type(exc).__name__)
         self._note_rate_limit(response)
         if response.status_code == 429:
+            metrics.PROVIDER_FAILURES.labels(self.name, "rate_limited").inc()
             log.warning("ip-api rate limit hit at %s; quiet for a while", self._url)
             return {}
         if response.status_code != 200:
-            return self._failed(f"HTTP {response.status_code}")
+            return self._failed("bad_answer", f"HTTP {response.status_code}")
         try:
             items: Any = response.json()
         except ValueError:
-            return self._failed("malformed JSON")
+            return self._failed("bad_answer", "malformed JSON")
         if not isinstance(items, list) or len(items) != len(ips):
-            return self._failed("answer is not one item per query")
+            return self._failed("bad_answer", "answer is not one item per query")
         answer: dict[str, GeoInfo | None] = {}
         for ip, item in zip(ips, items, strict=True):
             if isinstance(item, dict) and item.get("status") == "fail":
@@ -97,7 +101,8 @@ class IpApiProvider:
             wait = ttl if ttl is not None else DEFAULT_RATE_LIMIT_SECONDS
             self._quiet_until = max(self._quiet_until, self._clock() + wait)
 
-    def _failed(self, why: str) -> dict[str, GeoInfo | None]:
+    def _failed(self, reason: str, why: str) -> dict[str, GeoInfo | None]:
+        metrics.PROVIDER_FAILURES.labels(self.name, reason).inc()
         log.warning(
             "ip-api lookup at %s failed (%s); quiet for %.0f s",
             self._url,

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 
 from redis.exceptions import RedisError
 
+from loaders.geo import metrics
 from loaders.geo.model import GeoInfo
 from loaders.geo.provider import GeoProvider
 from store.geo_cache import GeoCache
@@ -62,9 +63,12 @@ class GeoLookup:
         except (RedisError, ValueError) as exc:
             log.warning("geo cache read failed, asking the provider: %r", exc)
         misses = [ip for ip in ips if ip not in known]
+        metrics.IPS.labels("cache").inc(len(ips) - len(misses))
         if misses:
             fetched = await self._fetch(misses)
             known.update(fetched)
+            metrics.IPS.labels("provider").inc(len(fetched))
+            metrics.IPS.labels("none").inc(len(misses) - len(fetched))
             try:
                 await self._cache.put_many(
                     {
@@ -81,6 +85,7 @@ class GeoLookup:
     async def _fetch(self, ips: list[str]) -> Mapping[str, GeoInfo | None]:
         size = self.provider.max_batch
         batches = [ips[i : i + size] for i in range(0, len(ips), size)]
+        metrics.PROVIDER_BATCHES.labels(self.provider.name).inc(len(batches))
         answers = await asyncio.gather(*(self.provider.lookup(batch) for batch in batches))
         fetched: dict[str, GeoInfo | None] = {}
         for answer in answers:

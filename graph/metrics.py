@@ -1,0 +1,105 @@
+"""Prometheus metrics for the HTTP side, and the `/metrics` endpoint that exposes every metric
+of the process (the geolocation ones live in `loaders/geo/metrics.py`).
+
+Labels never carry user data: routes are path templates, never raw paths.
+
+With several worker processes (`serve --workers N`), each worker counts on its own; when
+PROMETHEUS_MULTIPROC_DIR names a directory (`serve` sets one up by itself), `/metrics` adds up
+all workers' files there.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+REQUESTS = Counter(
+    "sessions_api_http_requests_total",
+    "HTTP requests answered, by method, route template and status.",
+    ["method", "route", "status"],
+)
+DURATION = Histogram(
+    "sessions_api_http_request_duration_seconds",
+    "Time to answer an HTTP request, by method and route template.",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+AUTHENTICATIONS = Counter(
+    "sessions_api_authentications_total",
+    "psession cookies checked, by outcome: accepted, or rejected (unknown, ended, expired or "
+    "malformed). A jump in rejected ones can be someone guessing tokens.",
+    ["outcome"],
+)
+
+# Paths that match no route (scanners, typos) share one label, so they cannot grow the series.
+UNMATCHED = "unmatched"
+
+
+class RequestMetrics:
+    """Counts and times every HTTP request. Outermost, so refusals by other middleware (CORS,
+    the origin check) and our own failures (500) are counted too."""
+
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # if the app fails before it starts a response
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            method = scope["method"]
+            route = self._route(scope)
+            REQUESTS.labels(method, route, str(status)).inc()
+            DURATION.labels(method, route).observe(time.perf_counter() - started)
+
+    def _route(self, scope: Scope) -> str:
+        for route in self.routes:
+            match, _ = route.matches(scope)
+            if match is not Match.NONE:
+                return str(getattr(route, "path", UNMATCHED))
+        return UNMATCHED
+
+
+def _registry() -> CollectorRegistry:
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return registry
+    return REGISTRY
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    return Response(
+        generate_latest(_registry()),
+        media_type=CONTENT_TYPE_PLAIN_0_0_4,
+        headers={"Cache-Control": "no-store"},
+    )
