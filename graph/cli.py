@@ -29,6 +29,8 @@ MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 # Options whose values may legitimately start with "-" (any token string, a user
 # agent, a user id), which argparse would otherwise read as an option.
 FREE_TEXT_OPTIONS = frozenset({"--token", "--user-id", "--user-agent"})
+# `--token -` reads the token from standard input.
+FROM_STDIN = "-"
 
 
 def _attach_free_text_values(argv: Sequence[str]) -> list[str]:
@@ -49,17 +51,34 @@ def _attach_free_text_values(argv: Sequence[str]) -> list[str]:
 
 
 def _read_token(args: argparse.Namespace) -> str | None:
-    """The token from --token, else from standard input (which keeps it out of `ps`)."""
-    if args.token is not None:
-        token = str(args.token)
-    elif sys.stdin.isatty():
-        token = getpass.getpass("token: ").strip()
-    else:
-        token = sys.stdin.readline().strip()
+    """The token of --token; `--token -` reads it from standard input instead, which keeps it
+    out of `ps` and shell history. None (after saying so) when there is none."""
+    token = str(args.token)
+    if args.token == FROM_STDIN:
+        try:
+            if sys.stdin is None:
+                token = ""
+            elif sys.stdin.isatty():
+                token = getpass.getpass("token: ")
+            else:
+                token = sys.stdin.readline()
+        except EOFError:
+            token = ""
+        token = token.strip()
     if not token:
-        print("no token given: use --token TOKEN or write it to standard input", file=sys.stderr)
+        print(
+            "no token given: use --token TOKEN, or --token - to read it from stdin", file=sys.stderr
+        )
         return None
     return token
+
+
+class _Parser(argparse.ArgumentParser):
+    """No abbreviated options: with them, `--tok -abc` would read -abc as an option again."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
 
 def _timestamp(text: str) -> datetime:
@@ -293,7 +312,7 @@ async def cmd_sessions_import(args: argparse.Namespace, settings: Settings) -> i
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sessions-api",
         description="The sessions API: serve it, migrate its database, write sessions.",
     )
@@ -333,12 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.set_defaults(func=cmd_sessions_create)
 
     end = ssub.add_parser("end", help="end a session by its token")
-    end.add_argument("--token", help="the session's token; read from stdin when omitted")
+    end.add_argument("--token", required=True, help="the session's token; - reads it from stdin")
     end.add_argument("--reason", choices=["logout", "revoked"], default="logout")
     end.set_defaults(func=cmd_sessions_end)
 
     touch = ssub.add_parser("touch", help="mark a session as seen now (its lastSeenAt)")
-    touch.add_argument("--token", help="the session's token; read from stdin when omitted")
+    touch.add_argument("--token", required=True, help="the session's token; - reads it from stdin")
     touch.set_defaults(func=cmd_sessions_touch)
 
     restore = ssub.add_parser(

@@ -48,8 +48,10 @@ AUTHENTICATIONS = Counter(
     ["outcome"],
 )
 
-# Paths that match no route (scanners, typos) share one label, so they cannot grow the series.
+# Paths that match no route (scanners, typos) share one label, and so do unusual methods (some
+# HTTP parsers pass any token through), so clients cannot grow the number of series.
 UNMATCHED = "unmatched"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class RequestMetrics:
@@ -65,6 +67,10 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        # Before the app runs: a Mount rewrites the scope's paths as it hands the request on.
+        route = self._route(scope)
+        method = scope["method"] if scope["method"] in METHODS else "other"
+        # A response that fails after it has started is counted with the status it sent.
         status = 500  # if the app fails before it starts a response
 
         async def send_noting_status(message: Message) -> None:
@@ -76,8 +82,6 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_noting_status)
         finally:
-            method = scope["method"]
-            route = self._route(scope)
             REQUESTS.labels(method, route, str(status)).inc()
             DURATION.labels(method, route).observe(time.perf_counter() - started)
 

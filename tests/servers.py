@@ -53,13 +53,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_process(settings: Settings, log_path: Path, *args: str) -> Iterator[str]:
+def serve_process(
+    settings: Settings, log_path: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[str]:
     """`sessions-api serve ARGS` on the Postgres database and Redis keyspace of these settings,
-    with offline geolocation; yields its base URL once /healthz answers. Output goes to log_path.
+    with offline geolocation and any extra ENV; yields its base URL once /healthz answers.
+    Output goes to log_path.
     """
     port = free_port()
+    extra = env or {}
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith(("GEO_", "ALLOWED_"))}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.update(extra)
     env.update(
         DATABASE_URL=settings.database_url,
         REDIS_URL=settings.redis_url,

@@ -349,12 +349,19 @@ async def test_a_token_starting_with_a_dash_is_a_value_not_an_option(
         assert "no session has this token" in result.stderr
 
 
-async def test_end_reads_the_token_from_stdin_when_not_on_the_command_line(
+async def test_end_reads_the_token_from_stdin_with_token_dash(
     users: Users, resources: Resources, base_settings: Settings
 ) -> None:
     created = await users.session(users.new_id(), ip="8.8.8.8")
     result = await run_cli(
-        base_settings, "sessions", "end", "--reason", "revoked", stdin=created.token + "\n"
+        base_settings,
+        "sessions",
+        "end",
+        "--token",
+        "-",
+        "--reason",
+        "revoked",
+        stdin=created.token + "\r\n",
     )
     assert result.code == 0, result
     assert json.loads(result.stdout)["end_reason"] == "revoked"
@@ -362,11 +369,24 @@ async def test_end_reads_the_token_from_stdin_when_not_on_the_command_line(
     assert await resources.store.authenticate(created.token) is None
 
 
-async def test_end_without_any_token_is_a_usage_error(base_settings: Settings) -> None:
-    result = await run_cli(base_settings, "sessions", "end", stdin="")
+@pytest.mark.parametrize(
+    ("argv", "stdin", "says"),
+    [
+        pytest.param([], "", "--token", id="no-token-option"),
+        pytest.param(["--token", "-"], "", "no token given", id="empty-stdin"),
+        pytest.param(["--token="], "", "no token given", id="empty-value"),
+        # Abbreviations are off: `--tok -abc` must not read -abc as an option either.
+        pytest.param(["--tok", "abc"], "", "--token", id="abbreviated"),
+    ],
+)
+async def test_end_without_a_token_is_a_usage_error(
+    base_settings: Settings, argv: list[str], stdin: str, says: str
+) -> None:
+    result = await run_cli(base_settings, "sessions", "end", *argv, stdin=stdin)
     assert result.code == 2, result
     assert result.stdout == ""
-    assert "no token given" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert says in result.stderr
 
 
 async def test_end_refuses_an_unknown_reason(base_settings: Settings) -> None:

@@ -70,6 +70,8 @@ async def test_requests_are_counted_by_route_template_and_status(
     assert deleted.status_code == 404
     assert (await client.get(probe)).status_code == 404
     assert (await client.put(ROUTE)).status_code == 405
+    assert (await client.request("PURGE", ROUTE)).status_code == 405
+    assert (await client.get("/static/graphiql/index.html")).status_code == 200
 
     after, text = await scrape(client)
 
@@ -82,9 +84,11 @@ async def test_requests_are_counted_by_route_template_and_status(
     assert delta(REQUESTS, method="DELETE", route=by_id, status="404") == 1
     assert delta(REQUESTS, method="GET", route="unmatched", status="404") == 1
     assert delta(REQUESTS, method="PUT", route=ROUTE, status="405") == 1
+    assert delta(REQUESTS, method="other", route=ROUTE, status="405") == 1
+    assert delta(REQUESTS, method="GET", route="/static", status="200") == 1
     assert delta(DURATIONS, method="GET", route=ROUTE) == 2
-    # Labels are templates: no id, no probed path, no token ever becomes part of a series.
-    for secret in (other.record.id, probe, me.token, me.record.token_hash):
+    # Labels are templates: no id, no probed path or method, no token becomes part of a series.
+    for secret in (other.record.id, probe, "PURGE", me.token, me.record.token_hash):
         assert secret not in text
 
 
@@ -179,8 +183,11 @@ async def test_several_workers_report_their_sum(
     redis_keyspace: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    log_path = tmp_path_factory.mktemp("workers") / "serve.log"
-    with serve_process(base_settings, log_path, "--workers", "2") as url:
+    temp = tmp_path_factory.mktemp("workers")
+    # serve makes the workers' shared metrics directory under TMPDIR: here, where it can be seen.
+    with serve_process(
+        base_settings, temp / "serve.log", "--workers", "2", env={"TMPDIR": str(temp)}
+    ) as url:
         async with httpx.AsyncClient(base_url=url, timeout=20) as workers:
             before, _ = await scrape(workers)
             # New connections each time, so both workers answer some of them.
@@ -193,3 +200,8 @@ async def test_several_workers_report_their_sum(
                     after, _ = await scrape(once)
                 labels = {"method": "GET", "route": "/healthz", "status": "200"}
                 assert value(after, REQUESTS, **labels) - value(before, REQUESTS, **labels) == 40
+        [shared] = temp.glob("sessions-api-metrics-*")
+        # Both workers counted (else the sum above would prove nothing).
+        pids = {path.stem.rsplit("_", 1)[-1] for path in shared.glob("counter_*.db")}
+        assert len(pids) == 2, sorted(p.name for p in shared.iterdir())
+    assert not list(temp.glob("sessions-api-metrics-*"))  # removed when serve stops

@@ -67,8 +67,9 @@ class GeoLookup:
         if misses:
             fetched = await self._fetch(misses)
             known.update(fetched)
-            metrics.IPS.labels("provider").inc(len(fetched))
-            metrics.IPS.labels("none").inc(len(misses) - len(fetched))
+            answered = sum(ip in fetched for ip in misses)
+            metrics.IPS.labels("provider").inc(answered)
+            metrics.IPS.labels("none").inc(len(misses) - answered)
             try:
                 await self._cache.put_many(
                     {

@@ -8,7 +8,8 @@ from prometheus_client import Counter
 IPS = Counter(
     "sessions_api_geo_ips_total",
     "Global IP addresses geolocated, by where the answer came from: cache (a hit, including "
-    "a cached failure), provider, or none (not answered this time; geo is null).",
+    "a cached 'unknown'), provider (an answer, possibly 'unknown to the provider'), or none "
+    "(no answer this time: the provider failed or is rate-limited; geo is null).",
     ["source"],
 )
 PROVIDER_BATCHES = Counter(
