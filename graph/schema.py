@@ -6,14 +6,12 @@ import logging
 from collections.abc import Iterator
 
 import strawberry
-from graphql import GraphQLError, OperationDefinitionNode
+from graphql import ASTValidationRule, GraphQLError, OperationDefinitionNode
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     SchemaExtension,
     ValidationCache,
 )
@@ -22,6 +20,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionContext
 
 from graph.context import Context
+from graph.limits import query_limits
 from graph.scalars import SCALAR_MAP
 from graph.types import Mutation, Query
 
@@ -78,11 +77,10 @@ class OneOperationUnlessNamed(SchemaExtension):
             )
 
 
-# The depth and alias limits are validation rules. Their rule classes are made once, here: the
-# validation cache is keyed by the rules, and a fresh class per request would never hit it.
-_LIMIT_RULES = [
-    *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
-    *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
+# The rule class is made once, here: the validation cache is keyed by the rules, and a fresh
+# class per request would never hit it.
+_LIMIT_RULES: list[type[ASTValidationRule]] = [
+    query_limits(max_depth=MAX_DEPTH, max_aliases=MAX_ALIASES)
 ]
 
 schema = SessionsSchema(

@@ -5,14 +5,20 @@ from __future__ import annotations
 from graph.context import Context
 from graph.errors import CurrentSession, NotFound
 from resolvers.me import current_session
+from store.models import canonical_session_id
 
 
 async def revoke_session(ctx: Context, *, session_id: str) -> bool:
     current = await current_session(ctx)
-    if session_id == current.id:
+    # Compared in one spelling: `{ID}` or upper case must not get past the check below.
+    canonical = canonical_session_id(session_id)
+    if canonical == current.id:
         raise CurrentSession()
     # Another user's id and an unknown one are answered alike, so ids reveal nothing.
-    if await ctx.store.revoke(user_id=current.user_id, session_id=session_id) is None:
+    if (
+        canonical is None
+        or await ctx.store.revoke(user_id=current.user_id, session_id=canonical) is None
+    ):
         raise NotFound("You have no session with this id.")
     return True
 

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
 EndReason = Literal["logout", "revoked", "expired"]
 END_REASONS: tuple[EndReason, ...] = ("logout", "revoked", "expired")
+
+
+def canonical_session_id(text: str) -> str | None:
+    """A session id in the one spelling records carry (lowercase, hyphenated), or None if it is
+    not a UUID. Postgres reads `{...}`, `urn:uuid:...` and upper case as the same id, so ids are
+    compared only in this form."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return None
 
 
 def utcnow() -> datetime:

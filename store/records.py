@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from store.models import EndReason, SessionRecord
+from store.models import EndReason, SessionRecord, canonical_session_id
 
 _COLUMNS = (
     "id", "user_id", "token_hash", "token_suffix", "created_at", "expires_at",
@@ -77,13 +77,12 @@ async def get_for_user(
     pool: asyncpg.Pool, *, user_id: str, session_id: str
 ) -> SessionRecord | None:
     """One session by its public id, only if it is this user's."""
-    try:
-        key = uuid.UUID(session_id)
-    except ValueError:
+    key = canonical_session_id(session_id)
+    if key is None:
         return None
     row = await pool.fetchrow(
         f"SELECT {_SELECT_LIST} FROM sessions WHERE id = $1 AND user_id = $2",  # noqa: S608
-        key,
+        uuid.UUID(key),
         user_id,
     )
     return _record(row) if row else None

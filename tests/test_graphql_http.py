@@ -217,6 +217,55 @@ async def test_aliases_up_to_the_limit_are_allowed(client: httpx.AsyncClient) ->
     assert response.json()["data"] == {f"a{i}": None for i in range(MAX_ALIASES)}
 
 
+async def test_depth_and_aliases_count_through_fragments(client: httpx.AsyncClient) -> None:
+    # Depth 11 (one over the limit), written with a fragment in the middle.
+    deep = (
+        "{ me { history { edges { node { ...Deeper } } } } } "
+        "fragment Deeper on History { geo { f1 { f2 { f3 { f4 { f5 { f6 { city } } } } } } } }"
+    )
+    # Every spread of a fragment counts its aliases again: 4 x 11 = 44 > 40.
+    aliased = " ".join(f"a{i}: id" for i in range(11))
+    many = "{ me { ...A ...A ...A ...A } } fragment A on Me { " + aliased + " }"
+    for query, says in ((deep, "depth"), (many, "44 aliases")):
+        response = await post(client, {"query": query})
+        assert response.status_code == 400, response.text
+        assert any(says in e["message"] for e in response.json()["errors"]), response.text
+
+
+@pytest.mark.parametrize("aliased", [False, True])
+async def test_fragments_spread_into_fragments_are_judged_without_walking_every_path(
+    client: httpx.AsyncClient, aliased: bool
+) -> None:
+    """14 levels of 4 spreads each is 4**14 (268 million) paths in a few hundred bytes."""
+    levels = 14
+    if aliased:
+        spread = lambda i: " ".join(f"a{j}: me {{ ...F{i + 1} }}" for j in range(4))  # noqa: E731
+    else:
+        spread = lambda i: " ".join([f"...F{i + 1}"] * 4)  # noqa: E731
+    fragments = " ".join(
+        f"fragment F{i} on {'Me' if aliased else 'Query'} {{ {spread(i)} }}" for i in range(levels)
+    )
+    last = f"fragment F{levels} on {'Me' if aliased else 'Query'} {{ __typename }}"
+    query = ("{ me { ...F0 } } " if aliased else "{ ...F0 } ") + fragments + " " + last
+    # The client's timeout bounds a hang; it is not a speed check.
+    response = await post(client, {"query": query})
+    if aliased:
+        assert response.status_code == 400
+        assert any("aliases found" in e["message"] for e in response.json()["errors"])
+    else:
+        assert response.status_code == 200
+        assert response.json()["data"] == {"__typename": "Query"}
+    await assert_still_serving(client)
+
+
+async def test_graphiql_introspection_passes_the_limits(client: httpx.AsyncClient) -> None:
+    from graphql import get_introspection_query
+
+    response = await post(client, {"query": get_introspection_query(descriptions=True)})
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["__schema"]["queryType"]["name"] == "Query"
+
+
 # -- GET, GraphiQL, other methods -------------------------------------------------------------
 
 
