@@ -4,6 +4,7 @@ the provider failed; tokens and ids never appear; several workers add up."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Iterator, Mapping
 
@@ -35,6 +36,27 @@ async def scrape(client: httpx.AsyncClient) -> tuple[Samples, str]:
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     assert response.headers["cache-control"] == "no-store"
     return parse(response.text), response.text
+
+
+async def scrape_until(
+    client: httpx.AsyncClient, before: Samples, name: str, count: int, *, but_route: str
+) -> tuple[Samples, str]:
+    """Scrapes until the samples of `name` (other than `but_route`'s) grew by `count`; a bound
+    of ten seconds keeps a miscount from hanging the suite."""
+
+    def total(samples: Samples) -> float:
+        return sum(
+            v
+            for (n, labels), v in samples.items()
+            if n == name and ("route", but_route) not in labels
+        )
+
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        after, text = await scrape(client)
+        if total(after) - total(before) >= count or asyncio.get_running_loop().time() > deadline:
+            return after, text
+        await asyncio.sleep(0.05)
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -73,7 +95,9 @@ async def test_requests_are_counted_by_route_template_and_status(
     assert (await client.request("PURGE", ROUTE)).status_code == 405
     assert (await client.get("/static/graphiql/index.html")).status_code == 200
 
-    after, text = await scrape(client)
+    # A request is counted when the app has finished with it, which can be just after the
+    # client has its answer (a file response closes its file afterwards): wait for all 7.
+    after, text = await scrape_until(client, before, REQUESTS, 7, but_route="/metrics")
 
     def delta(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
