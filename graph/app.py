@@ -67,15 +67,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
     static = StaticFiles(directory=str(package_files.files("graph") / "static"))
     routes: list[BaseRoute] = [
         Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
-        Route("/v1/users/me/sessions", rest.list_sessions, methods=["GET"]),
-        Route("/v1/users/me/sessions", rest.revoke_other_sessions, methods=["DELETE"]),
+        Route("/v1/users/me/sessions", rest.sessions_collection, methods=["GET", "DELETE"]),
         Route("/v1/users/me/sessions/{session_id}", rest.revoke_session, methods=["DELETE"]),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Mount("/static", app=static, name="static"),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: unexpected},
@@ -94,3 +93,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Middleware(OriginCheck, allowed_origins=settings.allowed_origins),
         ],
     )
+    # No redirect from `/path/` to `/path`: a client following it would repeat the method, and
+    # `DELETE /v1/users/me/sessions/` (an empty id) would become "revoke all others".
+    app.router.redirect_slashes = False
+    return app

@@ -85,6 +85,12 @@ def _parse_params(raw: dict[str, Any]) -> tuple[str, dict[str, Any] | None, str 
     operation_name = raw.get("operationName") or None
     if operation_name is not None and not isinstance(operation_name, str):
         raise _BadRequest("`operationName` must be a string.")
+    try:
+        # JSON's \ud800 escapes decode to lone surrogates, which no answer quoting them could
+        # encode as UTF-8.
+        json.dumps([query, variables, operation_name], ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise _BadRequest("The request holds invalid Unicode (a lone surrogate).") from None
     return query, variables, operation_name
 
 

@@ -156,3 +156,11 @@ async def revoke_other_sessions(request: Request) -> JSONResponse:
     if isinstance(data, JSONResponse):
         return data
     return JSONResponse({"count": data["revokeOtherSessions"]}, headers=NO_STORE)
+
+
+async def sessions_collection(request: Request) -> Response:
+    """/v1/users/me/sessions: GET lists, DELETE revokes all others. One route, so a 405 there
+    names both methods in its Allow header."""
+    if request.method == "DELETE":
+        return await revoke_other_sessions(request)
+    return await list_sessions(request)

@@ -39,9 +39,11 @@ _CLIENT_MISTAKES = (GraphQLError, InvalidOperationTypeError, CannotGetOperationT
 
 def is_unexpected(error: GraphQLError) -> bool:
     """True for errors raised by a bug or an outage rather than on purpose for the client."""
-    return error.original_error is not None and not isinstance(
-        error.original_error, _CLIENT_MISTAKES
-    )
+    if error.original_error is None or isinstance(error.original_error, _CLIENT_MISTAKES):
+        return False
+    # An error that points into the document but at no field path was raised while reading
+    # the client's literals or variables (an Int of 5000 digits): the client's mistake too.
+    return not (error.path is None and error.locations)
 
 
 class SessionsSchema(strawberry.Schema):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import secrets
 import uuid
@@ -407,6 +408,65 @@ async def test_put_on_graphql_is_405_json_no_store_with_allow(client: httpx.Asyn
     allowed = {m.strip() for m in response.headers["allow"].split(",")}
     assert {"GET", "POST"} <= allowed
     assert "PUT" not in allowed
+
+
+async def test_sessions_collection_405_names_both_of_its_methods(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.put("/v1/users/me/sessions")
+    assert response.status_code == 405
+    allowed = {m.strip() for m in response.headers["allow"].split(",")}
+    assert {"GET", "DELETE"} <= allowed
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+async def test_a_trailing_slash_is_not_redirected_to_another_route(
+    client: httpx.AsyncClient, users: Users, method: str
+) -> None:
+    """`DELETE /v1/users/me/sessions/` (an id left empty) must not turn into "revoke all
+    others" by way of a redirect that a client follows with the same method."""
+    me = await users.session(users.new_id(), ip=random_ip())
+    other = await users.session(me.record.user_id, ip=random_ip())
+    response = await client.request(
+        method, "/v1/users/me/sessions/", headers={"cookie": f"psession={me.token}"}
+    )
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert response.headers["cache-control"] == "no-store"
+    assert await users.resources.store.authenticate(other.token) is not None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'{"query": "query A { me { id } }", "operationName": "\\ud800"}', id="name"),
+        pytest.param(b'{"query": "{ me { id } }", "variables": {"x": "\\udfff"}}', id="variables"),
+        pytest.param(b'{"query": "{ me(x: \\"\\ud800\\") { id } }"}', id="query"),
+    ],
+)
+async def test_lone_surrogates_are_a_bad_request_not_a_500(
+    client: httpx.AsyncClient, body: bytes
+) -> None:
+    response = await client.post(
+        "/graphql", content=body, headers={"content-type": JSON, "accept": JSON}
+    )
+    assert response.status_code == 400, response.text
+    assert "Unicode" in response.json()["errors"][0]["message"]
+    await assert_still_serving(client)
+
+
+async def test_an_int_literal_too_long_to_read_is_the_clients_mistake(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    query = "{ me { history(first: " + "9" * 5000 + ") { edges { cursor } } } }"
+    with caplog.at_level(logging.ERROR):
+        response = await client.post(
+            "/graphql", json={"query": query}, headers={"accept": GRAPHQL_RESPONSE}
+        )
+    assert response.status_code == 400
+    message = response.json()["errors"][0]["message"]
+    assert message != "Unexpected error." and "Int" in message
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 # -- 9. CLI arguments out of range ---------------------------------------------------------------
