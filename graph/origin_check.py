@@ -21,8 +21,10 @@ log = logging.getLogger(__name__)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def _netloc(origin: str) -> str:
-    return urlsplit(origin).netloc.lower()
+def _web_netloc(origin: str) -> str | None:
+    """host[:port] of an http(s) origin; None for any other scheme (no web page has one)."""
+    parts = urlsplit(origin)
+    return parts.netloc.lower() if parts.scheme in ("http", "https") else None
 
 
 class OriginCheck:
@@ -44,7 +46,9 @@ class OriginCheck:
             return None
         # Same origin as this service (e.g. its own GraphiQL page). Browsers always send the
         # real Host; only non-browser clients, which are not forgery victims, can fake it.
-        if origin != "null" and _netloc(origin) == headers.get("host", "").lower():
+        # The scheme is not compared: behind a TLS proxy this service may see http while the
+        # page is https.
+        if _web_netloc(origin) == headers.get("host", "").lower():
             return None
         return f"Origin {origin[:100]!r} is not allowed"
 

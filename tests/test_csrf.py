@@ -122,14 +122,17 @@ async def test_forged_rest_delete_is_refused_and_revokes_nothing(
     await still_active(portal, current, other)
 
 
-async def test_an_origin_on_the_services_host_but_another_port_is_refused(
-    portal: httpx.AsyncClient, portal_app: str, users: Users
+@pytest.mark.parametrize("how", ["another port", "not a web scheme"])
+async def test_an_origin_on_the_services_host_but_not_its_web_origin_is_refused(
+    portal: httpx.AsyncClient, portal_app: str, users: Users, how: str
 ) -> None:
     current, other = await two_sessions(users)
+    host = portal_app.split("://", 1)[1]
+    origin = "http://127.0.0.1:1" if how == "another port" else f"chrome-extension://{host}"
     response = await portal.post(
         "/graphql",
         json=mutation_body(REVOKE_OTHERS, other),
-        headers={**JSON_HEADERS, **cookie(current.token), "origin": "http://127.0.0.1:1"},
+        headers={**JSON_HEADERS, **cookie(current.token), "origin": origin},
     )
     assert_forbidden_origin(response)
     await still_active(portal, current, other)
