@@ -180,6 +180,16 @@ async def active_batches(
             yield rows
 
 
+async def ended_among(pool: asyncpg.Pool, *, token_hashes: Sequence[str]) -> set[str]:
+    """Which of these sessions have ended, as of now."""
+    rows = await pool.fetch(
+        """SELECT token_hash FROM sessions
+            WHERE token_hash = ANY($1::text[]) AND ended_at IS NOT NULL""",
+        list(token_hashes),
+    )
+    return {r["token_hash"] for r in rows}
+
+
 async def delete_user(pool: asyncpg.Pool, *, user_id: str) -> list[str]:
     """Removes every record of a user (the demo's reset); returns their token hashes."""
     rows = await pool.fetch("DELETE FROM sessions WHERE user_id = $1 RETURNING token_hash", user_id)

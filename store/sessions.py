@@ -206,16 +206,16 @@ class SessionStore:
         failure between the two is mended by calling it again. None if no such session exists."""
         ended = await records.end(self.pool, token_hashes=[token_hash], reason=reason, at=utcnow())
         if ended:
-            user_id = ended[0].user_id
-        else:
-            # Active in Redis with no Postgres row (a writer skipped it): end it all the same.
-            orphan = await self.active.get(token_hash=token_hash, now=utcnow())
-            if orphan is None:
-                return None
-            user_id = orphan.user_id
-        await self.active.remove(token_hash=token_hash, user_id=user_id)
-        self._log_ended(ended)
-        return ended[0] if ended else None
+            await self.active.remove(token_hash=token_hash, user_id=ended[0].user_id)
+            self._log_ended(ended)
+            return ended[0]
+        # Active in Redis with no Postgres row (a writer skipped it): end it all the same.
+        orphan = await self.active.get(token_hash=token_hash, now=utcnow())
+        if orphan is None:
+            return None
+        await self.active.remove(token_hash=token_hash, user_id=orphan.user_id)
+        log.info("ended session %s of user %s, found in Redis only", orphan.id, orphan.user_id)
+        return replace(orphan, ended_at=utcnow(), end_reason=reason)
 
     async def revoke(self, *, user_id: str, session_id: str) -> SessionRecord | None:
         """Revokes one of the user's sessions by id. Idempotent: revoking a session that has
@@ -250,7 +250,18 @@ class SessionStore:
             lost = [r for r in rows if r.token_hash in missing]
             if lost:
                 await self.active.put_many(records=lost, now=now)
-                restored += len(lost)
+                # A session ended since this batch was read was removed from Redis before it was
+                # written back: take it out again. (`end` writes Postgres before Redis, so an end
+                # this check misses removes the key itself afterwards.)
+                ended = await records.ended_among(
+                    self.pool, token_hashes=[r.token_hash for r in lost]
+                )
+                for record in lost:
+                    if record.token_hash in ended:
+                        await self.active.remove(
+                            token_hash=record.token_hash, user_id=record.user_id
+                        )
+                restored += len(lost) - len(ended)
         if restored:
             log.warning("restored %d active sessions to Redis from Postgres", restored)
         return restored

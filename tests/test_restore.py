@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import httpx
 
 from graph.resources import Resources
 from graph.settings import Settings
 from store.models import utcnow
+from store.sessions import SessionStore
 from tests.conftest import Users
 from tests.test_cli import cookie, run_cli
 
@@ -75,3 +77,46 @@ async def test_restore_leaves_sessions_redis_still_has_untouched(
     assert result.code == 0, result
 
     assert await resources.store.redis.hget(key, "last_seen_at") == b"2030-01-01T00:00:00Z"
+
+
+async def test_a_session_ended_while_restore_runs_stays_ended(
+    users: Users, resources: Resources
+) -> None:
+    """restore reads a batch from Postgres, then writes it to Redis. A session ended between
+    the two (its Redis key was already gone, so `end` removed nothing) must not come back."""
+    user = users.new_id()
+    victim = await users.session(user, ip="81.2.69.142")
+    survivor = await users.session(user, ip="8.8.8.8")
+    await forget_in_redis(resources, user, [victim.record.token_hash, survivor.record.token_hash])
+
+    live = resources.store
+    store = SessionStore(live.pool, live.redis, live.keys)
+    write_batch = store.active.put_many
+
+    async def end_then_write(**batch: Any) -> None:
+        assert victim.record.token_hash in {r.token_hash for r in batch["records"]}
+        assert await live.end(victim.token, reason="revoked") is not None
+        await write_batch(**batch)
+
+    store.active.put_many = end_then_write  # type: ignore[method-assign]
+    await store.restore_active()
+
+    assert await live.authenticate(victim.token) is None
+    assert not await live.redis.exists(live.keys.session(victim.record.token_hash))
+    assert await live.authenticate(survivor.token) is not None
+    [ended], _ = await live.list_history_for_user(user_id=user, first=10)
+    assert (ended.id, ended.end_reason) == (victim.record.id, "revoked")
+
+
+async def test_ending_a_session_found_only_in_redis_reports_it_ended(
+    base_settings: Settings, users: Users, resources: Resources
+) -> None:
+    """A writer that skipped Postgres: `end` still ends it, and says so (exit 0)."""
+    created = await users.session(users.new_id(), ip="81.2.69.142")
+    await resources.store.pool.execute(
+        "DELETE FROM sessions WHERE token_hash = $1", created.record.token_hash
+    )
+    result = await run_cli(base_settings, "sessions", "end", "--token", created.token)
+    assert result.code == 0, result
+    assert json.loads(result.stdout)["end_reason"] == "logout"
+    assert await resources.store.authenticate(created.token) is None
