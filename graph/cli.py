@@ -8,6 +8,7 @@ import getpass
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -61,7 +62,8 @@ def _read_token(args: argparse.Namespace) -> str | None:
             elif sys.stdin.isatty():
                 token = getpass.getpass("token: ")
             else:
-                token = sys.stdin.readline()
+                # Bytes that are not UTF-8 make a token that matches nothing, not a traceback.
+                token = sys.stdin.buffer.readline().decode("utf-8", "replace")
         except EOFError:
             token = ""
         token = token.strip()
@@ -288,15 +290,36 @@ async def cmd_sessions_restore(args: argparse.Namespace, settings: Settings) -> 
 
 
 async def cmd_sessions_import(args: argparse.Namespace, settings: Settings) -> int:
-    from graph.importer import ImportStopped, import_lines
+    from graph.importer import ImportInterrupted, ImportStopped, import_lines, lines_of
     from graph.resources import open_resources
+
+    if sys.stdin is None:
+        print("sessions-api: standard input is closed; pipe JSON lines into it", file=sys.stderr)
+        return 2
 
     def emit(created: Created) -> None:
         _print_json({"token": created.token, "token_suffix": created.record.token_suffix})
 
+    # Ctrl-C stops the import between batches: the batch being written finishes and is
+    # printed, rows read after it are dropped. A second Ctrl-C interrupts at once.
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_ctrl_c() -> None:
+        stop.set()
+        loop.remove_signal_handler(signal.SIGINT)
+
+    loop.add_signal_handler(signal.SIGINT, on_ctrl_c)
     async with open_resources(settings, geo=False) as res:
         try:
-            total = await import_lines(res.store, sys.stdin, emit)
+            total = await import_lines(res.store, lines_of(sys.stdin.fileno(), stop), emit)
+        except ImportInterrupted as exc:
+            print(
+                f"import interrupted at line {exc.line}. Every row whose token was printed was "
+                "imported; nothing from that line on was.",
+                file=sys.stderr,
+            )
+            return 130
         except ImportStopped as exc:
             print(
                 f"import stopped at {exc}. Every row before it was imported and printed; "

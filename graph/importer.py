@@ -6,8 +6,12 @@ from it on is, and the error names the line.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
-from collections.abc import Callable, Iterable
+import os
+import threading
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,12 +25,77 @@ FIELDS = {
     "user_id", "ip", "user_agent", "created_at", "expires_at", "ended_at", "end_reason", "token"
 }  # fmt: skip
 REQUIRED = ("user_id", "ip", "created_at", "expires_at")
+MAX_LINE_BYTES = 4 * 1024 * 1024
 
 
 class ImportStopped(Exception):
     def __init__(self, line: int, reason: str) -> None:
         super().__init__(f"line {line}: {reason}")
         self.line = line
+
+
+class ImportInterrupted(ImportStopped):
+    pass
+
+
+class LineTooLong(Exception):
+    pass
+
+
+class _Stopped(Exception):
+    pass
+
+
+async def lines_of(fd: int, stop: asyncio.Event) -> AsyncIterator[bytes]:
+    """The lines of a file descriptor (standard input), without their newlines, until its end
+    or until `stop` is set (then it raises _Stopped).
+
+    A daemon thread does the reading, so a read that waits for input never holds up a stop and
+    never keeps the process alive.
+    """
+    loop = asyncio.get_running_loop()
+    chunks: asyncio.Queue[bytes] = asyncio.Queue(maxsize=16)  # the reader waits when full
+
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except OSError:
+                chunk = b""
+            try:
+                asyncio.run_coroutine_threadsafe(chunks.put(chunk), loop).result()
+            except (RuntimeError, concurrent.futures.CancelledError):
+                return  # the import is over (interrupted, or stopped at a bad line)
+            if not chunk:
+                return
+
+    threading.Thread(target=read, name="import-stdin", daemon=True).start()
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        rest = b""
+        while True:
+            if stop.is_set():
+                raise _Stopped()
+            if chunks.empty():
+                getting = asyncio.ensure_future(chunks.get())
+                await asyncio.wait({getting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if not getting.done():
+                    getting.cancel()
+                    raise _Stopped()
+                chunk = getting.result()
+            else:
+                chunk = chunks.get_nowait()
+            if not chunk:
+                break
+            *complete, rest = (rest + chunk).split(b"\n")
+            for line in complete:
+                yield line
+            if len(rest) > MAX_LINE_BYTES:
+                raise LineTooLong()
+        if rest:
+            yield rest
+    finally:
+        stopped.cancel()
 
 
 def parse_row(line: str) -> NewSession:
@@ -76,9 +145,11 @@ class _Row:
 
 
 async def import_lines(
-    store: SessionStore, lines: Iterable[str], emit: Callable[[Created], None]
+    store: SessionStore, lines: AsyncIterable[bytes], emit: Callable[[Created], None]
 ) -> int:
-    """Imports every line; returns how many sessions it wrote. Raises ImportStopped."""
+    """Imports every line (UTF-8 JSON); returns how many sessions it wrote. Raises
+    ImportStopped, or ImportInterrupted when `lines` stops early: either way every session
+    whose token was emitted is stored, and no other."""
     now = utcnow()
     pending: list[_Row] = []
     kept: dict[str, int] = {}  # token hash -> line, for rows that brought their own token
@@ -106,7 +177,26 @@ async def import_lines(
             raise ImportStopped(pending[cut].line, "its token is already in use")
         pending.clear()
 
-    for number, line in enumerate(lines, start=1):
+    number = 0
+    iterator = aiter(lines)
+    while True:
+        number += 1
+        try:
+            raw = await anext(iterator)
+        except StopAsyncIteration:
+            break
+        except _Stopped:
+            # Rows read since the last batch are dropped; every batch before was written whole.
+            first_not_imported = pending[0].line if pending else number
+            raise ImportInterrupted(first_not_imported, "interrupted") from None
+        except LineTooLong:
+            await flush()
+            raise ImportStopped(number, f"longer than {MAX_LINE_BYTES} bytes") from None
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            await flush()
+            raise ImportStopped(number, "not valid UTF-8") from None
         if not line.strip():
             continue
         try:

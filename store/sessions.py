@@ -4,13 +4,14 @@ and that the API reads through. It keeps Postgres (the record) and Redis (what i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from redis.asyncio import Redis
@@ -28,6 +29,9 @@ DEFAULT_TTL = timedelta(days=30)
 TOUCH_INTERVAL = timedelta(minutes=1)
 MAX_USER_ID = 128
 MAX_USER_AGENT = 1024
+
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class InvalidSession(ValueError):
@@ -53,27 +57,55 @@ class Created:
     record: SessionRecord
 
 
+def _is_text(value: str) -> bool:
+    """No NUL (Postgres text refuses it) and no lone surrogates (not encodable as UTF-8)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _moment(name: str, value: datetime | None) -> datetime | None:
+    """A given time in UTC to the second, checked to be in the range Postgres keeps as a time
+    (asyncpg writes the year-1 minimum as -infinity)."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise InvalidSession(f"{name} must be a datetime")
+    moment = to_utc_second(value)
+    if moment < EARLIEST:
+        raise InvalidSession(f"{name} must not be before 1970")
+    return moment
+
+
 def prepare(new: NewSession, now: datetime) -> Created:
     """Checks a session to write and makes its token and record; raises InvalidSession."""
     user_id = new.user_id.strip() if isinstance(new.user_id, str) else ""
     if not user_id or len(user_id) > MAX_USER_ID:
         raise InvalidSession(f"user_id must be 1 to {MAX_USER_ID} characters")
     try:
-        ip = str(ipaddress.ip_address(str(new.ip).strip()))
+        # A zone (`fe80::1%eth0`) means nothing off the machine that saw it, and Postgres's
+        # inet drops it: keep the address alone, the same in both stores.
+        ip = str(ipaddress.ip_address(str(new.ip).strip().split("%", 1)[0]))
     except ValueError:
         raise InvalidSession(f"ip is not an IPv4 or IPv6 address: {str(new.ip)[:64]!r}") from None
     if not isinstance(new.user_agent, str):
         raise InvalidSession("user_agent must be a string")
-    if "\x00" in user_id or "\x00" in new.user_agent:
-        raise InvalidSession("user_id and user_agent must not contain NUL characters")
-    created_at = to_utc_second(new.created_at) if new.created_at else now
+    if not _is_text(user_id) or not _is_text(new.user_agent):
+        raise InvalidSession("user_id and user_agent must be UTF-8 text without NUL characters")
+    created_at = _moment("created_at", new.created_at) or now
     try:
-        expires_at = to_utc_second(new.expires_at) if new.expires_at else created_at + DEFAULT_TTL
+        expires_at = _moment("expires_at", new.expires_at) or created_at + DEFAULT_TTL
     except OverflowError:
         raise InvalidSession("expires_at is out of range") from None
     if expires_at <= created_at:
         raise InvalidSession("expires_at must be after created_at")
-    ended_at = to_utc_second(new.ended_at) if new.ended_at else None
+    ended_at = _moment("ended_at", new.ended_at)
+    if ended_at is not None and ended_at > min(expires_at, now):
+        raise InvalidSession("ended_at must not be after expires_at or in the future")
     end_reason = new.end_reason
     if end_reason is not None and end_reason not in END_REASONS:
         raise InvalidSession(f"end_reason must be one of {', '.join(END_REASONS)}")
@@ -178,22 +210,30 @@ class SessionStore:
         """Writes prepared sessions (see create_many)."""
         if not created:
             return
-        await records.create_many(self.pool, records=[c.record for c in created])
         live = [
             c.record for c in created if c.record.ended_at is None and c.record.expires_at > now
         ]
+        try:
+            await records.create_many(self.pool, records=[c.record for c in created])
+        except asyncpg.PostgresError:
+            raise  # the COPY is all or nothing: none of these rows is stored
+        except BaseException:
+            # Cut off mid-COPY (Ctrl-C, a lost connection): the rows may or may not be stored.
+            await asyncio.shield(self._undo_write(created, live))
+            raise
         if live:
             try:
                 await self.active.put_many(records=live, now=now)
-            except Exception:
+            except BaseException:
                 # Undo both halves: part of the pipeline may have been applied.
-                await records.delete(self.pool, token_hashes=[c.record.token_hash for c in created])
-                with contextlib.suppress(Exception):
-                    for record in live:
-                        await self.active.remove(
-                            token_hash=record.token_hash, user_id=record.user_id
-                        )
+                await asyncio.shield(self._undo_write(created, live))
                 raise
+
+    async def _undo_write(self, created: Sequence[Created], live: Sequence[SessionRecord]) -> None:
+        await records.delete(self.pool, token_hashes=[c.record.token_hash for c in created])
+        with contextlib.suppress(Exception):
+            for record in live:
+                await self.active.remove(token_hash=record.token_hash, user_id=record.user_id)
 
     async def end(self, token: str, *, reason: EndReason = "logout") -> SessionRecord | None:
         """Ends a session by its raw token; see end_by_hash."""

@@ -10,6 +10,8 @@ import json
 import os
 import re
 import secrets
+import signal
+import subprocess
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -22,7 +24,7 @@ import pytest
 
 from graph.resources import Resources
 from graph.settings import Settings
-from store.tokens import new_token
+from store.tokens import hash_token, new_token
 from tests.conftest import Users, with_database
 
 URL_SAFE = re.compile(r"[A-Za-z0-9_-]+")
@@ -50,7 +52,7 @@ class Result:
 
 
 async def run_cli(
-    settings: Settings, *args: str, stdin: str | None = None, **env_overrides: str
+    settings: Settings, *args: str, stdin: str | bytes | None = None, **env_overrides: str
 ) -> Result:
     env = dict(os.environ)
     env.update(
@@ -70,7 +72,8 @@ async def run_cli(
     try:
         # A bound that proves "no hang", not a speed check.
         out, err = await asyncio.wait_for(
-            proc.communicate(stdin.encode() if stdin is not None else b""), timeout=120
+            proc.communicate(stdin.encode() if isinstance(stdin, str) else stdin or b""),
+            timeout=120,
         )
     except TimeoutError:
         proc.kill()
@@ -115,8 +118,15 @@ async def create(
 ) -> dict[str, Any]:
     result = await run_cli(
         settings,
-        "sessions", "create", "--user-id", user_id, "--ip", ip or random_ip(),
-        "--user-agent", "cli-test", *extra,
+        "sessions",
+        "create",
+        "--user-id",
+        user_id,
+        "--ip",
+        ip or random_ip(),
+        "--user-agent",
+        "cli-test",
+        *extra,
     )
     assert result.code == 0, result
     assert len(result.lines) == 1, result
@@ -141,7 +151,14 @@ async def test_create_prints_one_json_line_whose_token_signs_in(
     before = now()
     result = await run_cli(
         base_settings,
-        "sessions", "create", "--user-id", user_id, "--ip", "81.2.69.142", "--user-agent", "UA 1",
+        "sessions",
+        "create",
+        "--user-id",
+        user_id,
+        "--ip",
+        "81.2.69.142",
+        "--user-agent",
+        "UA 1",
     )
     after = now()
     assert result.code == 0, result
@@ -188,9 +205,11 @@ async def test_create_honours_created_at_and_expires_at_to_the_second(
     created_at = now() - timedelta(days=2)
     expires_at = now() + timedelta(days=5)
     # Given with a fraction of a second and another time zone: stored in UTC, to the second.
-    created_arg = (created_at + timedelta(microseconds=750_000)).astimezone(
-        timezone(timedelta(hours=2))
-    ).isoformat()
+    created_arg = (
+        (created_at + timedelta(microseconds=750_000))
+        .astimezone(timezone(timedelta(hours=2)))
+        .isoformat()
+    )
     expires_arg = (expires_at + timedelta(microseconds=250_000)).isoformat()
     assert created_arg.endswith(".750000+02:00") and "." in expires_arg
 
@@ -218,8 +237,16 @@ async def test_create_with_expires_at_and_ttl_is_a_usage_error(
     user_id = users.new_id()
     result = await run_cli(
         base_settings,
-        "sessions", "create", "--user-id", user_id, "--ip", random_ip(),
-        "--expires-at", iso(now() + timedelta(days=1)), "--ttl", "3600",
+        "sessions",
+        "create",
+        "--user-id",
+        user_id,
+        "--ip",
+        random_ip(),
+        "--expires-at",
+        iso(now() + timedelta(days=1)),
+        "--ttl",
+        "3600",
     )
     assert_usage_error(result, "--ttl")
     assert await resources.store.list_active_for_user(user_id=user_id) == []
@@ -246,9 +273,16 @@ async def test_create_expiring_before_it_was_created_is_a_usage_error(
     user_id = users.new_id()
     result = await run_cli(
         base_settings,
-        "sessions", "create", "--user-id", user_id, "--ip", random_ip(),
-        "--created-at", iso(now() - timedelta(hours=1)),
-        "--expires-at", iso(now() - timedelta(hours=2)),
+        "sessions",
+        "create",
+        "--user-id",
+        user_id,
+        "--ip",
+        random_ip(),
+        "--created-at",
+        iso(now() - timedelta(hours=1)),
+        "--expires-at",
+        iso(now() - timedelta(hours=2)),
     )
     assert_usage_error(result, "expires_at")
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -261,8 +295,14 @@ async def test_create_with_a_bad_timestamp_is_a_usage_error(
 ) -> None:
     result = await run_cli(
         base_settings,
-        "sessions", "create", "--user-id", users.new_id(), "--ip", random_ip(),
-        "--created-at", "yesterday",
+        "sessions",
+        "create",
+        "--user-id",
+        users.new_id(),
+        "--ip",
+        random_ip(),
+        "--created-at",
+        "yesterday",
     )
     assert_usage_error(result, "--created-at")
 
@@ -329,9 +369,7 @@ async def test_end_with_reason_revoked_is_kept_and_ending_again_changes_nothing(
 
 
 async def test_end_of_an_unknown_token_fails_with_a_message(base_settings: Settings) -> None:
-    result = await run_cli(
-        base_settings, "sessions", "end", "--token", new_token()
-    )
+    result = await run_cli(base_settings, "sessions", "end", "--token", new_token())
     assert result.code == 1, result
     assert result.stdout == ""
     assert "Traceback" not in result.stderr
@@ -428,7 +466,10 @@ async def test_import_prints_one_token_per_row_in_order_and_routes_past_rows_to_
                 kept_tokens[i] = row["token"] = new_token()
         elif kind == 1:  # ended
             row = import_row(
-                user_id, i, created_at=created_at, ended_at=iso(t - timedelta(days=59)),
+                user_id,
+                i,
+                created_at=created_at,
+                ended_at=iso(t - timedelta(days=59)),
                 end_reason="revoked" if i % 2 else "logout",
             )
         else:  # expired, never ended
@@ -458,7 +499,8 @@ async def test_import_prints_one_token_per_row_in_order_and_routes_past_rows_to_
         assert record.user_id == rows[i]["user_id"]
     for i in (0, 3, 2997):  # kept tokens and new ones alike, through the app
         [current] = [
-            s for s in (await rest_sessions(client, printed[i]["token"]))["sessions"]
+            s
+            for s in (await rest_sessions(client, printed[i]["token"]))["sessions"]
             if s["is_current"]
         ]
         assert current["user_agent"] == f"row-{i}"
@@ -499,24 +541,52 @@ async def test_import_skips_blank_lines(
 @pytest.mark.parametrize(
     "bad",
     [
-        pytest.param('{"user_id": "%s", "ip": "999.1.1.1", "created_at": "2026-01-01T00:00:00Z", '
-                     '"expires_at": "2030-01-01T00:00:00Z"}', id="bad-ip"),
-        pytest.param('{"user_id": "%s", "ip": "81.2.69.142", "created_at": "2026-01-01T00:00:00Z", '
-                     '"expires_at": "2030-01-01T00:00:00Z", "colour": "blue"}', id="unknown-field"),
+        pytest.param(
+            '{"user_id": "%s", "ip": "999.1.1.1", "created_at": "2026-01-01T00:00:00Z", '
+            '"expires_at": "2030-01-01T00:00:00Z"}',
+            id="bad-ip",
+        ),
+        pytest.param(
+            '{"user_id": "%s", "ip": "81.2.69.142", "created_at": "2026-01-01T00:00:00Z", '
+            '"expires_at": "2030-01-01T00:00:00Z", "colour": "blue"}',
+            id="unknown-field",
+        ),
         pytest.param('{"user_id": "%s", "ip": ', id="not-json"),
         pytest.param('["%s"]', id="not-an-object"),
-        pytest.param('{"user_id": "%s", "ip": "81.2.69.142", "created_at": "2026-01-01T00:00:00Z", '
-                     '"expires_at": "2030-01-01T00:00:00Z", "end_reason": "logout"}',
-                     id="reason-without-end"),
+        pytest.param(
+            '{"user_id": "%s", "ip": "81.2.69.142", "created_at": "2026-01-01T00:00:00Z", '
+            '"expires_at": "2030-01-01T00:00:00Z", "end_reason": "logout"}',
+            id="reason-without-end",
+        ),
+        pytest.param(
+            '{"user_id": "%s", "ip": "81.2.69.142", "created_at": "2026-01-01T00:00:00Z", '
+            '"expires_at": "2026-02-01T00:00:00Z", "ended_at": "2026-03-01T00:00:00Z"}',
+            id="ended-after-expiry",
+        ),
+        pytest.param(
+            '{"user_id": "%s", "ip": "81.2.69.142", "created_at": "1969-01-01T00:00:00Z", '
+            '"expires_at": "2030-01-01T00:00:00Z"}',
+            id="before-1970",
+        ),
+        pytest.param(
+            '{"user_id": "%s", "ip": "81.2.69.142", "created_at": "2026-01-01T00:00:00Z", '
+            '"expires_at": "2030-01-01T00:00:00Z", "user_agent": "\\ud800"}',
+            id="lone-surrogate",
+        ),
+        pytest.param(
+            b'{"user_id": "%s", "ip": "81.2.69.142", "created_at": "2026-01-01T00:00:00Z", '
+            b'"expires_at": "2030-01-01T00:00:00Z", "user_agent": "\xff"}',
+            id="not-utf-8",
+        ),
     ],
 )
 async def test_import_stops_at_a_bad_line_after_importing_the_rows_before_it(
-    base_settings: Settings, resources: Resources, users: Users, bad: str
+    base_settings: Settings, resources: Resources, users: Users, bad: str | bytes
 ) -> None:
     user_id = users.new_id()
-    lines = [json.dumps(import_row(user_id, i)) for i in range(10)]
-    lines[4] = bad % user_id
-    result = await run_cli(base_settings, "sessions", "import", stdin="\n".join(lines) + "\n")
+    lines = [json.dumps(import_row(user_id, i)).encode() for i in range(10)]
+    lines[4] = bad % user_id.encode() if isinstance(bad, bytes) else (bad % user_id).encode()
+    result = await run_cli(base_settings, "sessions", "import", stdin=b"\n".join(lines) + b"\n")
 
     assert result.code == 1, result
     assert "Traceback" not in result.stderr
@@ -537,14 +607,148 @@ async def test_import_names_the_physical_line_when_blank_lines_come_before(
     base_settings: Settings, resources: Resources, users: Users
 ) -> None:
     user_id = users.new_id()
-    lines = [json.dumps(import_row(user_id, 0)), "", json.dumps(import_row(user_id, 1)), "",
-             "not json", json.dumps(import_row(user_id, 2))]
+    lines = [
+        json.dumps(import_row(user_id, 0)),
+        "",
+        json.dumps(import_row(user_id, 1)),
+        "",
+        "not json",
+        json.dumps(import_row(user_id, 2)),
+    ]
     result = await run_cli(base_settings, "sessions", "import", stdin="\n".join(lines) + "\n")
     assert result.code == 1, result
     assert re.search(r"\bline 5\b", result.stderr), result.stderr
     assert len(result.lines) == 2
     active = await resources.store.list_active_for_user(user_id=user_id)
     assert sorted(r.user_agent for r in active) == ["row-0", "row-1"]
+
+
+async def start_import(settings: Settings) -> asyncio.subprocess.Process:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=settings.database_url,
+        REDIS_URL=settings.redis_url,
+        REDIS_KEY_PREFIX=settings.redis_key_prefix,
+    )
+    return await asyncio.create_subprocess_exec(
+        *_command(),
+        "sessions",
+        "import",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+
+
+async def assert_printed_rows_are_exactly_the_stored_ones(
+    resources: Resources, user_id: str, printed: list[str]
+) -> None:
+    tokens = [json.loads(line)["token"] for line in printed]
+    active = await resources.store.list_active_for_user(user_id=user_id)
+    stored = await resources.store.pool.fetchval(
+        "SELECT count(*) FROM sessions WHERE user_id = $1", user_id
+    )
+    assert len(active) == stored == len(tokens)
+    assert {r.token_hash for r in active} == {hash_token(t) for t in tokens}
+
+
+async def test_ctrl_c_while_an_import_waits_for_input_stops_it_at_once(
+    base_settings: Settings, resources: Resources, users: Users
+) -> None:
+    """Two full batches are written and printed; the 500 rows read since then are dropped, and
+    stdin, still open, does not hold the process up."""
+    user_id = users.new_id()
+    proc = await start_import(base_settings)
+    assert proc.stdin and proc.stdout
+    proc.stdin.write(
+        b"".join(json.dumps(import_row(user_id, i)).encode() + b"\n" for i in range(2500))
+    )
+    await proc.stdin.drain()
+    printed = [await asyncio.wait_for(proc.stdout.readline(), 60) for _ in range(2000)]
+    proc.send_signal(signal.SIGINT)
+    # A bound that proves "no hang", not a speed check; stdin stays open all along.
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 130, err
+    assert out == b""
+    assert b"Traceback" not in err and b"interrupted at line 2001" in err
+    await assert_printed_rows_are_exactly_the_stored_ones(
+        resources, user_id, [line.decode() for line in printed]
+    )
+
+
+async def test_ctrl_c_in_the_middle_of_an_import_leaves_exactly_the_printed_rows(
+    base_settings: Settings, resources: Resources, users: Users
+) -> None:
+    """Interrupted wherever it happens to be (reading, or writing a batch, which then
+    finishes), the rows stored are the rows whose tokens were printed."""
+    user_id = users.new_id()
+    proc = await start_import(base_settings)
+    assert proc.stdin and proc.stdout
+    proc.stdin.write(
+        b"".join(json.dumps(import_row(user_id, i)).encode() + b"\n" for i in range(20000))
+    )
+    first = await asyncio.wait_for(proc.stdout.readline(), 60)
+    proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err
+    printed = [first.decode(), *out.decode().splitlines()]
+    assert len(printed) % 1000 == 0 and len(printed) < 20000  # whole batches only
+    await assert_printed_rows_are_exactly_the_stored_ones(resources, user_id, printed)
+
+
+async def test_import_with_stdin_closed_is_a_usage_error(base_settings: Settings) -> None:
+    env = dict(os.environ, DATABASE_URL=base_settings.database_url)
+    proc = await asyncio.create_subprocess_exec(
+        *_command(),
+        "sessions",
+        "import",
+        stdin=subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        preexec_fn=lambda: os.close(0),
+    )
+    _out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2, err
+    assert b"Traceback" not in err and b"standard input" in err
+
+
+async def test_a_zone_on_an_ipv6_address_is_dropped_in_both_stores(
+    base_settings: Settings, resources: Resources, users: Users
+) -> None:
+    user_id = users.new_id()
+    created = await create(base_settings, user_id, ip="2001:db8::1%eth0")
+    [record] = await resources.store.list_active_for_user(user_id=user_id)
+    assert record.client_ip == "2001:db8::1"
+    stored = await resources.store.pool.fetchval(
+        "SELECT host(client_ip) FROM sessions WHERE user_id = $1", user_id
+    )
+    assert stored == "2001:db8::1"
+    assert created["token_suffix"] == record.token_suffix
+
+
+async def test_bytes_that_are_not_utf_8_in_arguments_are_a_usage_error(
+    base_settings: Settings, users: Users
+) -> None:
+    user_id = users.new_id()
+    proc = await asyncio.create_subprocess_exec(
+        *_command(),
+        "sessions",
+        "create",
+        "--user-id",
+        user_id,
+        "--ip",
+        random_ip(),
+        "--user-agent",
+        b"agent-\xff",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(os.environ, DATABASE_URL=base_settings.database_url),
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert_usage_error(Result(proc.returncode or 0, out.decode(), err.decode()), "UTF-8")
 
 
 # -- demo, check, help ------------------------------------------------------------------------
