@@ -113,21 +113,19 @@ def assert_usage_error(result: Result, *words: str) -> None:
         assert word in message, result.stderr
 
 
+async def run_create(
+    settings: Settings, user_id: str, *extra: str, ip: str | None = None
+) -> Result:
+    """`sessions create --user-id USER_ID --ip IP EXTRA...` (a random public IP by default)."""
+    return await run_cli(
+        settings, "sessions", "create", "--user-id", user_id, "--ip", ip or random_ip(), *extra
+    )
+
+
 async def create(
     settings: Settings, user_id: str, *extra: str, ip: str | None = None
 ) -> dict[str, Any]:
-    result = await run_cli(
-        settings,
-        "sessions",
-        "create",
-        "--user-id",
-        user_id,
-        "--ip",
-        ip or random_ip(),
-        "--user-agent",
-        "cli-test",
-        *extra,
-    )
+    result = await run_create(settings, user_id, "--user-agent", "cli-test", *extra, ip=ip)
     assert result.code == 0, result
     assert len(result.lines) == 1, result
     created: dict[str, Any] = json.loads(result.lines[0])
@@ -149,17 +147,7 @@ async def test_create_prints_one_json_line_whose_token_signs_in(
 ) -> None:
     user_id = users.new_id()
     before = now()
-    result = await run_cli(
-        base_settings,
-        "sessions",
-        "create",
-        "--user-id",
-        user_id,
-        "--ip",
-        "81.2.69.142",
-        "--user-agent",
-        "UA 1",
-    )
+    result = await run_create(base_settings, user_id, "--user-agent", "UA 1", ip="81.2.69.142")
     after = now()
     assert result.code == 0, result
     assert len(result.lines) == 1, result.stdout
@@ -235,18 +223,8 @@ async def test_create_with_expires_at_and_ttl_is_a_usage_error(
     base_settings: Settings, resources: Resources, users: Users
 ) -> None:
     user_id = users.new_id()
-    result = await run_cli(
-        base_settings,
-        "sessions",
-        "create",
-        "--user-id",
-        user_id,
-        "--ip",
-        random_ip(),
-        "--expires-at",
-        iso(now() + timedelta(days=1)),
-        "--ttl",
-        "3600",
+    result = await run_create(
+        base_settings, user_id, "--expires-at", iso(now() + timedelta(days=1)), "--ttl", "3600"
     )
     assert_usage_error(result, "--ttl")
     assert await resources.store.list_active_for_user(user_id=user_id) == []
@@ -271,14 +249,9 @@ async def test_create_expiring_before_it_was_created_is_a_usage_error(
     base_settings: Settings, resources: Resources, users: Users
 ) -> None:
     user_id = users.new_id()
-    result = await run_cli(
+    result = await run_create(
         base_settings,
-        "sessions",
-        "create",
-        "--user-id",
         user_id,
-        "--ip",
-        random_ip(),
         "--created-at",
         iso(now() - timedelta(hours=1)),
         "--expires-at",
@@ -293,17 +266,7 @@ async def test_create_expiring_before_it_was_created_is_a_usage_error(
 async def test_create_with_a_bad_timestamp_is_a_usage_error(
     base_settings: Settings, users: Users
 ) -> None:
-    result = await run_cli(
-        base_settings,
-        "sessions",
-        "create",
-        "--user-id",
-        users.new_id(),
-        "--ip",
-        random_ip(),
-        "--created-at",
-        "yesterday",
-    )
+    result = await run_create(base_settings, users.new_id(), "--created-at", "yesterday")
     assert_usage_error(result, "--created-at")
 
 

@@ -131,7 +131,10 @@ async def test_sessions_newest_first_with_current_marked_and_geo(
         user_id, ip="8.8.8.8", user_agent="Firefox", created_at=now - timedelta(hours=3)
     )
     current = await users.session(
-        user_id, ip=private_ip, user_agent="Safari", created_at=now - timedelta(hours=2),
+        user_id,
+        ip=private_ip,
+        user_agent="Safari",
+        created_at=now - timedelta(hours=2),
         expires_at=now + timedelta(days=2),
     )
     newest = await users.session(
@@ -146,9 +149,7 @@ async def test_sessions_newest_first_with_current_marked_and_geo(
     assert "errors" not in body, body
     sessions = body["data"]["me"]["sessions"]
 
-    assert [s["id"] for s in sessions] == [
-        newest.record.id, current.record.id, oldest.record.id
-    ]
+    assert [s["id"] for s in sessions] == [newest.record.id, current.record.id, oldest.record.id]
     assert [s["isCurrent"] for s in sessions] == [False, True, False]
 
     by_id = {s["id"]: s for s in sessions}
@@ -183,7 +184,8 @@ async def _user_with_history(
         created_at = now - timedelta(days=30 - i)
         if i % 2:
             fields: dict[str, Any] = {
-                "ended_at": created_at + timedelta(hours=1), "end_reason": "logout"
+                "ended_at": created_at + timedelta(hours=1),
+                "end_reason": "logout",
             }
         else:  # expired, never ended
             fields = {"expires_at": created_at + timedelta(days=1)}
@@ -357,8 +359,9 @@ async def test_history_cursor_handles_equal_created_at(
     at = utcnow() - timedelta(days=5)
     created = await resources.store.create_many(
         [
-            NewSession(user_id=user_id, ip=fresh_ip(), created_at=at,
-                       expires_at=at + timedelta(hours=1))
+            NewSession(
+                user_id=user_id, ip=fresh_ip(), created_at=at, expires_at=at + timedelta(hours=1)
+            )
             for _ in range(5)
         ]
     )

@@ -173,9 +173,7 @@ async def test_timestamps_are_utc_seconds_and_equal_what_was_stored(
     expires = utcnow() + timedelta(days=3, microseconds=654321)
     current = await users.session(uid, ip=fresh_ip(), created_at=created, expires_at=expires)
     # A non-UTC zone is stored (and shown) as the same instant in UTC.
-    past_created = datetime(2025, 12, 1, 12, 0, 0, tzinfo=UTC).astimezone(
-        ZoneInfo("Europe/Berlin")
-    )
+    past_created = datetime(2025, 12, 1, 12, 0, 0, tzinfo=UTC).astimezone(ZoneInfo("Europe/Berlin"))
     past = await users.session(
         uid,
         ip=fresh_ip(),

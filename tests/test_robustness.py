@@ -24,7 +24,16 @@ from store.keys import Keys
 from store.sessions import NewSession, SessionStore
 from store.tokens import new_token
 from tests.conftest import Users
-from tests.test_cli import assert_usage_error, create, import_row, iso, now, rest_sessions, run_cli
+from tests.test_cli import (
+    assert_usage_error,
+    create,
+    import_row,
+    iso,
+    now,
+    rest_sessions,
+    run_cli,
+    run_create,
+)
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
@@ -557,16 +566,6 @@ async def test_create_before_1970_is_a_usage_error(
     """Postgres would keep year 1 as -infinity (asyncpg's reading of the minimum datetime), so
     times before 1970 are refused rather than stored as something else."""
     user_id = users.new_id()
-    result = await run_cli(
-        base_settings,
-        "sessions",
-        "create",
-        "--user-id",
-        user_id,
-        "--ip",
-        random_ip(),
-        "--created-at",
-        when,
-    )
+    result = await run_create(base_settings, user_id, "--created-at", when)
     assert_usage_error(result, "created_at", "1970")
     assert await resources.store.list_active_for_user(user_id=user_id) == []

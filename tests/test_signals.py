@@ -3,8 +3,6 @@
 Run alone with `pytest --noconftest tests/test_signals.py`.
 """
 
-
-
 from __future__ import annotations
 
 import random
