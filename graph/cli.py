@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import asyncpg
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from graph.logs import configure
@@ -83,6 +84,24 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
+def _whole_number(text: str, low: int, high: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{what} must be a whole number from {low} to {high}")
+    return value
+
+
+def _port(text: str) -> int:
+    return _whole_number(text, 0, 65535, "a port")
+
+
+def _workers(text: str) -> int:
+    return _whole_number(text, 1, 64, "workers")
+
+
 def _timestamp(text: str) -> datetime:
     try:
         return parse_timestamp(text)
@@ -140,6 +159,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         os.environ[MULTIPROC_ENV] = metrics_dir
     try:
         _run_uvicorn(args, settings)
+    except SystemExit as exc:
+        # uvicorn exits 3 when it cannot start (port taken, app startup failed); it has logged
+        # why. Ours is 1, like every other failure.
+        return 0 if exc.code in (0, None) else 1
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -174,9 +197,13 @@ def cmd_export_schema(args: argparse.Namespace, settings: Settings) -> int:
     sdl = schema.as_str() + "\n"
     if args.output == "-":
         sys.stdout.write(sdl)
-    else:
+        return 0
+    try:
         Path(args.output).write_text(sdl, encoding="utf-8")
-        print(f"wrote {args.output}", file=sys.stderr)
+    except OSError as exc:
+        print(f"sessions-api: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
 
@@ -343,8 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="serve HTTP with uvicorn (HOST, PORT)")
     serve.add_argument("--host", help="default: HOST, else 127.0.0.1")
-    serve.add_argument("--port", type=int, help="default: PORT, else 8000")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--port", type=_port, help="default: PORT, else 8000")
+    serve.add_argument("--workers", type=_workers, default=1, help="worker processes (default 1)")
     serve.set_defaults(func=cmd_serve)
 
     sub.add_parser(
@@ -396,7 +423,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_attach_free_text_values(sys.argv[1:] if argv is None else argv))
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]).upper()
+            message = str(error["msg"]).removeprefix("Value error, ")
+            print(f"sessions-api: bad configuration: {name}: {message}", file=sys.stderr)
+        return 2
     configure(settings.log_level if args.command == "serve" else "warning")
     try:
         result = args.func(args, settings)
@@ -406,6 +440,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidSession as exc:
         print(f"sessions-api: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # Whoever read the output stopped reading (`| head`). Nothing more can be printed, and
+        # Python must not try again at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("sessions-api: standard output was closed", file=sys.stderr)
+        return 1
     except (OSError, TimeoutError, RedisError) as exc:
         print(f"sessions-api: cannot reach storage: {exc}", file=sys.stderr)
         return 1

@@ -170,8 +170,14 @@ async def import_lines(
                 f"a token of lines {good[0].line}-{good[-1].line} was stored "
                 "by another writer meanwhile; none of these lines were imported",
             ) from None
-        for row in good:
-            emit(row.created)
+        for i, row in enumerate(good):
+            try:
+                emit(row.created)
+            except BaseException:
+                # Output closed (`| head`): a session whose token was not printed is no use to
+                # anyone. Printed tokens and stored sessions stay the same set.
+                await store.discard([r.created for r in good[i:]])
+                raise
         total += len(good)
         if cut is not None:
             raise ImportStopped(pending[cut].line, "its token is already in use")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -35,12 +36,37 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        return _checked_url(value, ("postgres", "postgresql"), "a postgresql:// URL")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        return _checked_url(
+            value, ("redis", "rediss", "unix"), "a redis://, rediss:// or unix:// URL"
+        )
+
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
         return value
+
+
+def _checked_url(value: str, schemes: tuple[str, ...], what: str) -> str:
+    """The URL if its scheme is one of these and its port (if any) is a number; else a clear
+    error at start-up rather than a traceback at the first connection."""
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError(f"must be {what} with a numeric port") from None
+    if parts.scheme not in schemes:
+        raise ValueError(f"must be {what}")
+    return value
 
 
 @lru_cache(maxsize=1)

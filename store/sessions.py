@@ -219,21 +219,23 @@ class SessionStore:
             raise  # the COPY is all or nothing: none of these rows is stored
         except BaseException:
             # Cut off mid-COPY (Ctrl-C, a lost connection): the rows may or may not be stored.
-            await asyncio.shield(self._undo_write(created, live))
+            await asyncio.shield(self.discard(created))
             raise
         if live:
             try:
                 await self.active.put_many(records=live, now=now)
             except BaseException:
                 # Undo both halves: part of the pipeline may have been applied.
-                await asyncio.shield(self._undo_write(created, live))
+                await asyncio.shield(self.discard(created))
                 raise
 
-    async def _undo_write(self, created: Sequence[Created], live: Sequence[SessionRecord]) -> None:
+    async def discard(self, created: Sequence[Created]) -> None:
+        """Removes sessions just written whose tokens never reached anyone (a write or its
+        report cut off half-way): their rows, and their Redis entries if any."""
         await records.delete(self.pool, token_hashes=[c.record.token_hash for c in created])
         with contextlib.suppress(Exception):
-            for record in live:
-                await self.active.remove(token_hash=record.token_hash, user_id=record.user_id)
+            for c in created:
+                await self.active.remove(token_hash=c.record.token_hash, user_id=c.record.user_id)
 
     async def end(self, token: str, *, reason: EndReason = "logout") -> SessionRecord | None:
         """Ends a session by its raw token; see end_by_hash."""

@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -712,6 +713,79 @@ async def test_bytes_that_are_not_utf_8_in_arguments_are_a_usage_error(
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert_usage_error(Result(proc.returncode or 0, out.decode(), err.decode()), "UTF-8")
+
+
+async def test_import_into_a_closed_output_stops_cleanly_and_keeps_both_stores_alike(
+    base_settings: Settings, resources: Resources, users: Users, tmp_path: Path
+) -> None:
+    user_id = users.new_id()
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps(import_row(user_id, i)) + "\n" for i in range(5000)))
+    env = dict(
+        os.environ,
+        DATABASE_URL=base_settings.database_url,
+        REDIS_KEY_PREFIX=base_settings.redis_key_prefix,
+    )
+    shell = f"{' '.join(_command())} sessions import < {rows} 2> {tmp_path / 'err'} | head -1"
+    proc = await asyncio.create_subprocess_shell(
+        f"set -o pipefail; {shell}",
+        executable="/bin/bash",
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    err = (tmp_path / "err").read_text()
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err and "standard output was closed" in err
+    assert len(out.splitlines()) == 1
+    stored = await resources.store.pool.fetchval(
+        "SELECT count(*) FROM sessions WHERE user_id = $1", user_id
+    )
+    active = await resources.store.list_active_for_user(user_id=user_id)
+    assert 1 <= len(active) == stored < 5000
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("DATABASE_URL", "postgresql://127.0.0.1:notaport/x"),
+        ("DATABASE_URL", "mysql://127.0.0.1/x"),
+        ("REDIS_URL", "notredis://x"),
+        ("PORT", "abc"),
+        ("LOG_LEVEL", "verbose"),
+        ("GEO_CACHE_TTL", "0"),
+    ],
+)
+async def test_bad_configuration_is_named_in_one_line(
+    base_settings: Settings, setting: str, value: str
+) -> None:
+    result = await run_cli(base_settings, "check", **{setting: value})
+    assert_usage_error(result, "bad configuration", setting)
+
+
+@pytest.mark.parametrize("args", [["--port", "99999"], ["--port", "-1"], ["--workers", "0"]])
+async def test_serve_refuses_out_of_range_numbers(base_settings: Settings, args: list[str]) -> None:
+    assert_usage_error(await run_cli(base_settings, "serve", *args), args[0])
+
+
+async def test_serve_on_a_port_in_use_exits_1(base_settings: Settings, database: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = await run_cli(base_settings, "serve", "--port", port, LOG_LEVEL="warning")
+    assert result.code == 1, result
+    assert "address already in use" in result.stderr
+
+
+@pytest.mark.parametrize("target", ["missing-dir/schema.graphql", "."])
+async def test_export_schema_to_a_path_it_cannot_write_exits_1(
+    base_settings: Settings, tmp_path: Path, target: str
+) -> None:
+    target = str(tmp_path / target)
+    result = await run_cli(base_settings, "export-schema", "-o", target)
+    assert result.code == 1, result
+    assert "Traceback" not in result.stderr and f"cannot write {target}" in result.stderr
 
 
 # -- demo, check, help ------------------------------------------------------------------------
