@@ -246,6 +246,8 @@ class SessionStore:
     ) -> SessionRecord | None:
         """Ends a session: recorded in Postgres first, then removed from Redis. Idempotent, so a
         failure between the two is mended by calling it again. None if no such session exists."""
+        if reason not in ("logout", "revoked"):
+            raise ValueError(f"a session is ended for logout or revoked, not {reason!r}")
         ended = await records.end(self.pool, token_hashes=[token_hash], reason=reason, at=utcnow())
         if ended:
             await self.active.remove(token_hash=token_hash, user_id=ended[0].user_id)
