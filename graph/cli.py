@@ -266,7 +266,11 @@ async def cmd_sessions_create(args: argparse.Namespace, settings: Settings) -> i
     )
     async with open_resources(settings, geo=False) as res:
         created = await res.store.create(new)
-    _print_json({"token": created.token, "token_suffix": created.record.token_suffix})
+        try:
+            _print_json({"token": created.token, "token_suffix": created.record.token_suffix})
+        except BrokenPipeError:
+            await res.store.discard([created])  # nobody got its token
+            raise
     return 0
 
 

@@ -46,6 +46,10 @@ class _Stopped(Exception):
     pass
 
 
+class ReadFailed(Exception):
+    pass
+
+
 async def lines_of(fd: int, stop: asyncio.Event) -> AsyncIterator[bytes]:
     """The lines of a file descriptor (standard input), without their newlines, until its end
     or until `stop` is set (then it raises _Stopped).
@@ -54,19 +58,20 @@ async def lines_of(fd: int, stop: asyncio.Event) -> AsyncIterator[bytes]:
     never keeps the process alive.
     """
     loop = asyncio.get_running_loop()
-    chunks: asyncio.Queue[bytes] = asyncio.Queue(maxsize=16)  # the reader waits when full
+    # The reader waits when it is full. An OSError stands for a failed read.
+    chunks: asyncio.Queue[bytes | OSError] = asyncio.Queue(maxsize=16)
 
     def read() -> None:
         while True:
             try:
-                chunk = os.read(fd, 1 << 16)
-            except OSError:
-                chunk = b""
+                chunk: bytes | OSError = os.read(fd, 1 << 16)
+            except OSError as exc:
+                chunk = exc
             try:
                 asyncio.run_coroutine_threadsafe(chunks.put(chunk), loop).result()
             except (RuntimeError, concurrent.futures.CancelledError):
                 return  # the import is over (interrupted, or stopped at a bad line)
-            if not chunk:
+            if not isinstance(chunk, bytes) or not chunk:
                 return
 
     threading.Thread(target=read, name="import-stdin", daemon=True).start()
@@ -85,10 +90,14 @@ async def lines_of(fd: int, stop: asyncio.Event) -> AsyncIterator[bytes]:
                 chunk = getting.result()
             else:
                 chunk = chunks.get_nowait()
+            if isinstance(chunk, OSError):
+                raise ReadFailed(chunk.strerror or str(chunk))
             if not chunk:
                 break
             *complete, rest = (rest + chunk).split(b"\n")
             for line in complete:
+                if len(line) > MAX_LINE_BYTES:
+                    raise LineTooLong()
                 yield line
             if len(rest) > MAX_LINE_BYTES:
                 raise LineTooLong()
@@ -195,6 +204,9 @@ async def import_lines(
             # Rows read since the last batch are dropped; every batch before was written whole.
             first_not_imported = pending[0].line if pending else number
             raise ImportInterrupted(first_not_imported, "interrupted") from None
+        except ReadFailed as exc:
+            await flush()
+            raise ImportStopped(number, f"standard input could not be read: {exc}") from None
         except LineTooLong:
             await flush()
             raise ImportStopped(number, f"longer than {MAX_LINE_BYTES} bytes") from None

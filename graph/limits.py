@@ -1,4 +1,5 @@
-"""The validation rule that bounds what one document may ask for: its depth and its aliases.
+"""The validation rule that bounds what one operation may ask for: its depth and its aliases
+(only one operation of a document runs per request).
 
 Both are counted through fragments as if they were written out, but each fragment is measured
 once and remembered. A document that spreads fragments into fragments (four spreads a level,
@@ -87,7 +88,12 @@ def query_limits(*, max_depth: int, max_aliases: int) -> type[ValidationRule]:
             for operation in definitions:
                 if not isinstance(operation, OperationDefinitionNode):
                     continue
-                size = measure.selections(operation.selection_set)
+                try:
+                    size = measure.selections(operation.selection_set)
+                except RecursionError:
+                    # Nested deeper than Python recurses (inline fragments in inline fragments):
+                    # far over any limit.
+                    size = Size(max_depth + 1, 0)
                 name = operation.name.value if operation.name else "anonymous"
                 if size.depth > max_depth:
                     context.report_error(

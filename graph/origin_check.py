@@ -23,7 +23,10 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 def _web_netloc(origin: str) -> str | None:
     """host[:port] of an http(s) origin; None for any other scheme (no web page has one)."""
-    parts = urlsplit(origin)
+    try:
+        parts = urlsplit(origin)
+    except ValueError:  # e.g. `http://[`: not an origin any browser sends
+        return None
     return parts.netloc.lower() if parts.scheme in ("http", "https") else None
 
 

@@ -57,15 +57,20 @@ class Settings(BaseSettings):
 
 
 def _checked_url(value: str, schemes: tuple[str, ...], what: str) -> str:
-    """The URL if its scheme is one of these and its port (if any) is a number; else a clear
+    """The URL if its scheme is one of these and every port in it is a number; else a clear
     error at start-up rather than a traceback at the first connection."""
-    parts = urlsplit(value)
     try:
-        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+        parts = urlsplit(value)
     except ValueError:
-        raise ValueError(f"must be {what} with a numeric port") from None
+        raise ValueError(f"must be {what}") from None
     if parts.scheme not in schemes:
         raise ValueError(f"must be {what}")
+    # libpq URLs may list several hosts (`h1:5432,h2:5433`), which urlsplit's .port refuses.
+    for host in parts.netloc.rpartition("@")[2].split(","):
+        port = host.rpartition("]")[2] if host.startswith("[") else host
+        port = port.rpartition(":")[2] if ":" in port else ""
+        if port and not port.isdigit():
+            raise ValueError(f"must be {what} with numeric ports")
     return value
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from store.keys import Keys
-from store.models import SessionRecord, format_timestamp, parse_timestamp
+from store.models import SessionRecord, canonical_session_id, format_timestamp, parse_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,12 @@ def _from_hash(token_hash: str, data: Mapping[Any, Any]) -> SessionRecord | None
         return None
     try:
         fields = {_text(k): _text(v) for k, v in data.items()}
+        # Other writers may spell the UUID otherwise; ids are compared in one spelling.
+        session_id = canonical_session_id(fields["id"])
+        if session_id is None:
+            raise ValueError(f"id is not a UUID: {fields['id'][:40]!r}")
         return SessionRecord(
-            id=fields["id"],
+            id=session_id,
             user_id=fields["user_id"],
             token_hash=token_hash,
             token_suffix=fields.get("token_suffix", ""),

@@ -56,11 +56,14 @@ async def create_many(pool: asyncpg.Pool, *, records: Sequence[SessionRecord]) -
         await conn.copy_records_to_table("sessions", records=rows, columns=_COLUMNS)
 
 
-async def delete(pool: asyncpg.Pool, *, token_hashes: Sequence[str]) -> None:
-    """Undoes create_many for sessions whose Redis half could not be written."""
-    await pool.execute(
-        "DELETE FROM sessions WHERE token_hash = ANY($1::text[])", list(token_hashes)
+async def delete(pool: asyncpg.Pool, *, ids: Sequence[str]) -> list[str]:
+    """Undoes create_many (by the new rows' own ids, so another writer's row is never touched);
+    returns the token hashes of the rows it removed."""
+    rows = await pool.fetch(
+        "DELETE FROM sessions WHERE id = ANY($1::uuid[]) RETURNING token_hash",
+        [uuid.UUID(i) for i in ids],
     )
+    return [r["token_hash"] for r in rows]
 
 
 async def taken_token_hashes(pool: asyncpg.Pool, *, token_hashes: Sequence[str]) -> set[str]:
@@ -98,7 +101,7 @@ async def end(
     """
     rows = await pool.fetch(
         f"""UPDATE sessions
-               SET ended_at = COALESCE(ended_at, LEAST($3, expires_at)),
+               SET ended_at = COALESCE(ended_at, GREATEST(created_at, LEAST($3, expires_at))),
                    end_reason = COALESCE(end_reason,
                                          CASE WHEN expires_at <= $3 THEN 'expired' ELSE $2 END)
              WHERE token_hash = ANY($1::text[])
@@ -180,11 +183,11 @@ async def active_batches(
             yield rows
 
 
-async def ended_among(pool: asyncpg.Pool, *, token_hashes: Sequence[str]) -> set[str]:
-    """Which of these sessions have ended, as of now."""
+async def not_ended_among(pool: asyncpg.Pool, *, token_hashes: Sequence[str]) -> set[str]:
+    """Which of these sessions are still stored and not ended, as of now."""
     rows = await pool.fetch(
         """SELECT token_hash FROM sessions
-            WHERE token_hash = ANY($1::text[]) AND ended_at IS NOT NULL""",
+            WHERE token_hash = ANY($1::text[]) AND ended_at IS NULL""",
         list(token_hashes),
     )
     return {r["token_hash"] for r in rows}

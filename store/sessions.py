@@ -32,6 +32,8 @@ MAX_USER_AGENT = 1024
 
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+# How far ahead of this machine's clock another machine's may be.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 class InvalidSession(ValueError):
@@ -104,8 +106,10 @@ def prepare(new: NewSession, now: datetime) -> Created:
     if expires_at <= created_at:
         raise InvalidSession("expires_at must be after created_at")
     ended_at = _moment("ended_at", new.ended_at)
-    if ended_at is not None and ended_at > min(expires_at, now):
-        raise InvalidSession("ended_at must not be after expires_at or in the future")
+    if ended_at is not None and ended_at > expires_at:
+        raise InvalidSession("ended_at must not be after expires_at")
+    if ended_at is not None and ended_at > utcnow() + CLOCK_SKEW:
+        raise InvalidSession("ended_at must not be in the future")
     end_reason = new.end_reason
     if end_reason is not None and end_reason not in END_REASONS:
         raise InvalidSession(f"end_reason must be one of {', '.join(END_REASONS)}")
@@ -232,10 +236,14 @@ class SessionStore:
     async def discard(self, created: Sequence[Created]) -> None:
         """Removes sessions just written whose tokens never reached anyone (a write or its
         report cut off half-way): their rows, and their Redis entries if any."""
-        await records.delete(self.pool, token_hashes=[c.record.token_hash for c in created])
+        removed = set(await records.delete(self.pool, ids=[c.record.id for c in created]))
         with contextlib.suppress(Exception):
             for c in created:
-                await self.active.remove(token_hash=c.record.token_hash, user_id=c.record.user_id)
+                # Only entries of rows just removed: a token another writer holds stays theirs.
+                if c.record.token_hash in removed:
+                    await self.active.remove(
+                        token_hash=c.record.token_hash, user_id=c.record.user_id
+                    )
 
     async def end(self, token: str, *, reason: EndReason = "logout") -> SessionRecord | None:
         """Ends a session by its raw token; see end_by_hash."""
@@ -294,18 +302,18 @@ class SessionStore:
             lost = [r for r in rows if r.token_hash in missing]
             if lost:
                 await self.active.put_many(records=lost, now=now)
-                # A session ended since this batch was read was removed from Redis before it was
-                # written back: take it out again. (`end` writes Postgres before Redis, so an end
-                # this check misses removes the key itself afterwards.)
-                ended = await records.ended_among(
+                # A session ended (or deleted) since this batch was read was removed from Redis
+                # before it was written back: take it out again. (`end` writes Postgres before
+                # Redis, so an end this check misses removes the key itself afterwards.)
+                kept = await records.not_ended_among(
                     self.pool, token_hashes=[r.token_hash for r in lost]
                 )
                 for record in lost:
-                    if record.token_hash in ended:
+                    if record.token_hash not in kept:
                         await self.active.remove(
                             token_hash=record.token_hash, user_id=record.user_id
                         )
-                restored += len(lost) - len(ended)
+                restored += len(kept)
         if restored:
             log.warning("restored %d active sessions to Redis from Postgres", restored)
         return restored

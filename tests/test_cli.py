@@ -25,6 +25,8 @@ import pytest
 
 from graph.resources import Resources
 from graph.settings import Settings
+from store.models import utcnow
+from store.sessions import InvalidSession, NewSession, prepare
 from store.tokens import hash_token, new_token
 from tests.conftest import Users, with_database
 
@@ -786,6 +788,61 @@ async def test_export_schema_to_a_path_it_cannot_write_exits_1(
     result = await run_cli(base_settings, "export-schema", "-o", target)
     assert result.code == 1, result
     assert "Traceback" not in result.stderr and f"cannot write {target}" in result.stderr
+
+
+async def test_ended_at_a_little_ahead_of_this_clock_is_accepted_far_ahead_refused(
+    users: Users,
+) -> None:
+    """Rows come from other machines, whose clocks may run a little ahead."""
+    started = utcnow() - timedelta(hours=1)
+
+    def row(ended_in: timedelta) -> NewSession:
+        return NewSession(
+            user_id=users.new_id(),
+            ip=random_ip(),
+            created_at=started,
+            expires_at=utcnow() + timedelta(days=1),
+            ended_at=utcnow() + ended_in,
+        )
+
+    assert prepare(row(timedelta(minutes=1)), started).record.ended_at is not None
+    with pytest.raises(InvalidSession, match="future"):
+        prepare(row(timedelta(minutes=30)), started)
+
+
+async def test_unreadable_standard_input_stops_the_import_with_exit_1(
+    base_settings: Settings,
+) -> None:
+    """A read that fails (here: non-blocking stdin with nothing in it yet) is not the end of the
+    input: the import says so instead of finishing as if it had read everything."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *_command(),
+            "sessions",
+            "import",
+            stdin=read_end,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=dict(os.environ, DATABASE_URL=base_settings.database_url),
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert proc.returncode == 1, err
+    assert b"could not be read" in err and b"Traceback" not in err
+    assert out == b""
+
+
+def test_multi_host_and_socket_database_urls_are_valid_settings() -> None:
+    for url in (
+        "postgresql://h1:5432,h2:5433/sessions",
+        "postgresql:///sessions?host=/var/run/postgresql",
+        "postgres://user:p%40ss@[::1]:5432/sessions",
+    ):
+        assert Settings(database_url=url).database_url == url
 
 
 # -- demo, check, help ------------------------------------------------------------------------

@@ -34,6 +34,7 @@ FORGED = {
     "no origin, cross-site fetch": {"sec-fetch-site": "cross-site"},
     "look-alike origin": {"origin": "https://portal.example.evil.example"},
     "allowed host, other scheme": {"origin": "http://portal.example"},
+    "unparseable origin": {"origin": "http://["},
 }
 
 

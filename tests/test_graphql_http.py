@@ -258,6 +258,26 @@ async def test_fragments_spread_into_fragments_are_judged_without_walking_every_
     await assert_still_serving(client)
 
 
+async def test_inline_fragments_nested_past_pythons_recursion_are_refused_as_too_deep(
+    client: httpx.AsyncClient,
+) -> None:
+    # Each fragment nests 100 inline fragments and spreads the next one at the bottom: within
+    # the parser's own nesting guard, but 600 levels for whoever walks through the spreads.
+    # About 1850 tokens, under the token limit.
+    count, levels = 6, 100
+
+    def fragment(i: int) -> str:
+        bottom = f"...F{i + 1}" if i + 1 < count else "__typename"
+        return f"fragment F{i} on Query {{ " + "... { " * levels + bottom + " }" * levels + " }"
+
+    query = "{ ...F0 } " + " ".join(fragment(i) for i in range(count))
+    response = await post(client, {"query": query})
+    assert response.status_code == 400, response.text[:300]
+    messages = [e["message"] for e in response.json()["errors"]]
+    assert any("exceeds maximum operation depth" in m for m in messages), messages
+    await assert_still_serving(client)
+
+
 async def test_graphiql_introspection_passes_the_limits(client: httpx.AsyncClient) -> None:
     from graphql import get_introspection_query
 

@@ -12,7 +12,7 @@ import httpx
 from graph.resources import Resources
 from graph.settings import Settings
 from store.models import utcnow
-from store.sessions import SessionStore
+from store.sessions import NewSession, SessionStore, prepare
 from tests.conftest import Users
 from tests.test_cli import cookie, run_cli
 
@@ -120,3 +120,39 @@ async def test_ending_a_session_found_only_in_redis_reports_it_ended(
     assert result.code == 0, result
     assert json.loads(result.stdout)["end_reason"] == "logout"
     assert await resources.store.authenticate(created.token) is None
+
+
+async def test_a_session_deleted_while_restore_runs_does_not_come_back(
+    users: Users, resources: Resources
+) -> None:
+    user = users.new_id()
+    victim = await users.session(user, ip="81.2.69.142")
+    await forget_in_redis(resources, user, [victim.record.token_hash])
+
+    live = resources.store
+    store = SessionStore(live.pool, live.redis, live.keys)
+    write_batch = store.active.put_many
+
+    async def delete_then_write(**batch: Any) -> None:
+        await live.pool.execute(
+            "DELETE FROM sessions WHERE token_hash = $1", victim.record.token_hash
+        )
+        await write_batch(**batch)
+
+    store.active.put_many = delete_then_write  # type: ignore[method-assign]
+    await store.restore_active()
+    assert await live.authenticate(victim.token) is None
+
+
+async def test_discard_never_touches_another_writers_session_with_the_same_token(
+    users: Users, resources: Resources
+) -> None:
+    """discard() undoes a write that may not have landed: it goes by the new rows' own ids, so
+    a session another writer stored under the same token keeps working."""
+    theirs = await users.session(users.new_id(), ip="81.2.69.142")
+    mine = prepare(NewSession(user_id=users.new_id(), ip="8.8.8.8", token=theirs.token), utcnow())
+    await resources.store.discard([mine])
+    assert await resources.store.authenticate(theirs.token) is not None
+    assert await resources.store.get_for_user(
+        user_id=theirs.record.user_id, session_id=theirs.record.id
+    )

@@ -280,6 +280,21 @@ async def test_rest_delete_current_session_is_409(client: httpx.AsyncClient, use
         assert await authenticates(client, me.token)
 
 
+async def test_an_id_another_writer_spelt_in_upper_case_is_still_the_current_session(
+    client: httpx.AsyncClient, users: Users
+) -> None:
+    """Redis holds the id as a writer wrote it; the current-session check must not depend on
+    that writer's spelling."""
+    me, _other = await active_user(users, 2)
+    store = users.resources.store
+    await store.redis.hset(store.keys.session(me.record.token_hash), "id", me.record.id.upper())
+    response = await client.delete(f"{ROUTE}/{me.record.id.upper()}", headers=cookie(me.token))
+    assert response.status_code == 409, response.text
+    assert await authenticates(client, me.token)
+    sessions = (await client.get(ROUTE, headers=cookie(me.token))).json()["sessions"]
+    assert [s["is_current"] for s in sessions].count(True) == 1
+
+
 async def test_another_spelling_of_an_id_revokes_that_session(
     client: httpx.AsyncClient, users: Users
 ) -> None:
