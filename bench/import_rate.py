@@ -23,7 +23,7 @@ def rows(count: int) -> str:
     now = datetime.now(UTC).replace(microsecond=0)
     lines = []
     for i in range(count):
-        created = now - timedelta(minutes=i)
+        created = now - timedelta(hours=2, minutes=i)  # ended ones end an hour later, in the past
         row: dict[str, str] = {
             "user_id": f"bench-user-{i % 500}",
             "ip": f"81.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}",
