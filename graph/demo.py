@@ -55,7 +55,6 @@ _PAST = [
 
 async def seed_demo(store: SessionStore) -> tuple[str, int, int]:
     """Replaces the demo user's sessions; returns the current session's token and the counts."""
-    await store.delete_user(user_id=DEMO_USER)
     now = utcnow()
     batch = []
     for spec in _ACTIVE + _PAST:
@@ -71,5 +70,5 @@ async def seed_demo(store: SessionStore) -> tuple[str, int, int]:
                 end_reason=spec.reason,
             )
         )
-    created = await store.create_many(batch)
+    created = await store.replace_user(user_id=DEMO_USER, batch=batch)
     return created[0].token, len(_ACTIVE), len(_PAST)

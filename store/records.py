@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -191,6 +192,18 @@ async def not_ended_among(pool: asyncpg.Pool, *, token_hashes: Sequence[str]) ->
         list(token_hashes),
     )
     return {r["token_hash"] for r in rows}
+
+
+@asynccontextmanager
+async def user_lock(pool: asyncpg.Pool, *, user_id: str) -> AsyncIterator[None]:
+    """Holds a Postgres advisory lock named after the user: one holder at a time, across
+    processes."""
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"user:{user_id}")
+        try:
+            yield
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", f"user:{user_id}")
 
 
 async def delete_user(pool: asyncpg.Pool, *, user_id: str) -> list[str]:

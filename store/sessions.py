@@ -335,6 +335,13 @@ class SessionStore:
                 "ended session %s of user %s (%s)", record.id, record.user_id, record.end_reason
             )
 
+    async def replace_user(self, *, user_id: str, batch: Sequence[NewSession]) -> list[Created]:
+        """Forgets every session of the user and writes these instead, one replacement at a
+        time (two running at once would leave both batches)."""
+        async with records.user_lock(self.pool, user_id=user_id):
+            await self.delete_user(user_id=user_id)
+            return await self.create_many(batch)
+
     async def delete_user(self, *, user_id: str) -> int:
         """Forgets every session of a user, in both stores (used to reset the demo user)."""
         hashes = await records.delete_user(self.pool, user_id=user_id)

@@ -872,6 +872,18 @@ async def test_demo_seeds_a_user_and_prints_a_cookie_that_signs_in(
     assert (await client.get("/v1/users/me/sessions", headers=cookie(token))).status_code == 401
 
 
+async def test_demos_run_at_once_leave_one_demo_user(
+    base_settings: Settings, resources: Resources
+) -> None:
+    results = await asyncio.gather(*(run_cli(base_settings, "demo") for _ in range(5)))
+    assert all(r.code == 0 for r in results), results
+    stored = await resources.store.pool.fetchval(
+        "SELECT count(*) FROM sessions WHERE user_id = 'demo-user'"
+    )
+    active = await resources.store.list_active_for_user(user_id="demo-user")
+    assert (stored, len(active)) == (9, 3)
+
+
 async def test_check_passes_when_postgres_and_redis_answer(
     base_settings: Settings, database: str
 ) -> None:
