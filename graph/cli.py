@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import asyncpg
 from pydantic import ValidationError
@@ -112,20 +112,16 @@ def _timestamp(text: str) -> datetime:
 
 
 def _ttl(text: str) -> int:
-    try:
-        seconds = int(text)
-    except ValueError:
-        seconds = 0
-    if not 1 <= seconds <= MAX_TTL_SECONDS:
-        raise argparse.ArgumentTypeError(
-            f"must be a whole number of seconds from 1 to {MAX_TTL_SECONDS} (10 years)"
-        )
-    return seconds
+    return _whole_number(text, 1, MAX_TTL_SECONDS, "a lifetime in seconds (at most 10 years)")
 
 
-def _print_json(data: dict[str, Any], out: TextIO = sys.stdout) -> None:
-    out.write(json.dumps(data, separators=(",", ":")) + "\n")
-    out.flush()
+def _print_json(data: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(data, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def _print_created(created: Created) -> None:
+    _print_json({"token": created.token, "token_suffix": created.record.token_suffix})
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -154,7 +150,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     # Several workers share their metrics through files, so /metrics adds all of them up
     # whichever worker answers it. The directory must start empty: a fresh one each run.
     metrics_dir = None
-    if (args.workers or 1) > 1 and not os.environ.get(MULTIPROC_ENV):
+    if args.workers > 1 and not os.environ.get(MULTIPROC_ENV):
         metrics_dir = tempfile.mkdtemp(prefix="sessions-api-metrics-")
         os.environ[MULTIPROC_ENV] = metrics_dir
     try:
@@ -267,7 +263,7 @@ async def cmd_sessions_create(args: argparse.Namespace, settings: Settings) -> i
     async with open_resources(settings, geo=False) as res:
         created = await res.store.create(new)
         try:
-            _print_json({"token": created.token, "token_suffix": created.record.token_suffix})
+            _print_created(created)
         except BrokenPipeError:
             await res.store.discard([created])  # nobody got its token
             raise
@@ -328,9 +324,6 @@ async def cmd_sessions_import(args: argparse.Namespace, settings: Settings) -> i
         print("sessions-api: standard input is closed; pipe JSON lines into it", file=sys.stderr)
         return 2
 
-    def emit(created: Created) -> None:
-        _print_json({"token": created.token, "token_suffix": created.record.token_suffix})
-
     # Ctrl-C stops the import between batches: the batch being written finishes and is
     # printed, rows read after it are dropped. A second Ctrl-C interrupts at once.
     loop = asyncio.get_running_loop()
@@ -343,7 +336,9 @@ async def cmd_sessions_import(args: argparse.Namespace, settings: Settings) -> i
     loop.add_signal_handler(signal.SIGINT, on_ctrl_c)
     async with open_resources(settings, geo=False) as res:
         try:
-            total = await import_lines(res.store, lines_of(sys.stdin.fileno(), stop), emit)
+            total = await import_lines(
+                res.store, lines_of(sys.stdin.fileno(), stop), _print_created
+            )
         except ImportInterrupted as exc:
             print(
                 f"import interrupted at line {exc.line}. Every row whose token was printed was "

@@ -79,17 +79,12 @@ async def lines_of(fd: int, stop: asyncio.Event) -> AsyncIterator[bytes]:
     try:
         rest = b""
         while True:
+            getting = asyncio.ensure_future(chunks.get())
+            await asyncio.wait({getting, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if stop.is_set():
+                getting.cancel()
                 raise _Stopped()
-            if chunks.empty():
-                getting = asyncio.ensure_future(chunks.get())
-                await asyncio.wait({getting, stopped}, return_when=asyncio.FIRST_COMPLETED)
-                if not getting.done():
-                    getting.cancel()
-                    raise _Stopped()
-                chunk = getting.result()
-            else:
-                chunk = chunks.get_nowait()
+            chunk = getting.result()
             if isinstance(chunk, OSError):
                 raise ReadFailed(chunk.strerror or str(chunk))
             if not chunk:

@@ -106,16 +106,16 @@ def prepare(new: NewSession, now: datetime) -> Created:
     if expires_at <= created_at:
         raise InvalidSession("expires_at must be after created_at")
     ended_at = _moment("ended_at", new.ended_at)
-    if ended_at is not None and ended_at > expires_at:
-        raise InvalidSession("ended_at must not be after expires_at")
-    if ended_at is not None and ended_at > utcnow() + CLOCK_SKEW:
-        raise InvalidSession("ended_at must not be in the future")
     end_reason = new.end_reason
     if end_reason is not None and end_reason not in END_REASONS:
         raise InvalidSession(f"end_reason must be one of {', '.join(END_REASONS)}")
     if ended_at is not None:
         if ended_at < created_at:
             raise InvalidSession("ended_at must not be before created_at")
+        if ended_at > expires_at:
+            raise InvalidSession("ended_at must not be after expires_at")
+        if ended_at > utcnow() + CLOCK_SKEW:
+            raise InvalidSession("ended_at must not be in the future")
         end_reason = end_reason or "logout"
     elif end_reason is not None:
         raise InvalidSession("end_reason needs ended_at")
@@ -219,19 +219,14 @@ class SessionStore:
         ]
         try:
             await records.create_many(self.pool, records=[c.record for c in created])
-        except asyncpg.PostgresError:
-            raise  # the COPY is all or nothing: none of these rows is stored
+            if live:
+                await self.active.put_many(records=live, now=now)
         except BaseException:
-            # Cut off mid-COPY (Ctrl-C, a lost connection): the rows may or may not be stored.
+            # Cut off half-way (Redis failing, Ctrl-C, a lost connection): undo whatever part
+            # landed. discard() goes by these rows' own ids, so after a COPY that failed whole
+            # (a token already taken) it removes nothing of anyone else's.
             await asyncio.shield(self.discard(created))
             raise
-        if live:
-            try:
-                await self.active.put_many(records=live, now=now)
-            except BaseException:
-                # Undo both halves: part of the pipeline may have been applied.
-                await asyncio.shield(self.discard(created))
-                raise
 
     async def discard(self, created: Sequence[Created]) -> None:
         """Removes sessions just written whose tokens never reached anyone (a write or its
