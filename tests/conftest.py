@@ -19,6 +19,7 @@ from graph.resources import Resources, open_resources
 from graph.settings import Settings
 from store.migrate import migrate
 from store.sessions import Created, NewSession
+from tests.infra import PostgresServer, RedisServer
 from tests.ipapi_server import IpApiServer
 from tests.servers import serve
 
@@ -103,6 +104,46 @@ def ipapi_app(
         update={"geo_provider": "ip-api", "geo_ipapi_url": ipapi.url, "geo_timeout": 1.0}
     )
     with serve(settings) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of the run's own, which tests may pause, kill and restart. A test that
+    does must leave it running (e.g. `with own_redis.paused(): ...`)."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+async def own_postgres() -> AsyncIterator[PostgresServer]:
+    """A Postgres cluster of the run's own, migrated, which tests may pause, kill and restart;
+    the same rule applies as for own_redis."""
+    with PostgresServer() as server:
+        await migrate(server.dsn("sessions"))
+        yield server
+
+
+@pytest.fixture(scope="session")
+def fragile_settings(
+    base_settings: Settings, own_postgres: PostgresServer, own_redis: RedisServer
+) -> Settings:
+    """Settings for an app on the run's own servers (see own_redis and own_postgres)."""
+    return base_settings.model_copy(
+        update={"database_url": own_postgres.dsn("sessions"), "redis_url": own_redis.url}
+    )
+
+
+@pytest.fixture(scope="session")
+async def fragile_resources(fragile_settings: Settings) -> AsyncIterator[Resources]:
+    async with open_resources(fragile_settings) as res:
+        yield res
+
+
+@pytest.fixture(scope="session")
+def fragile_server(fragile_settings: Settings, fragile_resources: Resources) -> Iterator[str]:
+    """The app, served on loopback, on the run's own Postgres and Redis."""
+    with serve(fragile_settings) as url:
         yield url
 
 

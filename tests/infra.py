@@ -1,0 +1,250 @@
+"""Servers of the test run's own, on free loopback ports, for tests that pause, kill or restart
+them: a `redis-server`, and a Postgres cluster made with `initdb`. The shared servers named by
+DATABASE_URL and REDIS_URL are never paused or stopped.
+
+Both are context managers that stop the server and remove its files on exit. pause() sends
+SIGSTOP (to the postmaster and every child, for Postgres), resume() SIGCONT; kill() and start()
+take the server down and bring it back on the same port, with the same data for Postgres.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+
+PG_BIN = Path(
+    os.environ.get("PG_BIN")
+    or next(
+        (str(p) for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)),
+        "/usr/lib/postgresql/15/bin",
+    )
+)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until(ready: object, what: str, timeout: float = 30.0) -> None:
+    assert callable(ready)
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not come up within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False
+    ).stdout
+    return [int(p) for p in out.split()]
+
+
+class _Server:
+    process: subprocess.Popen[bytes] | None = None
+    _paused = False
+
+    def __enter__(self) -> _Server:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.kill()
+        self.cleanup()
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        raise NotImplementedError
+
+    def pids(self) -> list[int]:
+        if self.process is None:
+            return []
+        return [self.process.pid, *_children(self.process.pid)]
+
+    def pause(self) -> None:
+        for pid in self.pids():
+            os.kill(pid, signal.SIGSTOP)
+        self._paused = True
+
+    def resume(self) -> None:
+        for pid in self.pids():
+            os.kill(pid, signal.SIGCONT)
+        self._paused = False
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        self.pause()
+        try:
+            yield
+        finally:
+            self.resume()
+
+    def kill(self) -> None:
+        """Stops the server at once (SIGKILL for Redis, an immediate shutdown for Postgres)."""
+        if self.process is None:
+            return
+        if self._paused:
+            self.resume()
+        self._stop(self.process)
+        self.process = None
+
+    def _stop(self, process: subprocess.Popen[bytes]) -> None:
+        process.kill()
+        process.wait(timeout=30)
+
+
+class RedisServer(_Server):
+    """A memory-only redis-server of its own."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="test-redis-"))
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+                "--logfile",
+                str(self.dir / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_until(lambda: _answers(self.port), f"redis-server on port {self.port}")
+        # The port answers a moment before the server reads commands.
+        _wait_until(self._pong, f"redis-server on port {self.port}")
+
+    def _pong(self) -> bool:
+        result = subprocess.run(
+            ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True, check=False
+        )
+        return result.stdout.strip() == "PONG"
+
+    def cli(self, *args: str) -> str:
+        return subprocess.run(
+            ["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PostgresServer(_Server):
+    """A Postgres cluster of its own (initdb once, then start/kill/start keeps its data).
+
+    As root, the cluster belongs to the `postgres` user, as Postgres refuses to run as root.
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="test-postgres-"))
+        self.data = self.dir / "data"
+        self._as_postgres = os.geteuid() == 0
+        if self._as_postgres:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self._run(
+            str(PG_BIN / "initdb"), "-D", str(self.data), "--auth=trust", "-U", "postgres",
+            "--no-sync", "-E", "UTF8", "--locale=C",
+        )  # fmt: skip
+
+    def _command(self, *args: str) -> list[str]:
+        return ["runuser", "-u", "postgres", "--", *args] if self._as_postgres else list(args)
+
+    def _run(self, *args: str) -> None:
+        subprocess.run(self._command(*args), check=True, capture_output=True)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def dsn(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        log = (self.dir / "postgres.log").open("ab")
+        self.process = subprocess.Popen(
+            self._command(
+                str(PG_BIN / "postgres"),
+                "-D",
+                str(self.data),
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.dir),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+            ),
+            stdout=log,
+            stderr=log,
+        )
+        log.close()
+        _wait_until(self._ready, f"postgres on port {self.port}")
+
+    def _ready(self) -> bool:
+        result = subprocess.run(
+            [str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-q"],
+            check=False,
+        )
+        return result.returncode == 0
+
+    def pids(self) -> list[int]:
+        # runuser is the parent of the postmaster when the tests run as root.
+        pids = super().pids()
+        return pids + [c for p in pids[1:] for c in _children(p)]
+
+    def _stop(self, process: subprocess.Popen[bytes]) -> None:
+        # An immediate shutdown: like a crash, but the postmaster takes its children with it.
+        for pid in self.pids()[1:2] if self._as_postgres else [process.pid]:
+            os.kill(pid, signal.SIGQUIT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            for pid in self.pids():
+                os.kill(pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
