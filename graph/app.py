@@ -12,14 +12,14 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from graph import health, rest
 from graph.graphql_http import graphql_endpoint
-from graph.metrics import RequestMetrics, metrics_endpoint
+from graph.metrics import CLIENT_CLOSED_REQUEST, RequestMetrics, metrics_endpoint
 from graph.origin_check import OriginCheck
 from graph.resources import open_resources
 from graph.settings import Settings, get_settings
@@ -55,6 +55,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             headers={**(exc.headers or {}), "Cache-Control": "no-store"},
         )
 
+    async def client_gone(request: Request, exc: Exception) -> Response:
+        # The client went away before its request was complete (a body cut short): its
+        # mistake, not our failure, and anyone can repeat it, so no error line. Nobody reads
+        # this answer; /metrics counts its status.
+        log.debug("%s %s: the client disconnected mid-request", request.method, request.url.path)
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+
     async def unexpected(request: Request, exc: Exception) -> Response:
         # A bug outside GraphQL execution (storage failures inside it are answered there).
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
@@ -77,7 +84,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={HTTPException: http_error, Exception: unexpected},
+        exception_handlers={
+            HTTPException: http_error,
+            ClientDisconnect: client_gone,
+            Exception: unexpected,
+        },
         middleware=[
             # Outermost: counts every answer, including the refusals of the two below.
             Middleware(RequestMetrics, routes=routes),

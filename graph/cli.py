@@ -168,14 +168,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
+    from graph.serving import uvicorn_options
+
     uvicorn.run(
         "graph.app:create_app",
         factory=True,
         host=args.host or settings.host,
         port=args.port if args.port is not None else settings.port,
         workers=args.workers,
-        log_level=settings.log_level,
-        log_config=None,
+        **uvicorn_options(settings),
     )
 
 

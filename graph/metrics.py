@@ -48,6 +48,10 @@ AUTHENTICATIONS = Counter(
     ["outcome"],
 )
 
+# The status counted for a request whose client disconnected before sending all of it (nginx's
+# "client closed request"); no answer with it reaches anyone.
+CLIENT_CLOSED_REQUEST = 499
+
 # Paths that match no route (scanners, typos) share one label, and so do unusual methods (some
 # HTTP parsers pass any token through), so clients cannot grow the number of series.
 UNMATCHED = "unmatched"

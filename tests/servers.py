@@ -11,12 +11,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import uvicorn
 
 from graph.app import create_app
+from graph.serving import uvicorn_options
 from graph.settings import Settings
 
 
@@ -28,7 +30,11 @@ def serve(settings: Settings) -> Iterator[str]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        create_app(settings), ws="none", lifespan="on", log_config=None, access_log=False
+        create_app(settings),
+        ws="none",
+        lifespan="on",
+        access_log=False,
+        **uvicorn_options(settings),
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -60,6 +66,21 @@ def serve_process(
     with offline geolocation and any extra ENV; yields its base URL once /healthz answers.
     Output goes to log_path.
     """
+    with serve_process_with_pid(settings, log_path, *args, env=env) as served:
+        yield served.url
+
+
+@dataclass(frozen=True)
+class ServedProcess:
+    url: str
+    pid: int  # of `sessions-api serve` (with --workers N, the parent of the workers)
+
+
+@contextmanager
+def serve_process_with_pid(
+    settings: Settings, log_path: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[ServedProcess]:
+    """serve_process, also telling the server's process id (to read its memory, say)."""
     port = free_port()
     extra = env or {}
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith(("GEO_", "ALLOWED_"))}
@@ -97,7 +118,7 @@ def serve_process(
                 except httpx.TransportError:
                     pass
                 time.sleep(0.1)
-            yield url
+            yield ServedProcess(url, process.pid)
         finally:
             process.terminate()
             try:
