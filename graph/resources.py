@@ -60,8 +60,12 @@ async def open_resources(settings: Settings, *, geo: bool = True) -> AsyncIterat
             GeoCache(redis, keys, provider.name),
             ttl=settings.geo_cache_ttl,
             failure_ttl=settings.geo_failure_ttl,
+            wait=settings.geo_wait,
         )
-        yield Resources(settings=settings, store=store, geo=lookup)
+        try:
+            yield Resources(settings=settings, store=store, geo=lookup)
+        finally:
+            await lookup.aclose()  # fetches still running in the background
     finally:
         if provider is not None:
             await provider.aclose()

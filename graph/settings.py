@@ -26,7 +26,9 @@ class Settings(BaseSettings):
     geo_cache_ttl: int = Field(default=7 * 24 * 3600, ge=1)
     # Lookups that failed (provider said "fail" or had no data) are remembered for less long.
     geo_failure_ttl: int = Field(default=15 * 60, ge=1)
-    geo_timeout: float = Field(default=3.0, gt=0)
+    geo_timeout: float = Field(default=3.0, gt=0, allow_inf_nan=False)
+    # How long a page waits for the provider; the lookup goes on up to geo_timeout regardless.
+    geo_wait: float = Field(default=1.0, gt=0, allow_inf_nan=False)
 
     # Origins (scheme://host[:port]) whose pages may make cookie-authenticated requests that
     # change state, and read answers cross-origin (CORS). Comma-separated.

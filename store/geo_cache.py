@@ -9,8 +9,14 @@ from redis.asyncio import Redis
 from store.keys import Keys
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def _text(value: bytes | str) -> str | None:
+    """The entry as text; None for bytes that are not UTF-8 (no entry of ours: a miss)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return None
 
 
 class GeoCache:
@@ -20,11 +26,13 @@ class GeoCache:
         self._provider = provider
 
     async def get_many(self, ips: Sequence[str]) -> dict[str, str]:
-        """The cached JSON for each IP that has one: a single MGET."""
+        """The cached JSON for each IP that has a readable one: a single MGET. The caller still
+        checks what the JSON says (GeoInfo.from_json)."""
         if not ips:
             return {}
         values = await self._redis.mget([self._keys.geo(self._provider, ip) for ip in ips])
-        return {ip: _text(v) for ip, v in zip(ips, values, strict=True) if v is not None}
+        texts = {ip: _text(v) for ip, v in zip(ips, values, strict=True) if v is not None}
+        return {ip: text for ip, text in texts.items() if text is not None}
 
     async def put_many(self, entries: Mapping[str, tuple[str, int]]) -> None:
         """Stores {ip: (json, ttl_seconds)} in one pipelined round trip."""

@@ -10,8 +10,14 @@ Settings (plain attributes, change them at any time; reset() restores them):
                server answers 429. None = no limit (X-Rl then always says 15).
     ttl        the X-Ttl header value in seconds; None leaves X-Ttl out.
     rate_headers  False sends neither X-Rl nor X-Ttl (as if a proxy had dropped them).
-    delay      seconds to wait before answering (to make clients time out).
+    delay      seconds to wait before answering (to make clients time out; a large value hangs
+               until the answer is released with release() or the server stops).
     mode       "ok", "error" (HTTP 500) or "broken-json" (200 with a truncated body).
+    body       bytes to send verbatim as a 200 answer to /batch instead of the real answer, or a
+               function of the queried IPs that gives them (NaN, 1e999, deep nesting, ...).
+    headers    extra headers for every answer; they replace ours of the same name (so
+               {"Content-Length": ...} can lie).
+    drip       seconds to wait between the bytes of a body, sent one at a time.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import hashlib
 import ipaddress
 import json
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -30,6 +38,7 @@ MAX_QUERIES = 100  # like ip-api: more gets a 422
 FREE_TIER_LIMIT = 15  # batch requests per minute on the free tier
 
 Mode = Literal["ok", "error", "broken-json"]
+Body = bytes | Callable[[list[str]], bytes]
 
 # Full answers, as ip-api gives them with every field; the server trims them to `fields`.
 KNOWN: dict[str, dict[str, Any]] = {
@@ -132,8 +141,9 @@ def answer_for(query: str) -> dict[str, Any]:
             "regionName": region,
             "city": city,
             "zip": "",
-            "lat": digest[1] - 90.0,
-            "lon": digest[2] - 128.0,
+            # On the globe: the provider refuses coordinates that are not.
+            "lat": round(digest[1] / 255 * 180 - 90, 4),
+            "lon": round(digest[2] / 255 * 360 - 180, 4),
             "timezone": "UTC",
             "isp": f"ISP {digest[3]}",
             "org": f"Org {digest[4]}",
@@ -165,7 +175,7 @@ class IpApiServer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
-        # Set on stop, so a handler waiting out `delay` gives up at once.
+        # Set on stop (or release()), so a handler waiting out `delay` or `drip` goes on at once.
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -180,6 +190,14 @@ class IpApiServer:
             self.rate_headers = True
             self.delay: float = 0.0
             self.mode: Mode = "ok"
+            self.body: Body | None = None
+            self.headers: dict[str, str] = {}
+            self.drip: float = 0.0
+        self._released = threading.Event()
+
+    def release(self) -> None:
+        """Ends every wait (`delay`, `drip`) now in progress, as if it had run out."""
+        self._released.set()
 
     @property
     def url(self) -> str:
@@ -232,6 +250,16 @@ class IpApiServer:
 
     # Called from handler threads.
 
+    def _pause(self, seconds: float) -> bool:
+        """Waits; True when the server is stopping (the handler should give up)."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping.is_set() and not self._released.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._stopping.wait(min(left, 0.05))
+        return self._stopping.is_set()
+
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
             self._requests.append(request)
@@ -270,7 +298,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = raw
         api = self.api
         api._record(RecordedRequest(self.command, split.path, split.query, params, body))
-        if api.delay and api._stopping.wait(api.delay):
+        if api.delay and api._pause(api.delay):
             return  # server stopping: the client has long given up
         try:
             self._answer(split.path, params, body)
@@ -296,18 +324,30 @@ class _Handler(BaseHTTPRequestHandler):
             query = entry.get("query", "") if isinstance(entry, dict) else entry
             full = answer_for(str(query))
             items.append(full if fields is None else {k: full[k] for k in fields if k in full})
+        queries = [str(q.get("query", "") if isinstance(q, dict) else q) for q in body]
         payload = json.dumps(items).encode()
+        if api.body is not None:
+            payload = api.body if isinstance(api.body, bytes) else api.body(queries)
         if api.mode == "broken-json":
             payload = payload[: len(payload) // 2]
         self._send(200, payload, "application/json; charset=utf-8", left)
 
     def _send(self, status: int, payload: bytes, content_type: str, left: int) -> None:
+        api = self.api
+        headers = {"Content-Type": content_type, "Content-Length": str(len(payload))}
+        if api.rate_headers:
+            headers["X-Rl"] = str(left)
+            if api.ttl is not None:
+                headers["X-Ttl"] = str(api.ttl)
+        headers.update(api.headers)
         self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        if self.api.rate_headers:
-            self.send_header("X-Rl", str(left))
-            if self.api.ttl is not None:
-                self.send_header("X-Ttl", str(self.api.ttl))
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(payload)
+        if not api.drip:
+            self.wfile.write(payload)
+            return
+        for i in range(len(payload)):
+            self.wfile.write(payload[i : i + 1])
+            if api._pause(api.drip):
+                return

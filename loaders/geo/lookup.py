@@ -1,8 +1,16 @@
 """The geolocation pipeline behind GeoByIpLoader.
 
 For a batch of IPs: non-global addresses are answered null without being sent anywhere; the rest
-are read from the Redis cache in one MGET; only the misses go to the provider, in batches of at
-most its max_batch; what the provider answered is cached.
+are read from the Redis cache in one MGET (an entry that fails GeoInfo's checks is a miss); only
+the misses go to the provider, in batches of at most its max_batch; what the provider answered is
+checked and cached.
+
+Misses are fetched once per process: an IP that another request is already fetching joins that
+fetch instead of starting one. A fetch is a task of its own, and a request waits for it at most
+`wait` seconds (GEO_WAIT). After that, the IPs it has not answered are null ("not yet located")
+for this request, while the fetch goes on (bounded by the provider's own timeout, GEO_TIMEOUT) and
+caches its answer for the next request. A request that is cancelled while it waits never cancels
+the fetch; aclose() cancels the fetches still running.
 """
 
 from __future__ import annotations
@@ -10,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from redis.exceptions import RedisError
 
@@ -20,6 +28,8 @@ from loaders.geo.provider import GeoProvider
 from store.geo_cache import GeoCache
 
 log = logging.getLogger(__name__)
+
+Found = dict[str, GeoInfo | None]
 
 
 def global_ip(text: str) -> str | None:
@@ -39,12 +49,24 @@ def global_ip(text: str) -> str | None:
 
 class GeoLookup:
     def __init__(
-        self, provider: GeoProvider, cache: GeoCache, *, ttl: int, failure_ttl: int
+        self,
+        provider: GeoProvider,
+        cache: GeoCache,
+        *,
+        ttl: int,
+        failure_ttl: int,
+        wait: float | None = None,
     ) -> None:
+        """`wait`: seconds a request waits for the provider; None waits until it answers."""
         self.provider = provider
         self._cache = cache
         self._ttl = ttl
         self._failure_ttl = failure_ttl
+        self._wait = wait
+        # IP -> the fetch looking it up now. An entry stays until the answer is cached, so a
+        # request that misses the cache meanwhile joins the fetch rather than repeating it.
+        self._fetching: dict[str, asyncio.Task[Found]] = {}
+        self._closed = False
 
     async def many(self, ips: Sequence[str]) -> list[GeoInfo | None]:
         """What is known of each IP, in order; None where nothing is (yet) known."""
@@ -53,42 +75,123 @@ class GeoLookup:
         known = await self._known(wanted)
         return [known.get(ip) if ip is not None else None for ip in canonical]
 
-    async def _known(self, ips: list[str]) -> dict[str, GeoInfo | None]:
+    async def aclose(self) -> None:
+        """Cancels the fetches still running and waits for them; later misses stay null."""
+        self._closed = True
+        tasks = set(self._fetching.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _known(self, ips: list[str]) -> Found:
         if not ips:
             return {}
-        known: dict[str, GeoInfo | None] = {}
-        try:
-            for ip, text in (await self._cache.get_many(ips)).items():
-                known[ip] = GeoInfo.from_json(text)
-        except (RedisError, ValueError) as exc:
-            log.warning("geo cache read failed, asking the provider: %r", exc)
-        misses = [ip for ip in ips if ip not in known]
-        metrics.IPS.labels("cache").inc(len(ips) - len(misses))
-        if misses:
-            fetched = await self._fetch(misses)
-            known.update(fetched)
-            answered = sum(ip in fetched for ip in misses)
-            metrics.IPS.labels("provider").inc(answered)
-            metrics.IPS.labels("none").inc(len(misses) - answered)
-            try:
-                await self._cache.put_many(
-                    {
-                        ip: ("null", self._failure_ttl)
-                        if geo is None
-                        else (geo.to_json(), self._ttl)
-                        for ip, geo in fetched.items()
-                    }
-                )
-            except RedisError as exc:
-                log.warning("geo cache write failed: %r", exc)
+        # Fetches under way are joined before the cache read and again after it, so a fetch
+        # that finishes while the MGET is out has either cached its answer before the MGET
+        # runs, or was already joined.
+        joined = {ip: self._fetching[ip] for ip in ips if ip in self._fetching}
+        known = await self._cached([ip for ip in ips if ip not in joined])
+        metrics.IPS.labels("cache").inc(len(known))
+        new: list[str] = []
+        for ip in ips:
+            if ip not in known and ip not in joined:
+                task = self._fetching.get(ip)
+                if task is not None:
+                    joined[ip] = task
+                else:
+                    new.append(ip)
+        if new and not self._closed:
+            joined.update(dict.fromkeys(new, self._start(new)))
+        if joined:
+            found = await self._wait_for(joined)
+            known.update(found)
+            metrics.IPS.labels("provider").inc(len(found))
+        # Not answered this time (provider failing, rate-limited, or slower than GEO_WAIT).
+        metrics.IPS.labels("none").inc(len(ips) - len(known))
         return known
 
-    async def _fetch(self, ips: list[str]) -> Mapping[str, GeoInfo | None]:
+    async def _cached(self, ips: list[str]) -> Found:
+        if not ips:
+            return {}
+        try:
+            texts = await self._cache.get_many(ips)
+        except (RedisError, OSError) as exc:
+            log.warning("geo cache read failed, asking the provider: %r", exc)
+            return {}
+        known: Found = {}
+        unusable = 0
+        for ip, text in texts.items():
+            try:
+                known[ip] = GeoInfo.from_json(text)
+            except (ValueError, TypeError, RecursionError):
+                unusable += 1  # written by an older version, or not by us: looked up again
+        if unusable:
+            log.info("%d geo cache entries failed the checks; looking them up again", unusable)
+        return known
+
+    async def _wait_for(self, joined: dict[str, asyncio.Task[Found]]) -> Found:
+        # asyncio.wait neither cancels the tasks on timeout nor when this request is cancelled.
+        done, _ = await asyncio.wait(set(joined.values()), timeout=self._wait)
+        found: Found = {}
+        for ip, task in joined.items():
+            if task in done and not task.cancelled():
+                answer = task.result()  # _fetch never raises
+                if ip in answer:
+                    found[ip] = answer[ip]
+        return found
+
+    def _start(self, ips: list[str]) -> asyncio.Task[Found]:
+        task = asyncio.create_task(self._fetch(ips), name=f"geo lookup of {len(ips)} IPs")
+        for ip in ips:
+            self._fetching[ip] = task
+
+        def finished(task: asyncio.Task[Found]) -> None:
+            for ip in ips:
+                if self._fetching.get(ip) is task:
+                    del self._fetching[ip]
+
+        task.add_done_callback(finished)
+        return task
+
+    async def _fetch(self, ips: list[str]) -> Found:
+        """Asks the provider, checks and caches its answers; never raises (but may be
+        cancelled, by aclose): a waiting request gets no exception from here."""
+        try:
+            return await self._fetch_and_cache(ips)
+        except Exception as exc:
+            log.error("geo lookup of %d IPs failed: %s", len(ips), type(exc).__name__)
+            return {}
+
+    async def _fetch_and_cache(self, ips: list[str]) -> Found:
         size = self.provider.max_batch
         batches = [ips[i : i + size] for i in range(0, len(ips), size)]
         metrics.PROVIDER_BATCHES.labels(self.provider.name).inc(len(batches))
-        answers = await asyncio.gather(*(self.provider.lookup(batch) for batch in batches))
-        fetched: dict[str, GeoInfo | None] = {}
+        answers = await asyncio.gather(
+            *(self.provider.lookup(batch) for batch in batches), return_exceptions=True
+        )
+        found: Found = {}
+        entries: dict[str, tuple[str, int]] = {}
         for answer in answers:
-            fetched.update(answer)
-        return fetched
+            if isinstance(answer, BaseException):
+                # Providers report their own trouble and return no answer; this is a bug.
+                log.error("geo provider %s raised %s", self.provider.name, type(answer).__name__)
+                continue
+            for ip, geo in answer.items():
+                if geo is None:
+                    found[ip] = None
+                    entries[ip] = ("null", self._failure_ttl)
+                    continue
+                # What is cached and shown is what a later cache read would accept, whatever
+                # the provider: nothing unchecked (no NaN, no infinity) is kept.
+                try:
+                    text = geo.to_json()
+                    found[ip] = GeoInfo.from_json(text)
+                except (ValueError, TypeError):
+                    log.error("geo provider %s gave an unusable answer", self.provider.name)
+                    continue
+                entries[ip] = (text, self._ttl)
+        try:
+            await self._cache.put_many(entries)
+        except (RedisError, OSError) as exc:
+            log.warning("geo cache write failed: %r", exc)
+        return found

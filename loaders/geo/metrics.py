@@ -8,8 +8,9 @@ from prometheus_client import Counter
 IPS = Counter(
     "sessions_api_geo_ips_total",
     "Global IP addresses geolocated, by where the answer came from: cache (a hit, including "
-    "a cached 'unknown'), provider (an answer, possibly 'unknown to the provider'), or none "
-    "(no answer this time: the provider failed or is rate-limited; geo is null).",
+    "a cached 'unknown'), provider (an answer, possibly 'unknown to the provider', possibly from "
+    "a lookup another request started), or none (no answer this time: the provider failed, is "
+    "rate-limited, or did not answer within GEO_WAIT; geo is null).",
     ["source"],
 )
 PROVIDER_BATCHES = Counter(
@@ -20,6 +21,7 @@ PROVIDER_BATCHES = Counter(
 )
 PROVIDER_FAILURES = Counter(
     "sessions_api_geo_provider_failures_total",
-    "Provider lookups that failed, by reason: rate_limited, timeout, transport, bad_answer.",
+    "Provider lookups that failed, by reason: rate_limited, timeout, transport, bad_answer "
+    "(an answer that could not be used).",
     ["provider", "reason"],
 )

@@ -52,38 +52,36 @@ class OfflineProvider:
 
     def _lookup_one(self, ip: str) -> GeoInfo | None:
         fast = self._fast.lookup(ip)
-        code = fast.country_code or ""
-        # geoip2fast answers "--" (and a private-range pseudo-code) when it has nothing.
-        country = code if len(code) == 2 and code.isalpha() else None
         network = fast.asn_name or None
-        city = region = None
-        lat = lon = None
+        # geoip2fast answers "--" (and a private-range pseudo-code) when it has nothing; the
+        # checks in GeoInfo.from_untrusted keep only a two-letter code.
+        values: dict[str, object] = {
+            "country_code": fast.country_code,
+            "isp": network,
+            "org": network,
+        }
         if self._city is not None:
             try:
                 found = self._city.get(ip)
             except ValueError:
                 found = None
             if isinstance(found, dict):
-                city = _name(found.get("city"))
+                values["city"] = _name(found.get("city"))
                 subdivisions = found.get("subdivisions")
                 if isinstance(subdivisions, list) and subdivisions:
-                    region = _name(subdivisions[0])
+                    values["region_name"] = _name(subdivisions[0])
                 location = found.get("location")
                 if isinstance(location, dict):
-                    lat = location.get("latitude")
-                    lon = location.get("longitude")
+                    values["lat"] = location.get("latitude")
+                    values["lon"] = location.get("longitude")
                 country_node = found.get("country")
-                if isinstance(country_node, dict) and country_node.get("iso_code"):
-                    country = str(country_node["iso_code"])
-        info = GeoInfo(
-            city=city,
-            region_name=region,
-            country_code=country,
-            lat=float(lat) if isinstance(lat, int | float) else None,
-            lon=float(lon) if isinstance(lon, int | float) else None,
-            isp=network,
-            org=network,
-        )
+                if isinstance(country_node, dict):
+                    code = country_node.get("iso_code")
+                    # Preferred to geoip2fast's, when it is a usable code.
+                    if GeoInfo.from_untrusted({"country_code": code})[0].country_code:
+                        values["country_code"] = code
+        # The same checks as ip-api's answers: a City file is data from outside too.
+        info, _refused = GeoInfo.from_untrusted(values)
         return None if info.is_empty() else info
 
     async def lookup(self, ips: Sequence[str]) -> Mapping[str, GeoInfo | None]:
