@@ -188,11 +188,13 @@ class PostgresServer(_Server):
             "--no-sync", "-E", "UTF8", "--locale=C",
         )  # fmt: skip
 
-    def _command(self, *args: str) -> list[str]:
-        return ["runuser", "-u", "postgres", "--", *args] if self._as_postgres else list(args)
+    def _user(self) -> dict[str, str]:
+        # Popen's own switch of user, not runuser: runuser would be the postmaster's parent, and
+        # it stops itself again when its child is stopped, which breaks pause() and kill().
+        return {"user": "postgres", "group": "postgres"} if self._as_postgres else {}
 
     def _run(self, *args: str) -> None:
-        subprocess.run(self._command(*args), check=True, capture_output=True)
+        subprocess.run(args, check=True, capture_output=True, **self._user())  # type: ignore[call-overload]
 
     @property
     def url(self) -> str:
@@ -203,8 +205,8 @@ class PostgresServer(_Server):
 
     def start(self) -> None:
         log = (self.dir / "postgres.log").open("ab")
-        self.process = subprocess.Popen(
-            self._command(
+        self.process = subprocess.Popen(  # type: ignore[call-overload]
+            (
                 str(PG_BIN / "postgres"),
                 "-D",
                 str(self.data),
@@ -219,6 +221,7 @@ class PostgresServer(_Server):
             ),
             stdout=log,
             stderr=log,
+            **self._user(),
         )
         log.close()
         _wait_until(self._ready, f"postgres on port {self.port}")
@@ -230,15 +233,9 @@ class PostgresServer(_Server):
         )
         return result.returncode == 0
 
-    def pids(self) -> list[int]:
-        # runuser is the parent of the postmaster when the tests run as root.
-        pids = super().pids()
-        return pids + [c for p in pids[1:] for c in _children(p)]
-
     def _stop(self, process: subprocess.Popen[bytes]) -> None:
         # An immediate shutdown: like a crash, but the postmaster takes its children with it.
-        for pid in self.pids()[1:2] if self._as_postgres else [process.pid]:
-            os.kill(pid, signal.SIGQUIT)
+        process.send_signal(signal.SIGQUIT)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
