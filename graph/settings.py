@@ -55,6 +55,13 @@ class Settings(BaseSettings):
             return [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
         return value
 
+    # --- Fairness between users (graph/fairness.py) ---
+    # Requests of one signed-in user that may execute at once in one server process; the next
+    # is refused (429 with Retry-After on REST, RATE_LIMITED in GraphQL) until one finishes.
+    user_max_concurrent_requests: int = Field(default=4, ge=1, le=10_000)
+    # What a refused client is told to wait before trying again, in seconds (Retry-After).
+    rate_limit_retry_after: int = Field(default=1, ge=1, le=3600)
+
 
 def _checked_url(value: str, schemes: tuple[str, ...], what: str) -> str:
     """The URL if its scheme is one of these and every port in it is a number; else a clear
