@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import strawberry
 
+from graph.errors import RateLimited
+from graph.fairness import IN_FLIGHT
 from graph.metrics import AUTHENTICATIONS
 from graph.resources import Resources
 from loaders.geo_by_ip import GeoByIpLoader
 from store.models import SessionRecord, utcnow
 from store.sessions import SessionStore
 
-_UNKNOWN = object()
+T = TypeVar("T")
 
 
 @dataclass
@@ -26,7 +31,13 @@ class Context:
     token: str | None = field(repr=False)
     # The operationName the request gave, if any (Strawberry keeps its own copy private).
     operation_name: str | None = None
-    _session: object = field(default=_UNKNOWN, repr=False)
+    # Requests of one user that may run at once, and what a refused one is told (settings).
+    max_in_flight: int = 4
+    retry_after: int = 1
+    # When the request began (time.monotonic()), to say in the log how long an outage held it.
+    started: float = field(default_factory=time.monotonic)
+    _shared: dict[Hashable, asyncio.Task[Any]] = field(default_factory=dict, repr=False)
+    _admitted: str | None = field(default=None, repr=False)
 
     @classmethod
     def for_request(
@@ -39,17 +50,54 @@ class Context:
             now=utcnow(),
             token=token,
             operation_name=operation_name,
+            max_in_flight=resources.settings.user_max_concurrent_requests,
+            retry_after=resources.settings.rate_limit_retry_after,
         )
 
+    def once(self, key: Hashable, start: Callable[[], Coroutine[Any, Any, T]]) -> Awaitable[T]:
+        """The result of `start()`, run once per request for each key: 40 aliases of one list
+        field with the same arguments make one trip to storage. `start` is called at once (so
+        whatever it does before its first await, it does now) and its coroutine runs as a task
+        of its own, which a waiter being cancelled does not cancel (close() does)."""
+        task = self._shared.get(key)
+        if task is None:
+            task = asyncio.ensure_future(start())
+            task.add_done_callback(_retrieve)
+            self._shared[key] = task
+        return asyncio.shield(task)
+
     async def current_session(self) -> SessionRecord | None:
-        """The active session of the cookie, looked up once per request."""
-        if self._session is _UNKNOWN:
-            session = None
-            if self.token:
-                session = await self.store.authenticate(self.token, now=self.now)
-                AUTHENTICATIONS.labels("rejected" if session is None else "accepted").inc()
-            self._session = session
-        return self._session  # type: ignore[return-value]
+        """The active session of the cookie, looked up once per request; RateLimited when its
+        user already has as many requests in flight as they may."""
+        return await self.once("current_session", self._authenticate)
+
+    async def _authenticate(self) -> SessionRecord | None:
+        if not self.token:
+            return None
+        session = await self.store.authenticate(self.token, now=self.now)
+        AUTHENTICATIONS.labels("rejected" if session is None else "accepted").inc()
+        if session is not None:
+            if not IN_FLIGHT.enter(session.user_id, limit=self.max_in_flight):
+                raise RateLimited(self.retry_after)
+            self._admitted = session.user_id
+        return session
+
+    def close(self) -> None:
+        """Ends the request's work: gives back its user's slot, and cancels shared lookups no
+        one waits for any more (a client that went away leaves nothing running)."""
+        for task in self._shared.values():
+            task.cancel()
+        self._shared.clear()
+        if self._admitted is not None:
+            IN_FLIGHT.leave(self._admitted)
+            self._admitted = None
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    # Every waiter may have been cancelled: mark the exception as seen, or asyncio logs it as
+    # "never retrieved". The waiters that are left still get it.
+    if not task.cancelled():
+        task.exception()
 
 
 Info: TypeAlias = strawberry.Info[Context, None]

@@ -25,13 +25,12 @@ async def execute(
     operation_name: str | None = None,
     allowed: Iterable[OperationType] = (OperationType.QUERY,),
 ) -> ExecutionResult:
+    context = Context.for_request(resources, token=token, operation_name=operation_name)
     try:
         return await schema.execute(
             query,
             variable_values=dict(variables) if variables else None,
-            context_value=Context.for_request(
-                resources, token=token, operation_name=operation_name
-            ),
+            context_value=context,
             operation_name=operation_name,
             allowed_operation_types=allowed,
         )
@@ -44,6 +43,10 @@ async def execute(
             else "This operation type is not allowed here."
         )
         return ExecutionResult(data=None, errors=[GraphQLError(message, original_error=exc)])
+    finally:
+        # Also when the client went away mid-request: its user's slot is given back, and
+        # nothing it started keeps running.
+        context.close()
 
 
 def is_request_error(result: ExecutionResult) -> bool:

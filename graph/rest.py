@@ -78,13 +78,19 @@ _STATUS = {
     "NOT_FOUND": (404, "not_found"),
     "CURRENT_SESSION": (409, "current_session"),
     "BAD_USER_INPUT": (400, "bad_request"),
+    "RATE_LIMITED": (429, "rate_limited"),
+    "UNAVAILABLE": (503, "unavailable"),
 }
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     """The one error shape of the REST routes: {"error": {"code", "message"}}."""
     return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=NO_STORE
+        {"error": {"code": code, "message": message}},
+        status_code=status,
+        headers={**NO_STORE, **(headers or {})},
     )
 
 
@@ -109,6 +115,11 @@ async def _run(
         if status == 503 or error is None:
             # The schema already logged the cause; the client learns it was not its fault.
             return error_response(503, code, "This cannot be done right now; try again shortly.")
+        if status == 429:
+            retry_after = (error.extensions or {}).get("retryAfter", 1)
+            return error_response(
+                status, code, error.message, headers={"Retry-After": str(retry_after)}
+            )
         return error_response(status, code, error.message)
     return result.data
 

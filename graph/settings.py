@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     http_max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=1024 * 1024)
     http_max_headers: int = Field(default=100, ge=10, le=10_000)
 
+    # --- Fairness between users (graph/fairness.py) ---
+    # Requests of one signed-in user that may execute at once in one server process; the next
+    # is refused (429 with Retry-After on REST, RATE_LIMITED in GraphQL) until one finishes.
+    user_max_concurrent_requests: int = Field(default=4, ge=1, le=10_000)
+    # What a refused client is told to wait before trying again, in seconds (Retry-After).
+    rate_limit_retry_after: int = Field(default=1, ge=1, le=3600)
+
 
 def _checked_url(value: str, schemes: tuple[str, ...], what: str) -> str:
     """The URL if its scheme is one of these and every port in it is a number; else a clear

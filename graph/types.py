@@ -11,6 +11,8 @@ import strawberry
 from graph.context import Info
 from loaders.geo.model import GeoInfo
 from resolvers import device, history, me, revoke, sessions
+from resolvers.history import DEFAULT_PAGE
+from store.errors import StorageUnavailable
 from store.models import SessionRecord
 
 GEO_DESCRIPTION = "Where clientIp is; null for private, unknown or not yet located addresses."
@@ -92,14 +94,30 @@ class Session:
     device: Device
     is_current: bool = strawberry.field(description="True for the session making this request.")
     geo: Geo | None = strawberry.field(description=GEO_DESCRIPTION)
-    is_new_location: bool = strawberry.field(
+    # (is_new_location, impossible_travel), or why they cannot be told (Postgres is down).
+    signals: strawberry.Private[tuple[bool, bool] | StorageUnavailable]
+
+    @strawberry.field(
         description="True when no earlier session of this user was in the same place "
-        "(docs/SIGNALS.md); false when this session's place is unknown."
+        "(docs/SIGNALS.md); false when this session's place is unknown. Null, with an "
+        "UNAVAILABLE error, while the session history cannot be read."
     )
-    impossible_travel: bool = strawberry.field(
+    def is_new_location(self) -> bool | None:
+        return self._signal(0)
+
+    @strawberry.field(
         description="True when reaching this session's place from the user's previous session's "
-        "needed more than 900 km/h (docs/SIGNALS.md)."
+        "needed more than 900 km/h (docs/SIGNALS.md). Null, with an UNAVAILABLE error, while "
+        "the session history cannot be read."
     )
+    def impossible_travel(self) -> bool | None:
+        return self._signal(1)
+
+    def _signal(self, index: int) -> bool:
+        if isinstance(self.signals, StorageUnavailable):
+            # A fresh error for each field: the GraphQL error lands on that field alone.
+            raise StorageUnavailable(self.signals.dependency, self.signals.why)
+        return self.signals[index]
 
 
 @strawberry.type(description="A session that has ended (signed out, revoked) or expired.")
@@ -160,6 +178,7 @@ class Me:
         found = await sessions.active_sessions(info, user_id=self.id)
         # Signals are computed only when the query selects them; unselected, the value is unseen.
         no_signals = (False, False)
+        unavailable = found.signals_unavailable
         return [
             Session(
                 id=strawberry.ID(r.id),
@@ -172,23 +191,26 @@ class Me:
                 device=Device.of_user_agent(r.user_agent),
                 is_current=r.id == self.current_session_id,
                 geo=Geo.of(found.geo.get(r.client_ip)),
-                is_new_location=found.signals.get(r.id, no_signals)[0],
-                impossible_travel=found.signals.get(r.id, no_signals)[1],
+                signals=unavailable or found.signals.get(r.id, no_signals),
             )
             for r in found.records
         ]
 
-    @strawberry.field(description="Sessions that have ended or expired, newest first.")
+    @strawberry.field(
+        description="Sessions that have ended or expired, newest first. Null, with an error, "
+        "when they cannot be read (UNAVAILABLE while Postgres is down, BAD_USER_INPUT for bad "
+        "arguments); the active sessions still show."
+    )
     async def history(
         self,
         info: Info,
-        first: int | None = history.DEFAULT_PAGE,
+        first: int | None = DEFAULT_PAGE,
         after: str | None = None,
-    ) -> HistoryConnection:
+    ) -> HistoryConnection | None:
         page = await history.history_page(
             info,
             user_id=self.id,
-            first=history.DEFAULT_PAGE if first is None else first,
+            first=DEFAULT_PAGE if first is None else first,
             after=after,
         )
         edges = [

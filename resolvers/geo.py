@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from graph.context import Info
-from loaders.geo_by_ip import GeoByIp
+from loaders.geo_by_ip import GeoByIp, Reservation
 
 T = TypeVar("T")
 
@@ -27,11 +27,15 @@ def selects(info: Info, *names: str) -> bool:
 
 
 async def with_geo(
-    info: Info, fetch: Callable[[], Awaitable[T]], ips_of: Callable[[T], Iterable[str]]
+    reservation: Reservation,
+    fetch: Callable[[], Awaitable[T]],
+    ips_of: Callable[[T], Iterable[str]],
 ) -> tuple[T, GeoByIp]:
     """Fetches data, then the geolocation of the IPs `ips_of` finds in it, joined with the other
-    lists of this query into one lookup. No lookup if nothing asks for one (`ips_of` is empty)."""
-    async with info.context.geo.reserve() as reservation:
+    lists of this query into one lookup. No lookup if nothing asks for one (`ips_of` is empty).
+    The reservation (`info.context.geo.reserve()`) must be taken before the resolver's first
+    await, so that the round waits for this list; it is submitted or released here."""
+    async with reservation:
         data = await fetch()
         ips = list(ips_of(data))
         if not ips:

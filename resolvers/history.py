@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from graph.context import Info
+from graph.context import Context, Info
 from graph.errors import BadUserInput
-from loaders.geo_by_ip import GeoByIp
+from loaders.geo_by_ip import GeoByIp, Reservation
 from resolvers.geo import selects, with_geo
 from store.models import SessionRecord
 
@@ -49,18 +50,37 @@ class HistoryPage:
 
 
 async def history_page(info: Info, *, user_id: str, first: int, after: str | None) -> HistoryPage:
+    """One page, read once per request for each set of arguments: 40 aliases of `history` with
+    the same arguments make one Postgres query."""
     ctx = info.context
     if not 0 <= first <= MAX_PAGE:
         raise BadUserInput(f"`first` must be between 0 and {MAX_PAGE}.")
     position = decode_cursor(after) if after is not None else None
     want_geo = selects(info, "geo")
+    return await ctx.once(
+        ("history", user_id, first, position, want_geo),
+        # The geo reservation is taken now, before this resolver's first await.
+        lambda: _load(ctx, ctx.geo.reserve(), user_id, first, position, want_geo),
+    )
 
-    async def fetch() -> tuple[list[SessionRecord], bool]:
-        return await ctx.store.list_history_for_user(
-            user_id=user_id, first=first, after=position, now=ctx.now
+
+async def _load(
+    ctx: Context,
+    reservation: Reservation,
+    user_id: str,
+    first: int,
+    position: tuple[datetime, str] | None,
+    want_geo: bool,
+) -> HistoryPage:
+    def fetch() -> Awaitable[tuple[list[SessionRecord], bool]]:
+        return ctx.once(
+            ("history-rows", user_id, first, position),
+            lambda: ctx.store.list_history_for_user(
+                user_id=user_id, first=first, after=position, now=ctx.now
+            ),
         )
 
     (records, has_next), located = await with_geo(
-        info, fetch, lambda page: [r.client_ip for r in page[0]] if want_geo else []
+        reservation, fetch, lambda page: [r.client_ip for r in page[0]] if want_geo else []
     )
     return HistoryPage(records, has_next, located)

@@ -37,17 +37,52 @@ _POSTGRES_OUTAGES: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.QueryCanceledError,  # statement_timeout on the server's side
 )
 _REDIS_OUTAGES: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError)
+# Clients that raise plain OSErrors (refused or reset connections, timeouts: TimeoutError is an
+# OSError) from their own code: asyncpg while connecting, or on its command_timeout.
+_CLIENT_PACKAGES: tuple[tuple[str, Dependency], ...] = (("asyncpg", "postgres"), ("redis", "redis"))
 
 
 def outage_of(exc: BaseException | None) -> Dependency | None:
     """The dependency this exception says is down, or None if it is not an outage."""
+    found = _outage(exc)
+    return found[1] if found else None
+
+
+def describe_outage(exc: BaseException) -> str:
+    """One short line on why a dependency is taken to be down, for the log (never a client)."""
+    found = _outage(exc)
+    cause = found[0] if found else exc
+    if isinstance(cause, StorageUnavailable):
+        return cause.why
+    text = " ".join(str(cause).split())
+    why = f"{type(cause).__name__}: {text}" if text else type(cause).__name__
+    return why if len(why) <= 200 else why[:199] + "…"
+
+
+def _outage(exc: BaseException | None) -> tuple[BaseException, Dependency] | None:
+    """The exception in this chain that tells of an outage, and the dependency it names."""
     while exc is not None:
         if isinstance(exc, StorageUnavailable):
-            return exc.dependency
+            return exc, exc.dependency
         if isinstance(exc, _REDIS_OUTAGES):
-            return "redis"
+            return exc, "redis"
         if isinstance(exc, _POSTGRES_OUTAGES):
-            return "postgres"
+            return exc, "postgres"
+        if isinstance(exc, OSError) and (client := _raised_through_client(exc)) is not None:
+            return exc, client
         # Wrapped (GraphQL's original_error, `raise ... from`): look at the cause.
         exc = exc.__cause__
+    return None
+
+
+def _raised_through_client(exc: BaseException) -> Dependency | None:
+    """The dependency whose client library this exception passed through on its way up, if any
+    (the traceback runs from where it was caught down to where it was raised)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        for package, dependency in _CLIENT_PACKAGES:
+            if module == package or module.startswith(package + "."):
+                return dependency
+        tb = tb.tb_next
     return None

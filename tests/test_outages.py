@@ -1,0 +1,262 @@
+"""Partial data and clear errors while part of the storage is down (issue 6, points 11 and 12).
+
+The app here (one for the module) runs on the run's own Postgres and Redis, which these tests
+kill, restart and pause; each leaves them running. Postgres is killed rather than paused: a
+refused connection answers at once, where a paused server holds a request for the storage
+timeouts (a bound other tests check).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from graph.resources import Resources, open_resources
+from graph.settings import Settings
+from store.models import utcnow
+from tests.conftest import Users
+from tests.infra import PostgresServer, RedisServer
+from tests.servers import serve
+
+ROUTE = "/v1/users/me/sessions"
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+SESSIONS_AND_HISTORY = "{ me { sessions { id } history { edges { node { id } } } } }"
+SIGNALS = "{ me { sessions { id isNewLocation impossibleTravel } } }"
+# Loggers of this project's packages: the lines an operator reads for our requests.
+OURS = ("graph", "resolvers", "store", "loaders")
+
+
+@pytest.fixture(scope="module")
+def app(fragile_settings: Settings) -> Iterator[str]:
+    """The app on the run's own Postgres and Redis, for this module alone: a server restarted
+    by another module may have left stale connections in a shared app's pools."""
+    with serve(fragile_settings) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def app_resources(fragile_settings: Settings) -> AsyncIterator[Resources]:
+    async with open_resources(fragile_settings, geo=False) as resources:
+        yield resources
+
+
+@pytest.fixture
+async def fragile_client(app: str) -> AsyncIterator[httpx.AsyncClient]:
+    # The timeout is a "no hang" bound only.
+    async with httpx.AsyncClient(base_url=app, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+def fragile_users(app_resources: Resources) -> Users:
+    return Users(app_resources)
+
+
+def cookie(token: str) -> dict[str, str]:
+    return {"cookie": f"psession={token}"}
+
+
+async def gql(client: httpx.AsyncClient, token: str, query: str) -> dict[str, Any]:
+    response = await client.post(
+        "/graphql",
+        json={"query": query},
+        headers={**cookie(token), "accept": GRAPHQL_RESPONSE},
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def random_ip() -> str:
+    return f"81.{secrets.randbelow(256)}.{secrets.randbelow(256)}.{1 + secrets.randbelow(254)}"
+
+
+async def user_with_history(users: Users, *, active: int = 2, past: int = 2) -> tuple[str, str]:
+    """A fresh user with active and past sessions: (user id, token of an active one)."""
+    user_id = users.new_id()
+    now = utcnow()
+    for i in range(past):
+        created = now - timedelta(days=3, hours=i)
+        await users.session(
+            user_id,
+            ip=random_ip(),
+            created_at=created,
+            ended_at=created + timedelta(hours=1),
+            end_reason="logout",
+        )
+    tokens = [
+        (await users.session(user_id, ip=random_ip(), created_at=now - timedelta(minutes=i))).token
+        for i in range(active)
+    ]
+    return user_id, tokens[0]
+
+
+def our_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name.split(".")[0] in OURS]
+
+
+def outage_lines(caplog: pytest.LogCaptureFixture, dependency: str) -> list[logging.LogRecord]:
+    return [r for r in our_records(caplog) if f"{dependency} unavailable" in r.getMessage()]
+
+
+@contextmanager
+def postgres_down(own_postgres: PostgresServer) -> Iterator[None]:
+    own_postgres.kill()
+    try:
+        yield
+    finally:
+        own_postgres.start()
+
+
+async def until_answers(client: httpx.AsyncClient, token: str) -> None:
+    """Waits for the app to answer this user in full again (the pool reconnects by itself)."""
+    deadline = time.monotonic() + 20
+    while True:
+        response = await client.get(ROUTE, headers=cookie(token))
+        if response.status_code == 200 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert response.status_code == 200, response.text
+
+
+# -- Postgres down: the active sessions (Redis) still show -------------------------------------
+
+
+async def test_postgres_down_graphql_still_shows_active_sessions_with_history_null(
+    own_postgres: PostgresServer,
+    fragile_client: httpx.AsyncClient,
+    fragile_users: Users,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _, token = await user_with_history(fragile_users, active=2, past=2)
+    up = await gql(fragile_client, token, SESSIONS_AND_HISTORY)
+    assert "errors" not in up, up
+    try:
+        with postgres_down(own_postgres), caplog.at_level(logging.INFO):
+            # Twice: the first request may meet a pooled connection that just died, the second
+            # a refused connection; both are outages.
+            for _ in range(2):
+                caplog.clear()
+                body = await gql(fragile_client, token, SESSIONS_AND_HISTORY)
+                assert body["data"]["me"]["sessions"] == up["data"]["me"]["sessions"]
+                assert body["data"]["me"]["history"] is None
+                [error] = body["errors"]
+                assert error["path"] == ["me", "history"]
+                assert error["extensions"]["code"] == "UNAVAILABLE"
+                assert error["message"] != "Unexpected error."
+                assert str(own_postgres.port) not in str(body)
+
+                # One line for the operator: which dependency, what, why; no traceback.
+                [line] = outage_lines(caplog, "postgres")
+                assert line.levelno == logging.WARNING
+                message = line.getMessage()
+                assert "failed at me.history after " in message  # what, and how long it waited
+                assert "Error" in message.split(" s: ", 1)[1]  # and why
+                assert not [r for r in our_records(caplog) if r.exc_info]
+    finally:
+        await until_answers(fragile_client, token)
+    assert await gql(fragile_client, token, SESSIONS_AND_HISTORY) == up
+
+
+async def test_postgres_down_signals_are_null_with_unavailable_and_sessions_still_show(
+    own_postgres: PostgresServer,
+    fragile_client: httpx.AsyncClient,
+    fragile_users: Users,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The location signals read the user's timeline from Postgres: without it they are null
+    with an UNAVAILABLE error each, and the sessions themselves are all there."""
+    _, token = await user_with_history(fragile_users, active=3, past=1)
+    up = await gql(fragile_client, token, SIGNALS)
+    assert "errors" not in up, up
+    assert len(up["data"]["me"]["sessions"]) == 3
+    try:
+        with postgres_down(own_postgres), caplog.at_level(logging.INFO):
+            for _ in range(2):
+                caplog.clear()
+                body = await gql(fragile_client, token, SIGNALS)
+                sessions = body["data"]["me"]["sessions"]
+                assert [s["id"] for s in sessions] == [
+                    s["id"] for s in up["data"]["me"]["sessions"]
+                ]
+                assert all(s["isNewLocation"] is None for s in sessions)
+                assert all(s["impossibleTravel"] is None for s in sessions)
+                assert {e["extensions"]["code"] for e in body["errors"]} == {"UNAVAILABLE"}
+                assert sorted(tuple(e["path"]) for e in body["errors"]) == sorted(
+                    ("me", "sessions", i, field)
+                    for i in range(3)
+                    for field in ("isNewLocation", "impossibleTravel")
+                )
+                # Six errors, one outage: one line.
+                [line] = outage_lines(caplog, "postgres")
+                assert "me.sessions.isNewLocation" in line.getMessage()
+                assert not [r for r in our_records(caplog) if r.exc_info]
+    finally:
+        await until_answers(fragile_client, token)
+
+
+async def test_postgres_down_rest_is_503_unavailable(
+    own_postgres: PostgresServer,
+    fragile_client: httpx.AsyncClient,
+    fragile_users: Users,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """REST has no partial answers: the documented 503, logged in one line."""
+    _, token = await user_with_history(fragile_users)
+    try:
+        with postgres_down(own_postgres), caplog.at_level(logging.INFO):
+            for _ in range(2):
+                caplog.clear()
+                response = await fragile_client.get(ROUTE, headers=cookie(token))
+                assert response.status_code == 503, response.text
+                assert response.json()["error"]["code"] == "unavailable"
+                assert response.headers["cache-control"] == "no-store"
+                assert len(outage_lines(caplog, "postgres")) == 1
+                assert not [r for r in our_records(caplog) if r.exc_info]
+    finally:
+        await until_answers(fragile_client, token)
+
+
+# -- Redis paused: nothing can be authenticated ------------------------------------------------
+
+
+async def test_redis_paused_is_unavailable_not_unexpected(
+    own_redis: RedisServer,
+    fragile_client: httpx.AsyncClient,
+    fragile_users: Users,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Redis holds the active sessions: while it hangs, GraphQL answers me: null with
+    UNAVAILABLE (after the storage timeout) and REST 503, each logged in one line."""
+    _, token = await user_with_history(fragile_users)
+    with own_redis.paused(), caplog.at_level(logging.INFO):
+        # At once, so the test waits for the storage timeout once.
+        answer, response = await asyncio.gather(
+            gql(fragile_client, token, SESSIONS_AND_HISTORY),
+            fragile_client.get(ROUTE, headers=cookie(token)),
+        )
+    assert answer["data"] == {"me": None}
+    [error] = answer["errors"]
+    assert error["extensions"]["code"] == "UNAVAILABLE"
+    assert error["path"] == ["me"]
+    assert str(own_redis.port) not in str(answer)
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "unavailable"
+
+    lines = sorted(r.getMessage() for r in outage_lines(caplog, "redis"))
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("redis unavailable: query RestV1Sessions failed at me after ")
+    assert lines[1].startswith("redis unavailable: query failed at me after ")
+    assert not [r for r in our_records(caplog) if r.exc_info]
+    await until_answers(fragile_client, token)
