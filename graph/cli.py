@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -23,7 +24,8 @@ from redis.exceptions import RedisError
 from graph.logs import configure
 from graph.settings import Settings, get_settings
 from store.models import format_timestamp, parse_timestamp, utcnow
-from store.sessions import Created, InvalidSession, NewSession
+from store.sessions import Created, InvalidSession, NewSession, NotUndone
+from store.tokens import hash_token
 
 DEFAULT_TTL_SECONDS = 30 * 24 * 3600
 MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
@@ -115,6 +117,12 @@ def _ttl(text: str) -> int:
     return _whole_number(text, 1, MAX_TTL_SECONDS, "a lifetime in seconds (at most 10 years)")
 
 
+def _token_hash(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{64}", text.strip().lower()):
+        raise argparse.ArgumentTypeError("a token hash is 64 hexadecimal digits")
+    return text.strip().lower()
+
+
 def _print_json(data: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(data, separators=(",", ":")) + "\n")
     sys.stdout.flush()
@@ -122,6 +130,21 @@ def _print_json(data: dict[str, Any]) -> None:
 
 def _print_created(created: Created) -> None:
     _print_json({"token": created.token, "token_suffix": created.record.token_suffix})
+
+
+def _print_left(token_hashes: Sequence[str]) -> None:
+    """Names, one line each, the sessions a failed write could not remove (hashes, never
+    tokens), so that an operator can end them."""
+    if not token_hashes:
+        return
+    print(
+        f"sessions-api: {len(token_hashes)} sessions whose tokens were never printed could not "
+        "be removed and may stay active; end each with "
+        "`sessions-api sessions end --token-hash HASH`:",
+        file=sys.stderr,
+    )
+    for token_hash in token_hashes:
+        print(f"not removed: {token_hash}", file=sys.stderr)
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -274,12 +297,16 @@ async def cmd_sessions_create(args: argparse.Namespace, settings: Settings) -> i
 async def cmd_sessions_end(args: argparse.Namespace, settings: Settings) -> int:
     from graph.resources import open_resources
 
-    if (token := _read_token(args)) is None:
+    if args.token_hash is not None:
+        token_hash = args.token_hash
+    elif (token := _read_token(args)) is not None:
+        token_hash = hash_token(token)
+    else:
         return 2
     async with open_resources(settings, geo=False) as res:
-        record = await res.store.end(token, reason=args.reason)
+        record = await res.store.end_by_hash(token_hash, reason=args.reason)
     if record is None:
-        print("no session has this token", file=sys.stderr)
+        print(f"no session has this {'token' if args.token else 'token hash'}", file=sys.stderr)
         return 1
     assert record.ended_at is not None
     _print_json(
@@ -312,8 +339,8 @@ async def cmd_sessions_restore(args: argparse.Namespace, settings: Settings) -> 
     from graph.resources import open_resources
 
     async with open_resources(settings, geo=False) as res:
-        restored = await res.store.restore_active()
-    _print_json({"restored": restored})
+        done = await res.store.restore_active()
+    _print_json({"restored": done.restored, "ends_finished": done.finished})
     return 0
 
 
@@ -353,6 +380,7 @@ async def cmd_sessions_import(args: argparse.Namespace, settings: Settings) -> i
                 "nothing from it on was.",
                 file=sys.stderr,
             )
+            _print_left(exc.left)
             return 1
     print(f"imported {total} sessions", file=sys.stderr)
     return 0
@@ -401,8 +429,14 @@ def build_parser() -> argparse.ArgumentParser:
     lifetime.add_argument("--ttl", type=_ttl, help="seconds from now (default: 30 days from now)")
     create.set_defaults(func=cmd_sessions_create)
 
-    end = ssub.add_parser("end", help="end a session by its token")
-    end.add_argument("--token", required=True, help="the session's token; - reads it from stdin")
+    end = ssub.add_parser("end", help="end a session by its token (or token hash)")
+    which = end.add_mutually_exclusive_group(required=True)
+    which.add_argument("--token", help="the session's token; - reads it from stdin")
+    which.add_argument(
+        "--token-hash",
+        type=_token_hash,
+        help="the SHA-256 of the token, in hex (as a failed import names them)",
+    )
     end.add_argument("--reason", choices=["logout", "revoked"], default="logout")
     end.set_defaults(func=cmd_sessions_end)
 
@@ -418,6 +452,13 @@ def build_parser() -> argparse.ArgumentParser:
     imp = ssub.add_parser("import", help="bulk-create sessions from JSON lines on stdin")
     imp.set_defaults(func=cmd_sessions_import)
     return parser
+
+
+def _stdout_closed() -> None:
+    # Whoever read the output stopped reading (`| head`). Nothing more can be printed, and
+    # Python must not try again at exit.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    print("sessions-api: standard output was closed", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -441,10 +482,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sessions-api: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:
-        # Whoever read the output stopped reading (`| head`). Nothing more can be printed, and
-        # Python must not try again at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        print("sessions-api: standard output was closed", file=sys.stderr)
+        _stdout_closed()
+        return 1
+    except NotUndone as exc:
+        # A write failed and its undo could not remove all of it.
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, BrokenPipeError):
+            _stdout_closed()
+        else:
+            print(f"sessions-api: cannot reach storage: {cause}", file=sys.stderr)
+        _print_left(exc.token_hashes)
         return 1
     except (OSError, TimeoutError, RedisError) as exc:
         print(f"sessions-api: cannot reach storage: {exc}", file=sys.stderr)

@@ -11,14 +11,15 @@ import concurrent.futures
 import json
 import os
 import threading
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
+from store.errors import outage_of
 from store.models import parse_timestamp, utcnow
-from store.sessions import Created, InvalidSession, NewSession, SessionStore, prepare
+from store.sessions import Created, InvalidSession, NewSession, NotUndone, SessionStore, prepare
 
 BATCH = 1000
 FIELDS = {
@@ -29,9 +30,11 @@ MAX_LINE_BYTES = 4 * 1024 * 1024
 
 
 class ImportStopped(Exception):
-    def __init__(self, line: int, reason: str) -> None:
+    def __init__(self, line: int, reason: str, *, left: Sequence[str] = ()) -> None:
         super().__init__(f"line {line}: {reason}")
         self.line = line
+        # Token hashes of sessions a failed batch wrote that its undo could not remove.
+        self.left = list(left)
 
 
 class ImportInterrupted(ImportStopped):
@@ -141,6 +144,13 @@ def parse_row(line: str) -> NewSession:
     )
 
 
+def _storage_failure(exc: BaseException | None) -> str:
+    dependency = outage_of(exc)
+    name = {"redis": "Redis", "postgres": "Postgres"}.get(dependency or "", "storage")
+    why = (str(exc) or type(exc).__name__) if exc is not None else "unknown error"
+    return f"{name} failed ({why})"
+
+
 @dataclass(frozen=True, slots=True)
 class _Row:
     line: int
@@ -174,6 +184,17 @@ async def import_lines(
                 f"a token of lines {good[0].line}-{good[-1].line} was stored "
                 "by another writer meanwhile; none of these lines were imported",
             ) from None
+        except Exception as exc:
+            # Storage failed mid-batch: the batch was undone (what could not be, is named).
+            cause = exc.__cause__ if isinstance(exc, NotUndone) else exc
+            if not isinstance(exc, NotUndone | OSError | TimeoutError) and outage_of(exc) is None:
+                raise
+            raise ImportStopped(
+                good[0].line,
+                f"{_storage_failure(cause)}; none of lines {good[0].line}-{good[-1].line} "
+                "were imported",
+                left=exc.token_hashes if isinstance(exc, NotUndone) else (),
+            ) from exc
         for i, row in enumerate(good):
             try:
                 emit(row.created)

@@ -3,39 +3,131 @@
 A session is a HASH at `session:{sha256(token)}` that expires at the session's expires_at, and a
 member of the user's ZSET `user:{user_id}:sessions` scored by expires_at. The ZSET can hold
 members whose HASH has expired: readers skip them, writers prune them.
+
+Ending a session first marks its HASH (`ended_at`, `end_reason`): from then on it is not active,
+whatever happens to the rest of the end (docs/DATA.md). A marked HASH is never unmarked.
+
+Every write is a Lua script that first compares Redis's clock with a deadline taken from Redis's
+clock just before (`deadline`), and does nothing past it. A write sent to a Redis that hangs
+(stopped, paused, swamped) sits in its socket and runs when it wakes up, long after this client
+gave up on it and, perhaps, undid it: past the deadline it changes nothing. One script per session,
+so a pipeline of them never depends on two sessions' keys being on one server.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from store.keys import Keys
-from store.models import SessionRecord, canonical_session_id, format_timestamp, parse_timestamp
+from store.models import (
+    END_REASONS,
+    EndReason,
+    SessionRecord,
+    canonical_session_id,
+    format_timestamp,
+    parse_timestamp,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
-# Sets last_seen_at unless it is already later than the threshold (ARGV[2]), so concurrent
-# workers write it at most once per interval. Never recreates a hash that has expired.
-# ISO timestamps of one format compare correctly as strings.
-_TOUCH = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local last = redis.call('HGET', KEYS[1], 'last_seen_at')
-if last and last > ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'last_seen_at', ARGV[1])
+# The share of the client's socket timeout a write may take to start running on the server. The
+# rest is a margin for the reply to arrive before the client stops waiting for it, so a write
+# that ran is (almost always) one the client heard about.
+DEADLINE_SHARE = 0.8
+DEFAULT_TIMEOUT = 5.0  # seconds, for a client without a socket timeout
+
+# Returns true when Redis's clock (µs) is past ARGV[1]. Scripts replicate their effects, so
+# reading TIME before writing is allowed (Redis 5 and later).
+_LATE = """
+local now = redis.call('TIME')
+if tonumber(now[1]) * 1000000 + tonumber(now[2]) > tonumber(ARGV[1]) then return -1 end
+"""
+
+# KEYS: session HASH, user index. ARGV: deadline, now (Unix s), expires_at (Unix s), token hash,
+# then the HASH's fields and values. A HASH already marked ended is left alone (0): never revive
+# a session someone is ending.
+_PUT = (
+    _LATE
+    + """
+if redis.call('HEXISTS', KEYS[1], 'ended_at') == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('EXPIREAT', KEYS[1], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
+-- The index lives as long as its longest-lived session: NX sets a first TTL, GT extends it.
+redis.call('EXPIREAT', KEYS[2], ARGV[3], 'NX')
+redis.call('EXPIREAT', KEYS[2], ARGV[3], 'GT')
 return 1
 """
+)
+
+# KEYS: session HASH. ARGV: deadline, ended_at, end_reason. Marks the session ended (the first
+# mark stays) and returns the HASH as it now is; 0 if there is no HASH.
+_MARK_ENDED = (
+    _LATE
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HSETNX', KEYS[1], 'ended_at', ARGV[2]) == 1 then
+  redis.call('HSET', KEYS[1], 'end_reason', ARGV[3])
+end
+return redis.call('HGETALL', KEYS[1])
+"""
+)
+
+# KEYS: session HASH, user index. ARGV: deadline, token hash.
+_REMOVE = (
+    _LATE
+    + """
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[2])
+return 1
+"""
+)
+
+# KEYS: one key. ARGV: deadline.
+_DELETE = (
+    _LATE
+    + """
+redis.call('DEL', KEYS[1])
+return 1
+"""
+)
+
+# Sets last_seen_at unless it is already later than the threshold (ARGV[3]), so concurrent
+# workers write it at most once per interval. Never recreates a hash that has expired, nor
+# touches one marked ended. ISO timestamps of one format compare correctly as strings.
+_TOUCH = (
+    _LATE
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
+if redis.call('HEXISTS', KEYS[1], 'ended_at') == 1 then return -2 end
+local last = redis.call('HGET', KEYS[1], 'last_seen_at')
+if last and last > ARGV[3] then return 0 end
+redis.call('HSET', KEYS[1], 'last_seen_at', ARGV[2])
+return 1
+"""
+)
+
+LATE = -1
+
+
+class TooLate(RedisTimeoutError):
+    """Redis ran a write after its deadline, so the write did nothing."""
 
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _to_hash(record: SessionRecord) -> dict[Any, Any]:
+def _to_hash(record: SessionRecord) -> dict[str, str]:
     return {
         "id": record.id,
         "user_id": record.user_id,
@@ -48,17 +140,33 @@ def _to_hash(record: SessionRecord) -> dict[Any, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A session marked ended in Redis, whose end may not be finished (in Postgres, in Redis)."""
+
+    token_hash: str
+    user_id: str  # empty if the HASH cannot be read
+    ended_at: datetime
+    end_reason: EndReason
+    record: SessionRecord | None  # the session as Redis holds it; None if it cannot be read
+
+
+def _fields(data: Mapping[Any, Any]) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in data.items()}
+
+
 def _from_hash(token_hash: str, data: Mapping[Any, Any]) -> SessionRecord | None:
-    """Reads a stored HASH; None (and a warning) for one too damaged to show."""
+    """Reads a stored HASH; None (and a warning) for one too damaged to show. A HASH marked
+    ended comes back with ended_at and end_reason set."""
     if not data:
         return None
+    fields = _fields(data)
     try:
-        fields = {_text(k): _text(v) for k, v in data.items()}
         # Other writers may spell the UUID otherwise; ids are compared in one spelling.
         session_id = canonical_session_id(fields["id"])
         if session_id is None:
             raise ValueError(f"id is not a UUID: {fields['id'][:40]!r}")
-        return SessionRecord(
+        record = SessionRecord(
             id=session_id,
             user_id=fields["user_id"],
             token_hash=token_hash,
@@ -74,23 +182,72 @@ def _from_hash(token_hash: str, data: Mapping[Any, Any]) -> SessionRecord | None
     except (KeyError, ValueError) as exc:
         log.warning("skipping unreadable session hash %s…: %r", token_hash[:12], exc)
         return None
+    mark = _mark_of(token_hash, fields, record)
+    if mark is None:
+        return record
+    return replace(record, ended_at=mark.ended_at, end_reason=mark.end_reason)
+
+
+def _mark_of(
+    token_hash: str, fields: Mapping[str, str], record: SessionRecord | None
+) -> Mark | None:
+    """The end mark of a HASH's fields, or None if it has none."""
+    if "ended_at" not in fields:
+        return None
+    # Any ended_at means ended, even one another writer spelt in a way this reader cannot parse.
+    try:
+        ended_at = parse_timestamp(fields["ended_at"])
+    except ValueError:
+        ended_at = utcnow()
+    reason = fields.get("end_reason")
+    return Mark(
+        token_hash=token_hash,
+        user_id=fields.get("user_id", ""),
+        ended_at=ended_at,
+        end_reason=next((r for r in END_REASONS if r == reason), "revoked"),
+        record=record,
+    )
+
+
+def _read_mark(token_hash: str, data: Mapping[Any, Any]) -> Mark | None:
+    fields = _fields(data)
+    return _mark_of(token_hash, fields, _from_hash(token_hash, data))
+
+
+def _pairs(flat: Sequence[Any]) -> dict[Any, Any]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 class ActiveSessions:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self._redis = redis
         self._keys = keys
+        self._put = redis.register_script(_PUT)
+        self._mark_ended = redis.register_script(_MARK_ENDED)
+        self._remove = redis.register_script(_REMOVE)
+        self._delete = redis.register_script(_DELETE)
         self._touch = redis.register_script(_TOUCH)
+        # Seconds this client waits for a reply (its socket timeout).
+        self.timeout = float(
+            redis.connection_pool.connection_kwargs.get("socket_timeout") or DEFAULT_TIMEOUT
+        )
+        self._budget_us = int(self.timeout * DEADLINE_SHARE * 1_000_000)
+
+    # -- reading -------------------------------------------------------------------------------
 
     async def get(self, *, token_hash: str, now: datetime) -> SessionRecord | None:
+        """The session if it is active: present, not marked ended, not expired."""
         data = await self._redis.hgetall(self._keys.session(token_hash))
         record = _from_hash(token_hash, data)
-        if record is None or record.expires_at <= now:
+        if record is None or record.ended_at is not None or record.expires_at <= now:
             return None
         return record
 
-    async def list_for_user(self, *, user_id: str, now: datetime) -> list[SessionRecord]:
-        """The user's active sessions, newest first: one ZRANGE, then one pipelined HGETALL each."""
+    async def list_for_user(
+        self, *, user_id: str, now: datetime, include_ended: bool = False
+    ) -> list[SessionRecord]:
+        """The user's active sessions, newest first: one ZRANGE, then one pipelined HGETALL each.
+        With include_ended, also those marked ended whose end is not finished (ended_at set)."""
         index = self._keys.user_sessions(user_id)
         members = await self._redis.zrangebyscore(index, f"({int(now.timestamp())}", "+inf")
         if not members:
@@ -104,64 +261,131 @@ class ActiveSessions:
         for token_hash, data in zip(hashes, found, strict=True):
             record = _from_hash(token_hash, data)
             # Another user's hash listed in this index would be a writer's bug; never show it.
-            if record and record.user_id == user_id and record.expires_at > now:
+            if (
+                record
+                and record.user_id == user_id
+                and record.expires_at > now
+                and (include_ended or record.ended_at is None)
+            ):
                 records.append(record)
         records.sort(key=lambda r: (r.created_at, r.id), reverse=True)
         return records
 
-    async def put_many(self, *, records: Sequence[SessionRecord], now: datetime) -> None:
-        """Writes sessions and indexes them, in one pipelined round trip."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for record in records:
-                key = self._keys.session(record.token_hash)
-                index = self._keys.user_sessions(record.user_id)
-                expires = int(record.expires_at.timestamp())
-                pipe.hset(key, mapping=_to_hash(record))
-                pipe.expireat(key, expires)
-                pipe.zadd(index, {record.token_hash: expires})
-                pipe.zremrangebyscore(index, "-inf", int(now.timestamp()))
-                # The index lives as long as its longest-lived session: NX sets a first TTL,
-                # GT only ever extends it.
-                pipe.expireat(index, expires, nx=True)
-                pipe.expireat(index, expires, gt=True)
-            await pipe.execute()
-
-    async def missing(self, *, token_hashes: Sequence[str]) -> set[str]:
-        """Which of these sessions have no HASH in Redis."""
+    async def states(self, *, token_hashes: Sequence[str]) -> tuple[set[str], dict[str, Mark]]:
+        """Which of these sessions Redis lacks (no HASH), and which it holds marked ended."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for token_hash in token_hashes:
-                pipe.exists(self._keys.session(token_hash))
+                pipe.hgetall(self._keys.session(token_hash))
             found = await pipe.execute()
-        return {h for h, n in zip(token_hashes, found, strict=True) if not n}
+        missing = set()
+        marked = {}
+        for token_hash, data in zip(token_hashes, found, strict=True):
+            if not data:
+                missing.add(token_hash)
+            elif (mark := _read_mark(token_hash, data)) is not None:
+                marked[token_hash] = mark
+        return missing, marked
+
+    # -- writing (each one script per session, guarded by a deadline) -------------------------
+
+    async def deadline(self) -> int:
+        """The moment (µs on Redis's clock) after which a write sent now does nothing. Reading
+        Redis's own clock keeps other machines' clocks out of it; if Redis does not answer,
+        this raises and nothing has been sent."""
+        seconds, micros = await self._redis.time()
+        return int(seconds) * 1_000_000 + int(micros) + self._budget_us
+
+    async def put_many(
+        self, *, records: Sequence[SessionRecord], now: datetime, deadline: int | None = None
+    ) -> None:
+        """Writes sessions and indexes them, in one pipelined round trip. Raises TooLate if any
+        ran past the deadline (those wrote nothing; the others did)."""
+        if not records:
+            return
+        deadline = deadline if deadline is not None else await self.deadline()
+        now_s = int(now.timestamp())
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for record in records:
+                expires = int(record.expires_at.timestamp())
+                args: list[str | int] = [deadline, now_s, expires, record.token_hash]
+                for name, value in _to_hash(record).items():
+                    args += (name, value)
+                await self._put(
+                    keys=[
+                        self._keys.session(record.token_hash),
+                        self._keys.user_sessions(record.user_id),
+                    ],
+                    args=args,
+                    client=pipe,
+                )
+            results = await pipe.execute()
+        if LATE in results:
+            raise TooLate(f"{results.count(LATE)} of {len(results)} session writes came too late")
+        if 0 in results:
+            skipped = [r.token_hash[:12] for r, n in zip(records, results, strict=True) if n == 0]
+            log.warning("not rewritten, being ended: sessions %s…", "…, ".join(skipped))
+
+    async def mark_ended(
+        self, *, token_hashes: Sequence[str], at: datetime, reason: EndReason
+    ) -> dict[str, Mark]:
+        """Marks sessions ended, so they stop being active at once. Returns those that exist in
+        Redis, as marked (an earlier mark's ended_at and reason are kept). Raises if Redis does
+        not answer or any mark came too late: the marks that did run stay, and are safe."""
+        if not token_hashes:
+            return {}
+        deadline = await self.deadline()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for token_hash in token_hashes:
+                await self._mark_ended(
+                    keys=[self._keys.session(token_hash)],
+                    args=[deadline, format_timestamp(at), reason],
+                    client=pipe,
+                )
+            results = await pipe.execute()
+        if LATE in results:
+            raise TooLate(f"{results.count(LATE)} of {len(results)} ends came too late")
+        marked = {}
+        for token_hash, result in zip(token_hashes, results, strict=True):
+            # A list is the HASH the script has just marked (0: no such session).
+            if isinstance(result, list) and (mark := _read_mark(token_hash, _pairs(result))):
+                marked[token_hash] = mark
+        return marked
+
+    async def remove_many(self, *, sessions: Mapping[str, str]) -> set[str]:
+        """Removes sessions (token hash -> user id) from Redis, each on its own; returns the
+        hashes removed (all, unless some came too late). Raises if Redis does not answer."""
+        if not sessions:
+            return set()
+        deadline = await self.deadline()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for token_hash, user_id in sessions.items():
+                await self._remove(
+                    keys=[self._keys.session(token_hash), self._keys.user_sessions(user_id)],
+                    args=[deadline, token_hash],
+                    client=pipe,
+                )
+            results = await pipe.execute(raise_on_error=False)
+        return {h for h, n in zip(sessions, results, strict=True) if n == 1}
+
+    async def remove_user(self, *, user_id: str, token_hashes: Sequence[str]) -> None:
+        """Removes a user's sessions and index."""
+        removed = await self.remove_many(sessions=dict.fromkeys(token_hashes, user_id))
+        deadline = await self.deadline()
+        dropped = await self._delete(keys=[self._keys.user_sessions(user_id)], args=[deadline])
+        if dropped == LATE or len(removed) < len(set(token_hashes)):
+            raise TooLate(f"removing the sessions of user {user_id} came too late")
 
     async def touch(self, *, token_hash: str, at: datetime, unless_after: datetime) -> bool:
         """Sets last_seen_at to `at` unless it is already later than `unless_after`.
 
-        True when it wrote; False when it was recent enough or the session is gone.
+        True when it wrote; False when it was recent enough, the session is gone or ended, or
+        Redis was too slow to write it in time.
         """
         written = await self._touch(
             keys=[self._keys.session(token_hash)],
-            args=[format_timestamp(at), format_timestamp(unless_after)],
+            args=[await self.deadline(), format_timestamp(at), format_timestamp(unless_after)],
         )
         return bool(written == 1)
-
-    async def remove(self, *, token_hash: str, user_id: str) -> None:
-        await self.remove_many(token_hashes=[token_hash], user_id=user_id)
-
-    async def remove_many(self, *, token_hashes: Sequence[str], user_id: str) -> None:
-        if not token_hashes:
-            return
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(*(self._keys.session(h) for h in token_hashes))
-            pipe.zrem(self._keys.user_sessions(user_id), *token_hashes)
-            await pipe.execute()
-
-    async def remove_user(self, *, user_id: str, token_hashes: Sequence[str]) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for token_hash in token_hashes:
-                pipe.delete(self._keys.session(token_hash))
-            pipe.delete(self._keys.user_sessions(user_id))
-            await pipe.execute()
 
 
 async def ping(redis: Redis) -> None:

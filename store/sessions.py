@@ -5,11 +5,10 @@ and that the API reads through. It keeps Postgres (the record) and Redis (what i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -17,14 +16,25 @@ import asyncpg
 from redis.asyncio import Redis
 
 from store import records
-from store.active import ActiveSessions
+from store.active import ActiveSessions, Mark, TooLate
 from store.keys import Keys
-from store.models import END_REASONS, EndReason, SessionRecord, to_utc_second, utcnow
+from store.models import (
+    END_REASONS,
+    EndReason,
+    SessionRecord,
+    canonical_session_id,
+    to_utc_second,
+    utcnow,
+)
 from store.tokens import hash_token, is_well_formed, new_token, token_suffix
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL = timedelta(days=30)
+# The undo of a failed write tries this many times at most, with these pauses between, and
+# starts no attempt later than this many Redis timeouts after it began (20 s by default).
+UNDO_BACKOFF = (0.5, 1.0, 2.0, 4.0)
+UNDO_TIMEOUTS = 4
 # last_seen_at is written at most this often per session, however many requests it makes.
 TOUCH_INTERVAL = timedelta(minutes=1)
 MAX_USER_ID = 128
@@ -38,6 +48,23 @@ CLOCK_SKEW = timedelta(minutes=5)
 
 class InvalidSession(ValueError):
     """A session to write was refused; the message says why, for the person who sent it."""
+
+
+class NotUndone(Exception):
+    """A write failed, and its undo could not remove all of it: these sessions (by token hash,
+    sorted) may remain, active in Redis with no Postgres row (or in Postgres alone), until
+    someone ends them (`sessions-api sessions end --token-hash HASH`). The write's own error is
+    the cause."""
+
+    def __init__(self, token_hashes: Sequence[str]) -> None:
+        super().__init__(f"{len(token_hashes)} sessions of a failed write could not be removed")
+        self.token_hashes = list(token_hashes)
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    restored: int  # sessions written back to Redis
+    finished: int  # ends that had failed half-way, finished
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,34 +238,74 @@ class SessionStore:
         return created
 
     async def write(self, created: Sequence[Created], *, now: datetime) -> None:
-        """Writes prepared sessions (see create_many)."""
+        """Writes prepared sessions (see create_many). If the write fails, it is undone before
+        the error is raised; what the undo could not remove is named by a NotUndone error."""
         if not created:
             return
         live = [
             c.record for c in created if c.record.ended_at is None and c.record.expires_at > now
         ]
+        sent = False  # whether anything may have reached Redis
         try:
             await records.create_many(self.pool, records=[c.record for c in created])
             if live:
-                await self.active.put_many(records=live, now=now)
-        except BaseException:
+                # Past this deadline the writes do nothing, so a pipeline that a hung Redis runs
+                # late cannot bring back what the undo below removed.
+                deadline = await self.active.deadline()
+                sent = True
+                await self.active.put_many(records=live, now=now, deadline=deadline)
+        except BaseException as exc:
             # Cut off half-way (Redis failing, Ctrl-C, a lost connection): undo whatever part
-            # landed. discard() goes by these rows' own ids, so after a COPY that failed whole
+            # landed. The undo goes by these rows' own ids, so after a COPY that failed whole
             # (a token already taken) it removes nothing of anyone else's.
-            await asyncio.shield(self.discard(created))
+            left = await asyncio.shield(self._undo(created, redis=sent))
+            if left:
+                if isinstance(exc, Exception):
+                    raise NotUndone(left) from exc
+                for token_hash in left:  # interrupted: nobody will catch a NotUndone
+                    log.error("session %s may remain in Redis with no Postgres row", token_hash)
             raise
 
     async def discard(self, created: Sequence[Created]) -> None:
         """Removes sessions just written whose tokens never reached anyone (a write or its
-        report cut off half-way): their rows, and their Redis entries if any."""
-        removed = set(await records.delete(self.pool, ids=[c.record.id for c in created]))
-        with contextlib.suppress(Exception):
-            for c in created:
-                # Only entries of rows just removed: a token another writer holds stays theirs.
-                if c.record.token_hash in removed:
-                    await self.active.remove(
-                        token_hash=c.record.token_hash, user_id=c.record.user_id
+        report cut off half-way): their rows, and their Redis entries. Raises NotUndone naming
+        what it could not remove."""
+        left = await self._undo(created, redis=True)
+        if left:
+            raise NotUndone(left)
+
+    async def _undo(self, created: Sequence[Created], *, redis: bool) -> list[str]:
+        """Removes these new sessions' rows, then each of their Redis entries (with `redis`),
+        retrying what fails: after the pauses of UNDO_BACKOFF, and no attempt begins later than
+        UNDO_TIMEOUTS Redis timeouts after the first. Returns the token hashes of the sessions
+        it could not be sure it removed."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + UNDO_TIMEOUTS * self.active.timeout
+        rows_removed: list[str] | None = None
+        pending: dict[str, str] = {}  # token hash -> user id, still to remove from Redis
+        users = {c.record.token_hash: c.record.user_id for c in created}
+        for attempt, pause in enumerate((0.0, *UNDO_BACKOFF)):
+            if attempt and loop.time() + pause > give_up:
+                break
+            await asyncio.sleep(pause)
+            try:
+                if rows_removed is None:
+                    rows_removed = await records.delete(
+                        self.pool, ids=[c.record.id for c in created]
                     )
+                    # Only entries of rows just removed: a token another writer holds stays
+                    # theirs.
+                    if redis:
+                        pending = {h: users[h] for h in rows_removed}
+                for token_hash in await self.active.remove_many(sessions=pending):
+                    del pending[token_hash]
+            except Exception as exc:  # any failure: try again, then name what is left
+                log.warning("undoing a failed write, attempt %d: %r", attempt + 1, exc)
+            if rows_removed is not None and not pending:
+                return []
+        if rows_removed is None:
+            return sorted(users)  # the rows may be there (and their Redis entries)
+        return sorted(pending)
 
     async def end(self, token: str, *, reason: EndReason = "logout") -> SessionRecord | None:
         """Ends a session by its raw token; see end_by_hash."""
@@ -247,22 +314,76 @@ class SessionStore:
     async def end_by_hash(
         self, token_hash: str, *, reason: EndReason = "logout"
     ) -> SessionRecord | None:
-        """Ends a session: recorded in Postgres first, then removed from Redis. Idempotent, so a
-        failure between the two is mended by calling it again. None if no such session exists."""
+        """Ends a session, in three steps that each leave a state no reader takes for active:
+        1. Redis: the session is marked ended, so it stops working at once. If Redis does not
+           answer, nothing has changed (the mark cannot run late).
+        2. Postgres: the end is recorded (with the mark's time and reason).
+        3. Redis: the marked entry is removed.
+        Idempotent: calling it again finishes an end that failed half-way. None if no such
+        session exists."""
         if reason not in ("logout", "revoked"):
             raise ValueError(f"a session is ended for logout or revoked, not {reason!r}")
-        ended = await records.end(self.pool, token_hashes=[token_hash], reason=reason, at=utcnow())
-        if ended:
-            await self.active.remove(token_hash=token_hash, user_id=ended[0].user_id)
-            self._log_ended(ended)
-            return ended[0]
-        # Active in Redis with no Postgres row (a writer skipped it): end it all the same.
-        orphan = await self.active.get(token_hash=token_hash, now=utcnow())
-        if orphan is None:
-            return None
-        await self.active.remove(token_hash=token_hash, user_id=orphan.user_id)
-        log.info("ended session %s of user %s, found in Redis only", orphan.id, orphan.user_id)
-        return replace(orphan, ended_at=utcnow(), end_reason=reason)
+        ended = await self._end_many([token_hash], reason=reason)
+        return ended[0] if ended else None
+
+    async def _end_many(
+        self, token_hashes: Sequence[str], *, reason: EndReason
+    ) -> list[SessionRecord]:
+        """Ends sessions as end_by_hash does; returns those that existed, as ended."""
+        now = utcnow()
+        marks = await self.active.mark_ended(token_hashes=token_hashes, at=now, reason=reason)
+        return await self._finish_ends(token_hashes, marks, at=now, reason=reason)
+
+    async def _finish_ends(
+        self,
+        token_hashes: Sequence[str],
+        marks: Mapping[str, Mark],
+        *,
+        at: datetime,
+        reason: EndReason,
+    ) -> list[SessionRecord]:
+        """Steps 2 and 3 of an end, for sessions marked (or absent) in Redis."""
+        # A mark already there (an end that failed half-way) keeps its own time and reason.
+        groups: dict[tuple[datetime, EndReason], list[str]] = {}
+        for token_hash in token_hashes:
+            mark = marks.get(token_hash)
+            key = (mark.ended_at, mark.end_reason) if mark else (at, reason)
+            groups.setdefault(key, []).append(token_hash)
+        rows: dict[str, SessionRecord] = {}
+        for (when, why), hashes in groups.items():
+            for stored in await records.end(self.pool, token_hashes=hashes, reason=why, at=when):
+                rows[stored.token_hash] = stored
+        self._log_ended(list(rows.values()))
+        ended: list[SessionRecord] = []
+        entries: dict[str, str] = {}
+        for token_hash in token_hashes:
+            mark = marks.get(token_hash)
+            row = rows.get(token_hash)
+            if row is not None:
+                ended.append(row)
+            elif mark is not None and mark.record is not None:
+                # Active in Redis with no Postgres row (a writer skipped it): ended all the same.
+                ended.append(
+                    replace(mark.record, ended_at=mark.ended_at, end_reason=mark.end_reason)
+                )
+                log.info(
+                    "ended session %s of user %s, found in Redis only", mark.record.id, mark.user_id
+                )
+            user_id = mark.user_id if mark and mark.user_id else row.user_id if row else None
+            if user_id is not None:
+                entries[token_hash] = user_id
+        try:
+            removed = await self.active.remove_many(sessions=entries)
+        except Exception as exc:
+            removed = set()
+            log.warning("ended sessions stay marked ended in Redis until removed: %r", exc)
+        if len(removed) < len(entries):
+            # The end is done: marked entries are not active, and expire with their session.
+            log.warning(
+                "%d ended sessions stay marked ended in Redis until retried or expired",
+                len(entries) - len(removed),
+            )
+        return ended
 
     async def revoke(self, *, user_id: str, session_id: str) -> SessionRecord | None:
         """Revokes one of the user's sessions by id. Idempotent: revoking a session that has
@@ -270,48 +391,59 @@ class SessionStore:
         """
         record = await self.get_for_user(user_id=user_id, session_id=session_id)
         if record is None:
-            return None
+            # One the user sees in Redis with no Postgres row (a writer skipped it, or an
+            # import's undo could not remove it) can be revoked all the same.
+            wanted = canonical_session_id(session_id)
+            active = await self.list_active_for_user(user_id=user_id)
+            record = next((r for r in active if r.id == wanted), None)
+            if record is None:
+                return None
         return await self.end_by_hash(record.token_hash, reason="revoked") or record
 
     async def revoke_others(self, *, user_id: str, keep_session_id: str) -> int:
-        """Revokes every active session of the user but one; returns how many it revoked."""
-        hashes = [
-            r.token_hash
-            for r in await self.list_active_for_user(user_id=user_id)
+        """Revokes every active session of the user but one; returns how many it revoked. Also
+        finishes the ends of the user's sessions that an earlier failure left marked ended."""
+        targets = [
+            r
+            for r in await self.active.list_for_user(
+                user_id=user_id, now=utcnow(), include_ended=True
+            )
             if r.id != keep_session_id
         ]
-        if not hashes:
+        if not targets:
             return 0
-        ended = await records.end(self.pool, token_hashes=hashes, reason="revoked", at=utcnow())
-        await self.active.remove_many(token_hashes=hashes, user_id=user_id)
-        self._log_ended(ended)
-        return len(hashes)
+        await self._end_many([r.token_hash for r in targets], reason="revoked")
+        return sum(1 for r in targets if r.ended_at is None)
 
-    async def restore_active(self, *, batch: int = 1000) -> int:
+    async def restore_active(self, *, batch: int = 1000) -> Restored:
         """Rewrites to Redis every session Postgres says is active but Redis lacks (after Redis
-        lost its data); returns how many. Sessions Redis still has are left as they are."""
+        lost its data). Sessions Redis still has are left as they are, except those it holds
+        marked ended (an end that failed half-way): their ends are finished."""
         now = utcnow()
-        restored = 0
+        restored = finished = 0
         async for rows in records.active_batches(self.pool, now=now, batch=batch):
-            missing = await self.active.missing(token_hashes=[r.token_hash for r in rows])
+            missing, marked = await self.active.states(token_hashes=[r.token_hash for r in rows])
             lost = [r for r in rows if r.token_hash in missing]
             if lost:
                 await self.active.put_many(records=lost, now=now)
                 # A session ended (or deleted) since this batch was read was removed from Redis
-                # before it was written back: take it out again. (`end` writes Postgres before
-                # Redis, so an end this check misses removes the key itself afterwards.)
+                # before it was written back: take it out again. (`end` marks Redis first, but
+                # an end that found no entry to mark writes only Postgres.)
                 kept = await records.not_ended_among(
                     self.pool, token_hashes=[r.token_hash for r in lost]
                 )
-                for record in lost:
-                    if record.token_hash not in kept:
-                        await self.active.remove(
-                            token_hash=record.token_hash, user_id=record.user_id
-                        )
+                gone = {r.token_hash: r.user_id for r in lost if r.token_hash not in kept}
+                if len(await self.active.remove_many(sessions=gone)) < len(gone):
+                    raise TooLate("removing sessions ended during the restore came too late")
                 restored += len(kept)
+            if marked:
+                hashes = list(marked)
+                finished += len(await self._finish_ends(hashes, marked, at=now, reason="revoked"))
         if restored:
             log.warning("restored %d active sessions to Redis from Postgres", restored)
-        return restored
+        if finished:
+            log.warning("finished %d ends that had failed half-way", finished)
+        return Restored(restored=restored, finished=finished)
 
     async def touch(self, token: str) -> SessionRecord | None:
         """Marks an active session as seen now (for login services); None if it is not active."""
