@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from graph.logs import configure
 from graph.settings import Settings, get_settings
+from store.errors import StorageUnavailable
 from store.models import format_timestamp, parse_timestamp, utcnow
 from store.sessions import Created, InvalidSession, NewSession
 
@@ -445,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         print("sessions-api: standard output was closed", file=sys.stderr)
         return 1
-    except (OSError, TimeoutError, RedisError) as exc:
+    except (OSError, TimeoutError, RedisError, StorageUnavailable) as exc:
         print(f"sessions-api: cannot reach storage: {exc}", file=sys.stderr)
         return 1
     except asyncpg.PostgresError as exc:
