@@ -21,6 +21,7 @@ from graph import health, rest
 from graph.graphql_http import graphql_endpoint
 from graph.metrics import CLIENT_CLOSED_REQUEST, RequestMetrics, metrics_endpoint
 from graph.origin_check import OriginCheck
+from graph.request_timeout import RequestTimeout
 from graph.resources import open_resources
 from graph.settings import Settings, get_settings
 from resolvers import device
@@ -90,8 +91,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Exception: unexpected,
         },
         middleware=[
-            # Outermost: counts every answer, including the refusals of the two below.
+            # Outermost: counts every answer, including the refusals of those below.
             Middleware(RequestMetrics, routes=routes),
+            # The whole request, past every storage bound: 503 rather than a hang.
+            Middleware(RequestTimeout, seconds=settings.request_timeout),
             # Answers CORS preflights for the allowed origins.
             Middleware(
                 CORSMiddleware,

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 
 from graph.logs import configure
 from graph.settings import Settings, get_settings
+from store.errors import StorageUnavailable
 from store.models import format_timestamp, parse_timestamp, utcnow
 from store.sessions import Created, InvalidSession, NewSession, NotUndone
 from store.tokens import hash_token
@@ -493,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"sessions-api: cannot reach storage: {cause}", file=sys.stderr)
         _print_left(exc.token_hashes)
         return 1
-    except (OSError, TimeoutError, RedisError) as exc:
+    except (OSError, TimeoutError, RedisError, StorageUnavailable) as exc:
         print(f"sessions-api: cannot reach storage: {exc}", file=sys.stderr)
         return 1
     except asyncpg.PostgresError as exc:

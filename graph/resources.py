@@ -9,21 +9,26 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import asyncpg
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from graph.settings import Settings
 from loaders.geo.ipapi import IpApiProvider
 from loaders.geo.lookup import GeoLookup
 from loaders.geo.offline import OfflineProvider
 from loaders.geo.provider import GeoProvider
+from store import records
 from store.geo_cache import GeoCache
 from store.keys import Keys
 from store.sessions import SessionStore
 
 log = logging.getLogger(__name__)
 
-STORAGE_TIMEOUT = 5.0  # seconds for one Postgres command or Redis reply
+# A pooled Redis connection idle for longer is PINGed before it carries a command, so that a
+# command is seldom the one to find it dropped (Redis restarted, or closed idle clients).
+REDIS_HEALTH_CHECK_INTERVAL = 10.0
 
 
 @dataclass(frozen=True)
@@ -41,15 +46,41 @@ async def make_provider(settings: Settings) -> GeoProvider:
     return await asyncio.to_thread(OfflineProvider, settings.geo_mmdb_path)
 
 
+def redis_client(settings: Settings) -> Redis:
+    """The Redis client, with every wait bounded: for a free pooled connection (a blocking pool
+    of REDIS_POOL_SIZE: a burst waits its turn instead of failing or opening connections without
+    end), to connect, and for each reply.
+
+    A command that finds its connection dropped is sent once more, at once, on a new connection.
+    A timeout is never retried: a command sent to a hung Redis runs when it wakes up, and must
+    not be sent twice. Every command this service sends is safe to run twice (HSET and SET of
+    the same values, ZADD of the same score, ZREM, ZREMRANGEBYSCORE, EXPIREAT, DEL, and the
+    touch script, which writes the same last_seen_at or nothing): keep it so.
+    """
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_pool_size,
+        timeout=settings.pool_acquire_timeout,
+        socket_connect_timeout=settings.storage_connect_timeout,
+        socket_timeout=settings.storage_timeout,
+        health_check_interval=REDIS_HEALTH_CHECK_INTERVAL,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+    )
+    return Redis.from_pool(pool)
+
+
 @asynccontextmanager
 async def open_resources(settings: Settings, *, geo: bool = True) -> AsyncIterator[Resources]:
-    # Bounded waits: a stuck database or cache gives a clear error, never a hung request.
-    pool = await asyncpg.create_pool(
-        settings.database_url, min_size=1, max_size=10, command_timeout=STORAGE_TIMEOUT
+    # Nothing here connects yet: the service starts, and /readyz says what is down, while Postgres
+    # or Redis is. Every later wait on them is bounded (see records.open_pool, redis_client).
+    pool = await records.open_pool(
+        settings.database_url,
+        size=settings.pg_pool_size,
+        connect_timeout=settings.storage_connect_timeout,
+        acquire_timeout=settings.pool_acquire_timeout,
+        statement_timeout=settings.storage_timeout,
     )
-    redis = Redis.from_url(
-        settings.redis_url, socket_timeout=STORAGE_TIMEOUT, socket_connect_timeout=STORAGE_TIMEOUT
-    )
+    redis = redis_client(settings)
     provider: GeoProvider | None = None
     try:
         keys = Keys(settings.redis_key_prefix)
@@ -70,7 +101,7 @@ async def open_resources(settings: Settings, *, geo: bool = True) -> AsyncIterat
         if provider is not None:
             await provider.aclose()
         await redis.aclose()
-        await pool.close()
+        await records.close_pool(pool)
 
 
 class _NoProvider:

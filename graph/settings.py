@@ -69,6 +69,21 @@ class Settings(BaseSettings):
     # What a refused client is told to wait before trying again, in seconds (Retry-After).
     rate_limit_retry_after: int = Field(default=1, ge=1, le=3600)
 
+    # -- Bounds on every wait, and pool sizes (a hung or restarted Postgres or Redis) ----------
+    # Seconds: each Postgres statement or Redis command, from sending it to its answer.
+    storage_timeout: float = Field(default=5.0, gt=0)
+    # Seconds to open a connection to Postgres or Redis (TCP, then Postgres's handshake).
+    storage_connect_timeout: float = Field(default=2.0, gt=0)
+    # Seconds to wait for a free pooled connection (for Postgres, opening one included).
+    pool_acquire_timeout: float = Field(default=2.0, gt=0)
+    # Connections per process.
+    pg_pool_size: int = Field(default=10, ge=1, le=1000)
+    redis_pool_size: int = Field(default=50, ge=1, le=10000)
+    # Seconds for a whole HTTP request, from its arrival to the start of its answer.
+    request_timeout: float = Field(default=10.0, gt=0)
+    # Seconds /readyz waits for each dependency (both are checked at once).
+    ready_timeout: float = Field(default=2.0, gt=0)
+
 
 def _checked_url(value: str, schemes: tuple[str, ...], what: str) -> str:
     """The URL if its scheme is one of these and every port in it is a number; else a clear

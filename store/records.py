@@ -1,17 +1,169 @@
 """Postgres: the record of every session ever created. The only module that speaks SQL
-(besides the migrations themselves)."""
+(besides the migrations themselves).
+
+Every call here waits a bounded time (`Bounds`, set by `open_pool` from the settings): for a
+pooled connection, opening it included, then for each statement. A caller is never held up by
+handing a connection back after a failure: asyncpg would first wait for the cancelled statement,
+which a hung server never confirms. A wait that runs out raises StorageUnavailable("postgres").
+Reads (and the idempotent `end`) whose connection turns out to be dropped, as after a Postgres
+restart, are retried once on a fresh connection.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
+from store.errors import StorageUnavailable, outage_of
 from store.models import EndReason, SessionRecord, canonical_session_id
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """Seconds a call may wait: for a pooled connection (opening one included), and for each
+    statement (the pool's command_timeout)."""
+
+    acquire: float = 2.0
+    statement: float = 5.0
+
+
+class Pool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg has no type hints
+    """An asyncpg pool that carries the bounds of every call made on it here."""
+
+    bounds = Bounds()
+
+
+async def open_pool(
+    dsn: str,
+    *,
+    size: int,
+    connect_timeout: float,
+    acquire_timeout: float,
+    statement_timeout: float,
+) -> Pool:
+    """A pool of up to `size` connections, opened when needed: none at start, so the service
+    starts (and /readyz says so) while Postgres is down."""
+    pool = Pool(
+        dsn,
+        min_size=0,
+        max_size=size,
+        max_queries=50_000,
+        max_inactive_connection_lifetime=300.0,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        timeout=connect_timeout,
+        command_timeout=statement_timeout,
+    )
+    pool.bounds = Bounds(acquire=acquire_timeout, statement=statement_timeout)
+    await pool
+    return pool
+
+
+async def close_pool(pool: asyncpg.Pool) -> None:
+    """Closes the pool's connections politely if Postgres answers in time, else at once."""
+    try:
+        await asyncio.wait_for(pool.close(), _bounds(pool).statement)
+    except TimeoutError:
+        pool.terminate()
+
+
+def _bounds(pool: asyncpg.Pool) -> Bounds:
+    bounds = getattr(pool, "bounds", None)
+    return bounds if isinstance(bounds, Bounds) else Bounds()
+
+
+class _Dropped(StorageUnavailable):
+    """The connection died under a statement: a restart, a terminated backend."""
+
+
+# Connections being handed back in the background; kept so that the tasks are not collected.
+_HANDING_BACK: set[asyncio.Future[None]] = set()
+
+
+def _hand_back(pool: asyncpg.Pool, conn: Any) -> None:
+    """Releases a connection without waiting: the pool waits for a cancelled statement and
+    resets the connection within the acquire bound, or else closes it."""
+    task = asyncio.ensure_future(pool.release(conn))
+    _HANDING_BACK.add(task)
+    task.add_done_callback(_handed_back)
+
+
+def _handed_back(task: asyncio.Future[None]) -> None:
+    _HANDING_BACK.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        # The pool has closed that connection; the next call opens another.
+        log.debug("postgres: a connection could not be reset: %r", task.exception())
+
+
+def _is_closed(conn: Any) -> bool:
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:  # closed, and already given back to the pool by asyncpg
+        return True
+
+
+async def _acquire(pool: asyncpg.Pool, bounds: Bounds) -> Any:
+    try:
+        return await pool.acquire(timeout=bounds.acquire)
+    except TimeoutError:
+        raise StorageUnavailable("postgres", f"no connection within {bounds.acquire:g} s") from None
+    except OSError as exc:  # refused, unreachable: asyncpg passes these on as they are
+        raise StorageUnavailable("postgres", f"cannot connect: {exc}") from exc
+
+
+@asynccontextmanager
+async def _connection(pool: asyncpg.Pool) -> AsyncIterator[Any]:
+    """A pooled connection, within the pool's bounds, for one or several statements."""
+    bounds = _bounds(pool)
+    conn = await _acquire(pool, bounds)
+    try:
+        yield conn
+    except BaseException as exc:
+        dropped = _is_closed(conn) and outage_of(exc) == "postgres"
+        _hand_back(pool, conn)
+        if isinstance(exc, TimeoutError):
+            raise StorageUnavailable(
+                "postgres", f"no answer within {bounds.statement:g} s"
+            ) from exc
+        if dropped and isinstance(exc, Exception):
+            raise _Dropped("postgres", f"connection lost: {exc}") from exc
+        raise
+    try:
+        await pool.release(conn)
+    except Exception as exc:  # the pool closed the connection instead; the work was done
+        log.debug("postgres: a connection could not be reset: %r", exc)
+
+
+async def _call(
+    pool: asyncpg.Pool, work: Callable[[Any], Awaitable[T]], *, retry: bool = False
+) -> T:
+    """Runs `work` on a pooled connection. With `retry` (for work that may run twice: reads,
+    idempotent writes), a dropped connection is replaced once."""
+    try:
+        async with _connection(pool) as conn:
+            return await work(conn)
+    except _Dropped as exc:
+        if not retry:
+            raise
+        # One dropped connection usually means Postgres restarted: renew every pooled one.
+        log.info("postgres: %s; trying once more on a fresh connection", exc.why)
+        await pool.expire_connections()
+    async with _connection(pool) as conn:
+        return await work(conn)
+
 
 _COLUMNS = (
     "id", "user_id", "token_hash", "token_suffix", "created_at", "expires_at",
@@ -53,16 +205,21 @@ async def create_many(pool: asyncpg.Pool, *, records: Sequence[SessionRecord]) -
         )
         for r in records
     ]
-    async with pool.acquire() as conn:
+    async with _connection(pool) as conn:
         await conn.copy_records_to_table("sessions", records=rows, columns=_COLUMNS)
 
 
 async def delete(pool: asyncpg.Pool, *, ids: Sequence[str]) -> list[str]:
     """Undoes create_many (by the new rows' own ids, so another writer's row is never touched);
     returns the token hashes of the rows it removed."""
-    rows = await pool.fetch(
-        "DELETE FROM sessions WHERE id = ANY($1::uuid[]) RETURNING token_hash",
-        [uuid.UUID(i) for i in ids],
+    uuids = [uuid.UUID(i) for i in ids]
+    # Never retried: a DELETE that landed before its connection dropped would return nothing
+    # the second time, and its caller would not know which Redis entries to remove.
+    rows = await _call(
+        pool,
+        lambda c: c.fetch(
+            "DELETE FROM sessions WHERE id = ANY($1::uuid[]) RETURNING token_hash", uuids
+        ),
     )
     return [r["token_hash"] for r in rows]
 
@@ -71,8 +228,13 @@ async def taken_token_hashes(pool: asyncpg.Pool, *, token_hashes: Sequence[str])
     """Which of these token hashes some stored session already has."""
     if not token_hashes:
         return set()
-    rows = await pool.fetch(
-        "SELECT token_hash FROM sessions WHERE token_hash = ANY($1::text[])", list(token_hashes)
+    rows = await _call(
+        pool,
+        lambda c: c.fetch(
+            "SELECT token_hash FROM sessions WHERE token_hash = ANY($1::text[])",
+            list(token_hashes),
+        ),
+        retry=True,
     )
     return {r["token_hash"] for r in rows}
 
@@ -84,10 +246,14 @@ async def get_for_user(
     key = canonical_session_id(session_id)
     if key is None:
         return None
-    row = await pool.fetchrow(
-        f"SELECT {_SELECT_LIST} FROM sessions WHERE id = $1 AND user_id = $2",  # noqa: S608
-        uuid.UUID(key),
-        user_id,
+    row = await _call(
+        pool,
+        lambda c: c.fetchrow(
+            f"SELECT {_SELECT_LIST} FROM sessions WHERE id = $1 AND user_id = $2",  # noqa: S608
+            uuid.UUID(key),
+            user_id,
+        ),
+        retry=True,
     )
     return _record(row) if row else None
 
@@ -98,18 +264,25 @@ async def end(
     """Marks sessions ended. Idempotent: a session that already ended keeps its first end, and
     one already past its expiry ends as 'expired' at expires_at.
 
-    Returns the sessions as stored afterwards (those that exist).
+    Returns the sessions as stored afterwards (those that exist). Being idempotent, it is
+    retried on a dropped connection like a read.
     """
-    rows = await pool.fetch(
-        f"""UPDATE sessions
-               SET ended_at = COALESCE(ended_at, GREATEST(created_at, LEAST($3, expires_at))),
-                   end_reason = COALESCE(end_reason,
-                                         CASE WHEN expires_at <= $3 THEN 'expired' ELSE $2 END)
-             WHERE token_hash = ANY($1::text[])
-         RETURNING {_SELECT_LIST}""",  # noqa: S608
-        list(token_hashes),
-        reason,
-        at,
+    rows = await _call(
+        pool,
+        lambda c: c.fetch(
+            f"""UPDATE sessions
+                   SET ended_at = COALESCE(ended_at,
+                                           GREATEST(created_at, LEAST($3, expires_at))),
+                       end_reason = COALESCE(end_reason,
+                                             CASE WHEN expires_at <= $3 THEN 'expired'
+                                                  ELSE $2 END)
+                 WHERE token_hash = ANY($1::text[])
+             RETURNING {_SELECT_LIST}""",  # noqa: S608
+            list(token_hashes),
+            reason,
+            at,
+        ),
+        retry=True,
     )
     return [_record(r) for r in rows]
 
@@ -132,8 +305,7 @@ async def list_history_for_user(
     if after is not None:
         keyset = "AND (created_at, id) < ($4, $5)"
         args += [after[0], uuid.UUID(after[1])]
-    rows = await pool.fetch(
-        f"""SELECT id, user_id, token_hash, token_suffix, created_at, expires_at,
+    query = f"""SELECT id, user_id, token_hash, token_suffix, created_at, expires_at,
                    COALESCE(ended_at, expires_at) AS ended_at,
                    COALESCE(end_reason, 'expired') AS end_reason,
                    client_ip, user_agent
@@ -142,9 +314,8 @@ async def list_history_for_user(
                AND (ended_at IS NOT NULL OR expires_at <= $2)
                {keyset}
           ORDER BY created_at DESC, id DESC
-             LIMIT $3""",  # noqa: S608 (keyset is one of two constant strings)
-        *args,
-    )
+             LIMIT $3"""  # noqa: S608 (keyset is one of two constant strings)
+    rows = await _call(pool, lambda c: c.fetch(query, *args), retry=True)
     records = [_record(r) for r in rows[:first]]
     return records, len(rows) > first
 
@@ -153,13 +324,17 @@ async def timeline_for_user(
     pool: asyncpg.Pool, *, user_id: str, limit: int
 ) -> list[tuple[str, datetime, str]]:
     """(id, created_at, client_ip) of the user's most recent sessions, active or past."""
-    rows = await pool.fetch(
-        """SELECT id, created_at, client_ip FROM sessions
-            WHERE user_id = $1
-         ORDER BY created_at DESC, id DESC
-            LIMIT $2""",
-        user_id,
-        limit,
+    rows = await _call(
+        pool,
+        lambda c: c.fetch(
+            """SELECT id, created_at, client_ip FROM sessions
+                WHERE user_id = $1
+             ORDER BY created_at DESC, id DESC
+                LIMIT $2""",
+            user_id,
+            limit,
+        ),
+        retry=True,
     )
     return [(str(r["id"]), r["created_at"], str(r["client_ip"])) for r in rows]
 
@@ -168,7 +343,7 @@ async def active_batches(
     pool: asyncpg.Pool, *, now: datetime, batch: int
 ) -> AsyncIterator[list[SessionRecord]]:
     """Every session that should be active now (not ended, not expired), a batch at a time."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with _connection(pool) as conn, conn.transaction():
         cursor = conn.cursor(
             f"""SELECT {_SELECT_LIST} FROM sessions
                  WHERE ended_at IS NULL AND expires_at > $1""",  # noqa: S608
@@ -186,10 +361,14 @@ async def active_batches(
 
 async def not_ended_among(pool: asyncpg.Pool, *, token_hashes: Sequence[str]) -> set[str]:
     """Which of these sessions are still stored and not ended, as of now."""
-    rows = await pool.fetch(
-        """SELECT token_hash FROM sessions
-            WHERE token_hash = ANY($1::text[]) AND ended_at IS NULL""",
-        list(token_hashes),
+    rows = await _call(
+        pool,
+        lambda c: c.fetch(
+            """SELECT token_hash FROM sessions
+                WHERE token_hash = ANY($1::text[]) AND ended_at IS NULL""",
+            list(token_hashes),
+        ),
+        retry=True,
     )
     return {r["token_hash"] for r in rows}
 
@@ -198,7 +377,7 @@ async def not_ended_among(pool: asyncpg.Pool, *, token_hashes: Sequence[str]) ->
 async def user_lock(pool: asyncpg.Pool, *, user_id: str) -> AsyncIterator[None]:
     """Holds a Postgres advisory lock named after the user: one holder at a time, across
     processes."""
-    async with pool.acquire() as conn:
+    async with _connection(pool) as conn:
         await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"user:{user_id}")
         try:
             yield
@@ -208,9 +387,12 @@ async def user_lock(pool: asyncpg.Pool, *, user_id: str) -> AsyncIterator[None]:
 
 async def delete_user(pool: asyncpg.Pool, *, user_id: str) -> list[str]:
     """Removes every record of a user (the demo's reset); returns their token hashes."""
-    rows = await pool.fetch("DELETE FROM sessions WHERE user_id = $1 RETURNING token_hash", user_id)
+    rows = await _call(
+        pool,
+        lambda c: c.fetch("DELETE FROM sessions WHERE user_id = $1 RETURNING token_hash", user_id),
+    )
     return [r["token_hash"] for r in rows]
 
 
 async def ping(pool: asyncpg.Pool) -> None:
-    await pool.fetchval("SELECT 1")
+    await _call(pool, lambda c: c.fetchval("SELECT 1"), retry=True)

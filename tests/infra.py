@@ -60,6 +60,14 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+def _stopped(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] == "T"
+
+
 class _Server:
     process: subprocess.Popen[bytes] | None = None
     _paused = False
@@ -94,8 +102,15 @@ class _Server:
         self._paused = True
 
     def resume(self) -> None:
-        for pid in self.pids():
-            os.kill(pid, signal.SIGCONT)
+        # runuser (the postmaster's parent when the tests run as root) stops itself when it sees
+        # its child stopped, which it may notice only after our SIGCONT; left stopped, it never
+        # reaps the postmaster, and kill() waits 30 s. Continue until nothing stays stopped.
+        for _ in range(50):
+            for pid in self.pids():
+                os.kill(pid, signal.SIGCONT)
+            time.sleep(0.02)
+            if not any(_stopped(pid) for pid in self.pids()):
+                break
         self._paused = False
 
     @contextmanager
