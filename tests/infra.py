@@ -102,9 +102,8 @@ class _Server:
         self._paused = True
 
     def resume(self) -> None:
-        # runuser (the postmaster's parent when the tests run as root) stops itself when it sees
-        # its child stopped, which it may notice only after our SIGCONT; left stopped, it never
-        # reaps the postmaster, and kill() waits 30 s. Continue until nothing stays stopped.
+        # A process may be caught stopped a moment after our SIGCONT (a parent that stops itself
+        # when it sees its child stopped, as runuser does); continue until nothing stays stopped.
         for _ in range(50):
             for pid in self.pids():
                 os.kill(pid, signal.SIGCONT)
