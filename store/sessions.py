@@ -14,9 +14,11 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from store import records
 from store.active import ActiveSessions, Mark, TooLate
+from store.errors import StorageUnavailable, describe_outage
 from store.keys import Keys
 from store.models import (
     END_REASONS,
@@ -37,6 +39,9 @@ UNDO_BACKOFF = (0.5, 1.0, 2.0, 4.0)
 UNDO_TIMEOUTS = 4
 # last_seen_at is written at most this often per session, however many requests it makes.
 TOUCH_INTERVAL = timedelta(minutes=1)
+# Seconds a request waits to record its session's activity. lastSeenAt is a courtesy: a Redis
+# slow to take writes (paused, failing over) must neither fail nor hold up the page.
+ACTIVITY_WAIT = 0.5
 MAX_USER_ID = 128
 MAX_USER_AGENT = 1024
 
@@ -187,11 +192,21 @@ class SessionStore:
         if record is not None and (
             record.last_seen_at is None or now - record.last_seen_at >= TOUCH_INTERVAL
         ):
-            if await self.active.touch(
-                token_hash=record.token_hash, at=now, unless_after=now - TOUCH_INTERVAL
-            ):
+            if await self._record_activity(record, now=now):
                 record = replace(record, last_seen_at=now)
         return record
+
+    async def _record_activity(self, record: SessionRecord, *, now: datetime) -> bool:
+        """Sets the session's last_seen_at (see ACTIVITY_WAIT); False when it did not."""
+        try:
+            async with asyncio.timeout(ACTIVITY_WAIT):
+                return await self.active.touch(
+                    token_hash=record.token_hash, at=now, unless_after=now - TOUCH_INTERVAL
+                )
+        except (TimeoutError, RedisError, StorageUnavailable) as exc:
+            why = describe_outage(exc) if str(exc) else f"no answer within {ACTIVITY_WAIT} s"
+            log.warning("redis: activity of session %s not recorded: %s", record.id, why)
+            return False
 
     async def list_active_for_user(
         self, *, user_id: str, now: datetime | None = None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -23,6 +24,7 @@ import pytest
 
 from graph.resources import Resources
 from graph.settings import Settings
+from store.models import utcnow
 from tests.conftest import Users
 from tests.infra import PostgresServer, RedisServer
 from tests.servers import serve
@@ -342,3 +344,31 @@ async def test_a_postgres_connection_dropped_under_a_read_costs_no_request(
         await locker.close()
     assert response.status_code == 200, response.text
     assert len(response.json()["sessions"]) == 1
+
+
+# -- Redis answering reads but holding writes ------------------------------------------------------
+
+
+async def test_the_page_answers_while_redis_holds_writes(
+    bounded: httpx.AsyncClient, fragile_users: Users, own_redis: RedisServer
+) -> None:
+    """Recording activity (lastSeenAt) and caching geolocation are writes, and neither is what
+    the page is for: while Redis holds writes (a replica promotion, a full disk, CLIENT PAUSE)
+    the page still answers, without waiting for the storage timeout."""
+    user_id = fragile_users.new_id()
+    an_hour_ago = utcnow() - timedelta(hours=1)
+    # Last seen an hour ago, so this request records activity; a global IP never looked up.
+    created = await fragile_users.session(user_id, ip="81.2.69.160", created_at=an_hour_ago)
+    own_redis.cli("CLIENT", "PAUSE", str(int(3 * STORAGE_TIMEOUT * 1000)), "WRITE")
+    try:
+        started = time.monotonic()
+        response = await bounded.get(SESSIONS_PAGE, headers=cookie(created.token))
+        elapsed = time.monotonic() - started
+    finally:
+        own_redis.cli("CLIENT", "UNPAUSE")
+    assert response.status_code == 200, response.text
+    [session] = response.json()["sessions"]
+    assert session["is_current"] is True
+    # Located by the provider; caching that answer waits for Redis, the page does not.
+    assert session["geo"] is not None and session["geo"]["country_code"] == "GB"
+    assert elapsed < STORAGE_TIMEOUT, elapsed

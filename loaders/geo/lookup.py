@@ -9,8 +9,10 @@ Misses are fetched once per process: an IP that another request is already fetch
 fetch instead of starting one. A fetch is a task of its own, and a request waits for it at most
 `wait` seconds (GEO_WAIT). After that, the IPs it has not answered are null ("not yet located")
 for this request, while the fetch goes on (bounded by the provider's own timeout, GEO_TIMEOUT) and
-caches its answer for the next request. A request that is cancelled while it waits never cancels
-the fetch; aclose() cancels the fetches still running.
+caches its answer for the next request. Waiting requests have the answer as soon as the provider
+gives it: the cache write comes after, so a Redis that is slow to take writes never holds a page.
+A request that is cancelled while it waits never cancels the fetch; aclose() cancels the fetches
+still running.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
@@ -30,6 +33,15 @@ from store.geo_cache import GeoCache
 log = logging.getLogger(__name__)
 
 Found = dict[str, GeoInfo | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetch:
+    """One fetch under way: the task that asks the provider and then caches the answer, and
+    the answer itself, which requests wait for (set before the cache write starts)."""
+
+    task: asyncio.Task[None]
+    answer: asyncio.Future[Found]
 
 
 def global_ip(text: str) -> str | None:
@@ -65,7 +77,7 @@ class GeoLookup:
         self._wait = wait
         # IP -> the fetch looking it up now. An entry stays until the answer is cached, so a
         # request that misses the cache meanwhile joins the fetch rather than repeating it.
-        self._fetching: dict[str, asyncio.Task[Found]] = {}
+        self._fetching: dict[str, _Fetch] = {}
         self._closed = False
 
     async def many(self, ips: Sequence[str]) -> list[GeoInfo | None]:
@@ -78,7 +90,7 @@ class GeoLookup:
     async def aclose(self) -> None:
         """Cancels the fetches still running and waits for them; later misses stay null."""
         self._closed = True
-        tasks = set(self._fetching.values())
+        tasks = {fetch.task for fetch in self._fetching.values()}
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -95,9 +107,9 @@ class GeoLookup:
         new: list[str] = []
         for ip in ips:
             if ip not in known and ip not in joined:
-                task = self._fetching.get(ip)
-                if task is not None:
-                    joined[ip] = task
+                fetch = self._fetching.get(ip)
+                if fetch is not None:
+                    joined[ip] = fetch
                 else:
                     new.append(ip)
         if new and not self._closed:
@@ -129,40 +141,52 @@ class GeoLookup:
             log.info("%d geo cache entries failed the checks; looking them up again", unusable)
         return known
 
-    async def _wait_for(self, joined: dict[str, asyncio.Task[Found]]) -> Found:
-        # asyncio.wait neither cancels the tasks on timeout nor when this request is cancelled.
-        done, _ = await asyncio.wait(set(joined.values()), timeout=self._wait)
+    async def _wait_for(self, joined: dict[str, _Fetch]) -> Found:
+        # asyncio.wait neither cancels the futures on timeout nor when this request is cancelled.
+        answers = {fetch.answer for fetch in joined.values()}
+        done, _ = await asyncio.wait(answers, timeout=self._wait)
         found: Found = {}
-        for ip, task in joined.items():
-            if task in done and not task.cancelled():
-                answer = task.result()  # _fetch never raises
+        for ip, fetch in joined.items():
+            if fetch.answer in done and not fetch.answer.cancelled():
+                answer = fetch.answer.result()  # _fetch never sets an exception
                 if ip in answer:
                     found[ip] = answer[ip]
         return found
 
-    def _start(self, ips: list[str]) -> asyncio.Task[Found]:
-        task = asyncio.create_task(self._fetch(ips), name=f"geo lookup of {len(ips)} IPs")
+    def _start(self, ips: list[str]) -> _Fetch:
+        answer: asyncio.Future[Found] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(self._fetch(ips, answer), name=f"geo lookup of {len(ips)} IPs")
+        fetch = _Fetch(task, answer)
         for ip in ips:
-            self._fetching[ip] = task
+            self._fetching[ip] = fetch
 
-        def finished(task: asyncio.Task[Found]) -> None:
+        def finished(task: asyncio.Task[None]) -> None:
             for ip in ips:
-                if self._fetching.get(ip) is task:
+                if self._fetching.get(ip) is fetch:
                     del self._fetching[ip]
+            if not answer.done():  # cancelled by aclose before the provider answered
+                answer.cancel()
 
         task.add_done_callback(finished)
-        return task
+        return fetch
 
-    async def _fetch(self, ips: list[str]) -> Found:
-        """Asks the provider, checks and caches its answers; never raises (but may be
-        cancelled, by aclose): a waiting request gets no exception from here."""
+    async def _fetch(self, ips: list[str], answer: asyncio.Future[Found]) -> None:
+        """Asks the provider and checks its answers, hands them to the waiting requests, then
+        caches them. Never raises (but may be cancelled, by aclose): a waiting request gets no
+        exception from here."""
         try:
-            return await self._fetch_and_cache(ips)
+            found, entries = await self._ask(ips)
         except Exception as exc:
             log.error("geo lookup of %d IPs failed: %s", len(ips), type(exc).__name__)
-            return {}
+            found, entries = {}, {}
+        answer.set_result(found)
+        try:
+            await self._cache.put_many(entries)
+        except (RedisError, OSError) as exc:
+            log.warning("geo cache write failed: %r", exc)
 
-    async def _fetch_and_cache(self, ips: list[str]) -> Found:
+    async def _ask(self, ips: list[str]) -> tuple[Found, dict[str, tuple[str, int]]]:
+        """The provider's checked answers, and the cache entries to write for them."""
         size = self.provider.max_batch
         batches = [ips[i : i + size] for i in range(0, len(ips), size)]
         metrics.PROVIDER_BATCHES.labels(self.provider.name).inc(len(batches))
@@ -190,8 +214,4 @@ class GeoLookup:
                     log.error("geo provider %s gave an unusable answer", self.provider.name)
                     continue
                 entries[ip] = (text, self._ttl)
-        try:
-            await self._cache.put_many(entries)
-        except (RedisError, OSError) as exc:
-            log.warning("geo cache write failed: %r", exc)
-        return found
+        return found, entries
