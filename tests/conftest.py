@@ -147,6 +147,15 @@ def fragile_server(fragile_settings: Settings, fragile_resources: Resources) -> 
         yield url
 
 
+@pytest.fixture
+async def fragile_client(fragile_server: str) -> AsyncIterator[httpx.AsyncClient]:
+    # Room for many connections at once (bursts, attackers and a victim); the timeout is a
+    # "no hang" bound only: bounds are asserted on elapsed times.
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=fragile_server, timeout=30, limits=limits) as c:
+        yield c
+
+
 class Users:
     """Makes sessions for fresh users, through the store's public API."""
 
@@ -168,3 +177,9 @@ class Users:
 @pytest.fixture
 def users(resources: Resources) -> Users:
     return Users(resources)
+
+
+@pytest.fixture
+def fragile_users(fragile_resources: Resources) -> Users:
+    """Users of the app on the run's own servers (fragile_server)."""
+    return Users(fragile_resources)

@@ -7,7 +7,7 @@
 - The scenario of the issue: 8 connections looping a 40-alias query for a few seconds, while
   another user's requests all succeed.
 
-The app here (one for the module) runs on the run's own Postgres and Redis, whose counters these
+The app here (fragile_server) runs on the run's own Postgres and Redis, whose counters these
 tests read (and whose sessions table one test locks for a moment).
 """
 
@@ -17,7 +17,6 @@ import asyncio
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -26,44 +25,14 @@ import httpx
 import pytest
 
 from graph.fairness import IN_FLIGHT
-from graph.resources import Resources, open_resources
 from graph.settings import Settings
 from store.models import utcnow
 from tests.conftest import Users
 from tests.infra import PostgresServer, RedisServer
-from tests.servers import serve
 
 ROUTE = "/v1/users/me/sessions"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 ALIASES = 40
-
-
-@pytest.fixture(scope="module")
-def app(fragile_settings: Settings) -> Iterator[str]:
-    """The app on the run's own Postgres and Redis, for this module alone: a server restarted
-    by another module may have left stale connections in a shared app's pools."""
-    with serve(fragile_settings) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-async def app_resources(fragile_settings: Settings) -> AsyncIterator[Resources]:
-    async with open_resources(fragile_settings, geo=False) as resources:
-        yield resources
-
-
-@pytest.fixture
-async def fragile_client(app: str) -> AsyncIterator[httpx.AsyncClient]:
-    # Room for the attackers' and the victim's connections at once; the timeout is a "no hang"
-    # bound only.
-    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
-    async with httpx.AsyncClient(base_url=app, timeout=30, limits=limits) as c:
-        yield c
-
-
-@pytest.fixture
-def fragile_users(app_resources: Resources) -> Users:
-    return Users(app_resources)
 
 
 def cookie(token: str) -> dict[str, str]:

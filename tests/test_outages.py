@@ -1,6 +1,6 @@
 """Partial data and clear errors while part of the storage is down (issue 6, points 11 and 12).
 
-The app here (one for the module) runs on the run's own Postgres and Redis, which these tests
+The app here (fragile_server) runs on the run's own Postgres and Redis, which these tests
 kill, restart and pause; each leaves them running. Postgres is killed rather than paused: a
 refused connection answers at once, where a paused server holds a request for the storage
 timeouts (a bound other tests check).
@@ -12,7 +12,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
@@ -20,12 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from graph.resources import Resources, open_resources
-from graph.settings import Settings
 from store.models import utcnow
 from tests.conftest import Users
 from tests.infra import PostgresServer, RedisServer
-from tests.servers import serve
 
 ROUTE = "/v1/users/me/sessions"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -34,32 +31,6 @@ SESSIONS_AND_HISTORY = "{ me { sessions { id } history { edges { node { id } } }
 SIGNALS = "{ me { sessions { id isNewLocation impossibleTravel } } }"
 # Loggers of this project's packages: the lines an operator reads for our requests.
 OURS = ("graph", "resolvers", "store", "loaders")
-
-
-@pytest.fixture(scope="module")
-def app(fragile_settings: Settings) -> Iterator[str]:
-    """The app on the run's own Postgres and Redis, for this module alone: a server restarted
-    by another module may have left stale connections in a shared app's pools."""
-    with serve(fragile_settings) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-async def app_resources(fragile_settings: Settings) -> AsyncIterator[Resources]:
-    async with open_resources(fragile_settings, geo=False) as resources:
-        yield resources
-
-
-@pytest.fixture
-async def fragile_client(app: str) -> AsyncIterator[httpx.AsyncClient]:
-    # The timeout is a "no hang" bound only.
-    async with httpx.AsyncClient(base_url=app, timeout=30) as c:
-        yield c
-
-
-@pytest.fixture
-def fragile_users(app_resources: Resources) -> Users:
-    return Users(app_resources)
 
 
 def cookie(token: str) -> dict[str, str]:

@@ -84,20 +84,9 @@ async def bounded(bounded_server: str) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def fragile(fragile_server: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=fragile_server, timeout=30) as c:
-        yield c
-
-
-@pytest.fixture
 async def impatient(impatient_server: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=impatient_server, timeout=30) as c:
         yield c
-
-
-@pytest.fixture
-def fragile_users(fragile_resources: Resources) -> Users:
-    return Users(fragile_resources)
 
 
 def cookie(token: str) -> dict[str, str]:
@@ -276,52 +265,52 @@ async def test_the_app_starts_while_postgres_is_down_and_serves_once_it_is_back(
 
 
 async def test_a_redis_restart_costs_no_request(
-    fragile: httpx.AsyncClient,
+    fragile_client: httpx.AsyncClient,
     fragile_users: Users,
     fragile_resources: Resources,
     own_redis: RedisServer,
 ) -> None:
     tokens = await signed_in(fragile_users, BURST)
     # A burst first, so that the app's Redis pool holds many connections, all soon stale.
-    answers, _ = await timed_burst(fragile, tokens)
+    answers, _ = await timed_burst(fragile_client, tokens)
     assert statuses(answers) == [200] * BURST
     own_redis.kill()
     own_redis.start()
     # Memory-only: the sessions went with the old server. Put them back, as an operator would.
     assert (await fragile_resources.store.restore_active()).restored >= BURST
-    answers, _ = await timed_burst(fragile, tokens)
+    answers, _ = await timed_burst(fragile_client, tokens)
     assert statuses(answers) == [200] * BURST
 
 
 async def test_a_postgres_restart_costs_no_request(
-    fragile: httpx.AsyncClient, fragile_users: Users, own_postgres: PostgresServer
+    fragile_client: httpx.AsyncClient, fragile_users: Users, own_postgres: PostgresServer
 ) -> None:
     tokens = await signed_in(fragile_users, BURST)
-    answers, _ = await timed_burst(fragile, tokens)
+    answers, _ = await timed_burst(fragile_client, tokens)
     assert statuses(answers) == [200] * BURST
     own_postgres.kill()
     own_postgres.start()
-    answers, _ = await timed_burst(fragile, tokens)
+    answers, _ = await timed_burst(fragile_client, tokens)
     assert statuses(answers) == [200] * BURST
-    graphql, _ = await timed_burst(fragile, tokens, graphql=True)
+    graphql, _ = await timed_burst(fragile_client, tokens, graphql=True)
     assert statuses(graphql) == [200] * BURST
     assert all("errors" not in a.json() for a in graphql if isinstance(a, httpx.Response))
 
 
 async def test_a_postgres_connection_dropped_under_a_read_costs_no_request(
-    fragile: httpx.AsyncClient, fragile_users: Users, own_postgres: PostgresServer
+    fragile_client: httpx.AsyncClient, fragile_users: Users, own_postgres: PostgresServer
 ) -> None:
     """The backend serving the page's history query is terminated while the query runs (what a
     restart or a failover does to statements in flight): the read is retried once on a fresh
     connection, and the page answers."""
     token = (await fragile_users.session(fragile_users.new_id())).token
-    await assert_page_answers(fragile, token)
+    await assert_page_answers(fragile_client, token)
     locker = await asyncpg.connect(own_postgres.dsn("sessions"))
     try:
         # The history query waits for this lock: a statement surely in flight.
         await locker.execute("BEGIN")
         await locker.execute("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
-        page = asyncio.ensure_future(fragile.get(SESSIONS_PAGE, headers=cookie(token)))
+        page = asyncio.ensure_future(fragile_client.get(SESSIONS_PAGE, headers=cookie(token)))
         waiting: list[int] = []
         deadline = time.monotonic() + 4  # before the app's own 5 s statement bound
         while not waiting and time.monotonic() < deadline:
