@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import Literal
 
 import asyncpg
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis import exceptions as redis_errors
 
 Dependency = Literal["postgres", "redis"]
 
@@ -26,17 +25,26 @@ class StorageUnavailable(Exception):
         self.why = why
 
 
-# Errors of the connection, never of a statement: a syntax or constraint error is a bug.
+# Errors of the server's state, never of a statement: a syntax or constraint error is a bug.
 _POSTGRES_OUTAGES: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,  # includes ConnectionDoesNotExistError
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
     asyncpg.InterfaceError,  # e.g. "connection is closed", "pool is closing"
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CrashShutdownError,
-    asyncpg.exceptions.QueryCanceledError,  # statement_timeout on the server's side
+    # Shutting down, starting up, cancelled by statement_timeout or an operator.
+    asyncpg.exceptions.OperatorInterventionError,
+    # Disk full, out of memory, too many connections.
+    asyncpg.exceptions.InsufficientResourcesError,
+    # A standby (a failover in progress, or DATABASE_URL naming a replica) refusing a write.
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
 )
-_REDIS_OUTAGES: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError)
+_REDIS_OUTAGES: tuple[type[BaseException], ...] = (
+    redis_errors.ConnectionError,  # includes loading, authentication and a full pool
+    redis_errors.TimeoutError,
+    # A replica (a failover in progress) or a full server refusing writes; a cluster moving.
+    redis_errors.ReadOnlyError,
+    redis_errors.OutOfMemoryError,
+    redis_errors.TryAgainError,
+    redis_errors.ClusterDownError,
+)
 # Clients that raise plain OSErrors (refused or reset connections, timeouts: TimeoutError is an
 # OSError) from their own code: asyncpg while connecting, or on its command_timeout.
 _CLIENT_PACKAGES: tuple[tuple[str, Dependency], ...] = (("asyncpg", "postgres"), ("redis", "redis"))

@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from store import records
 from store.active import ActiveSessions, Mark, TooLate
-from store.errors import StorageUnavailable, describe_outage
+from store.errors import StorageUnavailable, describe_outage, outage_of
 from store.keys import Keys
 from store.models import (
     END_REASONS,
@@ -42,6 +42,8 @@ TOUCH_INTERVAL = timedelta(minutes=1)
 # Seconds a request waits to record its session's activity. lastSeenAt is a courtesy: a Redis
 # slow to take writes (paused, failing over) must neither fail nor hold up the page.
 ACTIVITY_WAIT = 0.5
+# Seconds a reader spends finishing ends that an earlier failure left half-done.
+REPAIR_WAIT = 1.0
 MAX_USER_ID = 128
 MAX_USER_AGENT = 1024
 
@@ -211,7 +213,30 @@ class SessionStore:
     async def list_active_for_user(
         self, *, user_id: str, now: datetime | None = None
     ) -> list[SessionRecord]:
-        return await self.active.list_for_user(user_id=user_id, now=now or utcnow())
+        """The user's active sessions, newest first. Finishes on the way the ends of theirs that
+        an earlier failure left half-done (marked in Redis, not yet recorded in Postgres), so a
+        session revoked half-way moves to history at the user's next look, not only at the next
+        `sessions restore`."""
+        listed = await self.active.list_for_user(
+            user_id=user_id, now=now or utcnow(), include_ended=True
+        )
+        unfinished = [r.token_hash for r in listed if r.ended_at is not None]
+        if unfinished:
+            await self._finish_quietly(unfinished)
+        return [r for r in listed if r.ended_at is None]
+
+    async def _finish_quietly(self, token_hashes: Sequence[str]) -> None:
+        """Finishes half-done ends if storage allows it within REPAIR_WAIT; else leaves them
+        for the next look (the reader's answer does not depend on it)."""
+        try:
+            async with asyncio.timeout(REPAIR_WAIT):
+                _, marked = await self.active.states(token_hashes=token_hashes)
+                await self._finish_ends(list(marked), marked, at=utcnow(), reason="revoked")
+        except Exception as exc:
+            if not isinstance(exc, TimeoutError) and outage_of(exc) is None:
+                raise
+            why = describe_outage(exc) if str(exc) else f"no answer within {REPAIR_WAIT} s"
+            log.warning("%d half-done ends left for later: %s", len(token_hashes), why)
 
     async def list_history_for_user(
         self,

@@ -13,6 +13,7 @@ leave them running. Bounds are checked loosely (< 2x the setting): they prove "n
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -235,6 +236,71 @@ async def test_request_timeout_bounds_the_whole_request(
         body = answer.json()
         assert body["errors"][0]["extensions"]["code"] == "UNAVAILABLE", body
     await assert_page_answers(impatient, tokens[0])
+
+
+async def test_a_body_that_does_not_arrive_is_the_clients_timeout_not_ours(
+    impatient_server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that sends half a body and then nothing gets 408 once REQUEST_TIMEOUT is up,
+    logged at debug level only: anyone could otherwise fill the log with outage warnings."""
+    host, port = impatient_server.removeprefix("http://").split(":")
+    head = (
+        "POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 100\r\n\r\n"
+    )
+    started = time.monotonic()
+    with caplog.at_level(logging.DEBUG):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(head.encode() + b'{"query":')
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(65536), 4 * REQUEST_TIMEOUT)
+        finally:
+            writer.close()
+    elapsed = time.monotonic() - started
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 408 Request Timeout", answer
+    assert b'"The request body did not arrive in time."' in rest
+    assert elapsed < 2 * REQUEST_TIMEOUT + 1, elapsed
+    ours = [r for r in caplog.records if r.name.startswith("graph")]
+    assert ours and all(r.levelno <= logging.DEBUG for r in ours), [r.getMessage() for r in ours]
+
+
+async def test_a_read_only_redis_is_an_outage_not_a_bug(
+    fragile_client: httpx.AsyncClient,
+    fragile_users: Users,
+    own_redis: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A Redis turned replica (a failover under way) answers reads and refuses writes: a revoke
+    answers UNAVAILABLE / 503 with one warning line, never "Unexpected error." and a traceback,
+    and changes nothing."""
+    user_id = fragile_users.new_id()
+    current = await fragile_users.session(user_id)
+    other = await fragile_users.session(user_id)
+    own_redis.cli("REPLICAOF", "127.0.0.1", "1")  # a master that never answers: data is kept
+    try:
+        with caplog.at_level(logging.WARNING):
+            rest = await fragile_client.delete(SESSIONS_PAGE, headers=cookie(current.token))
+            graphql = await fragile_client.post(
+                "/graphql",
+                json={"query": "mutation { revokeOtherSessions }"},
+                headers={**cookie(current.token), "accept": JSON},
+            )
+    finally:
+        own_redis.cli("REPLICAOF", "NO", "ONE")
+    assert_unavailable(rest)
+    [error] = graphql.json()["errors"]
+    assert error["extensions"]["code"] == "UNAVAILABLE", error
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert [r for r in caplog.records if "redis unavailable" in r.getMessage()]
+    # Nothing was revoked: both sessions are still listed.
+    page = await fragile_client.get(SESSIONS_PAGE, headers=cookie(current.token))
+    assert page.status_code == 200, page.text
+    assert {s["token_suffix"] for s in page.json()["sessions"]} == {
+        current.record.token_suffix,
+        other.record.token_suffix,
+    }
 
 
 async def test_the_app_starts_while_postgres_is_down_and_serves_once_it_is_back(

@@ -89,7 +89,8 @@ async def where(store: SessionStore, created: Created) -> tuple[bool, bool, bool
     API reads them, without writing anything."""
     record = created.record
     signs_in = await store.active.get(token_hash=record.token_hash, now=utcnow()) is not None
-    active = await store.list_active_for_user(user_id=record.user_id)
+    # The store's own listing would finish half-done ends on the way: read Redis directly.
+    active = await store.active.list_for_user(user_id=record.user_id, now=utcnow())
     history, _ = await store.list_history_for_user(user_id=record.user_id, first=200)
     return (
         signs_in,
@@ -202,6 +203,32 @@ async def test_an_end_while_postgres_hangs_signs_the_token_out_at_once_and_is_fi
         assert (again.ended_at, again.end_reason) == (entry.ended_at, "revoked")
         assert not await store.redis.exists(store.keys.session(victim.record.token_hash))
         assert await where(store, kept) == ACTIVE
+
+
+async def test_the_users_next_look_finishes_an_end_left_half_done(
+    client: httpx.AsyncClient, resources: Resources
+) -> None:
+    """An end that stopped after its first step (the token no longer works, Postgres not yet
+    told) leaves the session in neither list; the user's next look at the page finishes it,
+    so the session shows in history without waiting for an operator's `sessions restore`."""
+    store = resources.store
+    user_id = new_user()
+    current = await session(store, user_id)
+    victim = await session(store, user_id)
+    # Step 1 alone, as when Postgres failed right after it.
+    await store.active.mark_ended(
+        token_hashes=[victim.record.token_hash], at=utcnow(), reason="revoked"
+    )
+    assert await where(store, victim) == (False, False, False)
+
+    first = await client.get("/v1/users/me/sessions", headers=cookie(current.token))
+    assert first.status_code == 200, first.text
+    assert [s["token_suffix"] for s in first.json()["sessions"]] == [current.record.token_suffix]
+    assert await where(store, victim) == ENDED
+    assert (await history_entry(store, victim)).end_reason == "revoked"
+    assert not await store.redis.exists(store.keys.session(victim.record.token_hash))
+    second = await client.get("/v1/users/me/sessions", headers=cookie(current.token))
+    assert [h["token_suffix"] for h in second.json()["history"]] == [victim.record.token_suffix]
 
 
 async def test_an_end_whose_last_redis_step_fails_is_still_an_end(
