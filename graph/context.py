@@ -21,6 +21,11 @@ from store.sessions import SessionStore
 
 T = TypeVar("T")
 
+# Postgres queries one request may have running at once. A document can ask for up to 40
+# different history pages; without a cap, one user's few requests could hold every pooled
+# connection (PG_POOL_SIZE) while everyone else waits.
+POSTGRES_READS_PER_REQUEST = 2
+
 
 @dataclass
 class Context:
@@ -37,6 +42,9 @@ class Context:
     # When the request began (time.monotonic()), to say in the log how long an outage held it.
     started: float = field(default_factory=time.monotonic)
     _shared: dict[Hashable, asyncio.Task[Any]] = field(default_factory=dict, repr=False)
+    _postgres_reads: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(POSTGRES_READS_PER_REQUEST), repr=False
+    )
     _admitted: str | None = field(default=None, repr=False)
 
     @classmethod
@@ -65,6 +73,11 @@ class Context:
             task.add_done_callback(_retrieve)
             self._shared[key] = task
         return asyncio.shield(task)
+
+    async def postgres_read(self, read: Callable[[], Awaitable[T]]) -> T:
+        """Runs a Postgres read within this request's share (POSTGRES_READS_PER_REQUEST)."""
+        async with self._postgres_reads:
+            return await read()
 
     async def current_session(self) -> SessionRecord | None:
         """The active session of the cookie, looked up once per request; RateLimited when its

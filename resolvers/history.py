@@ -75,8 +75,10 @@ async def _load(
     def fetch() -> Awaitable[tuple[list[SessionRecord], bool]]:
         return ctx.once(
             ("history-rows", user_id, first, position),
-            lambda: ctx.store.list_history_for_user(
-                user_id=user_id, first=first, after=position, now=ctx.now
+            lambda: ctx.postgres_read(
+                lambda: ctx.store.list_history_for_user(
+                    user_id=user_id, first=first, after=position, now=ctx.now
+                )
             ),
         )
 

@@ -68,7 +68,9 @@ async def _load(
             return await listing
         reading = ctx.once(
             ("timeline", user_id),
-            lambda: ctx.store.timeline_for_user(user_id=user_id, limit=TIMELINE_LIMIT),
+            lambda: ctx.postgres_read(
+                lambda: ctx.store.timeline_for_user(user_id=user_id, limit=TIMELINE_LIMIT)
+            ),
         )
         records, found = await asyncio.gather(listing, reading, return_exceptions=True)
         if isinstance(records, BaseException):

@@ -24,6 +24,7 @@ import asyncpg
 import httpx
 import pytest
 
+from graph.context import POSTGRES_READS_PER_REQUEST
 from graph.fairness import IN_FLIGHT
 from graph.settings import Settings
 from store.models import utcnow
@@ -222,6 +223,46 @@ async def test_a_user_over_the_limit_gets_429_and_rate_limited_while_others_go_o
     assert all(isinstance(r, httpx.Response) and r.status_code in (200, 503) for r in results)
     assert IN_FLIGHT.held(hog_id) == 0  # every slot given back; no entry left behind
     assert (await fragile_client.get(ROUTE, headers=cookie(hog))).status_code == 200
+
+
+async def test_one_request_holds_at_most_its_share_of_postgres_connections(
+    own_postgres: PostgresServer, fragile_client: httpx.AsyncClient, fragile_users: Users
+) -> None:
+    """40 different history pages in one document are 40 queries; they run a few at a time
+    (POSTGRES_READS_PER_REQUEST), so one user cannot take every pooled connection."""
+    _, token = await make_user(fragile_users, active=1, past=3)
+    document = (
+        "{ me { "
+        + " ".join(
+            f"h{i}: history(first: {i + 1}) {{ edges {{ node {{ id }} }} }}" for i in range(40)
+        )
+        + " } }"
+    )
+    locker = await asyncpg.connect(own_postgres.dsn("sessions"))
+    # Another connection watches: inside the locker's transaction, pg_stat_activity would not move.
+    watcher = await asyncpg.connect(own_postgres.dsn("sessions"))
+    waiting = 0
+    try:
+        await locker.execute("BEGIN")
+        await locker.execute("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
+        answer = asyncio.create_task(gql(fragile_client, token, document))
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            waiting = max(
+                waiting,
+                await watcher.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                ),
+            )
+            await asyncio.sleep(0.05)
+    finally:
+        await locker.execute("ROLLBACK")
+        await locker.close()
+        await watcher.close()
+    body = await answer
+    assert 1 <= waiting <= POSTGRES_READS_PER_REQUEST, waiting
+    assert "errors" not in body, body
+    assert [len(body["data"]["me"][f"h{i}"]["edges"]) for i in (0, 1, 2, 39)] == [1, 2, 3, 3]
 
 
 # -- the scenario of the issue ---------------------------------------------------------------
