@@ -94,7 +94,8 @@ def _log_outage(
         with contextlib.suppress(RuntimeError):  # a document without a usable operation
             operation = execution_context.operation_type.value
         if execution_context.operation_name:
-            operation += f" {execution_context.operation_name}"
+            # The client chose the name (a GraphQL name, any length): the log keeps 80 characters.
+            operation += f" {execution_context.operation_name[:80]}"
         if isinstance(execution_context.context, Context):
             held = f" after {time.monotonic() - execution_context.context.started:.1f} s"
     log.warning(

@@ -231,3 +231,26 @@ async def test_redis_paused_is_unavailable_not_unexpected(
     assert lines[1].startswith("redis unavailable: query failed at me after ")
     assert not [r for r in our_records(caplog) if r.exc_info]
     await until_answers(fragile_client, token)
+
+
+async def test_an_outage_line_stays_short_whatever_the_operation_is_called(
+    own_postgres: PostgresServer,
+    fragile_client: httpx.AsyncClient,
+    fragile_users: Users,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The operation's name is the client's: a 20,000-character one is cut in the log line."""
+    _, token = await user_with_history(fragile_users)
+    name = "Q" * 20_000
+    try:
+        with postgres_down(own_postgres), caplog.at_level(logging.WARNING):
+            response = await fragile_client.post(
+                "/graphql",
+                json={"query": f"query {name} {{ me {{ history {{ edges {{ cursor }} }} }} }}"},
+                headers={**cookie(token), "accept": GRAPHQL_RESPONSE},
+            )
+            assert response.json()["errors"][0]["extensions"]["code"] == "UNAVAILABLE"
+            [line] = outage_lines(caplog, "postgres")
+            assert len(line.getMessage()) < 500, len(line.getMessage())
+    finally:
+        await until_answers(fragile_client, token)
