@@ -53,9 +53,9 @@ def redis_client(settings: Settings) -> Redis:
 
     A command that finds its connection dropped is sent once more, at once, on a new connection.
     A timeout is never retried: a command sent to a hung Redis runs when it wakes up, and must
-    not be sent twice. Every command this service sends is safe to run twice (HSET and SET of
-    the same values, ZADD of the same score, ZREM, ZREMRANGEBYSCORE, EXPIREAT, DEL, and the
-    touch script, which writes the same last_seen_at or nothing): keep it so.
+    not be sent twice. Every command this service sends is safe to run twice: reads, SET of the
+    geo cache, and the write scripts of store/active.py (each writes the same values again, or
+    nothing past its deadline): keep it so.
     """
     pool = BlockingConnectionPool.from_url(
         settings.redis_url,
