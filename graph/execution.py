@@ -76,3 +76,12 @@ def first_code(errors: Iterable[GraphQLError] | None) -> str | None:
         if isinstance(code, str):
             return code
     return None
+
+
+def retry_after(errors: Iterable[GraphQLError] | None) -> int | None:
+    """Seconds a RATE_LIMITED client is told to wait (for a Retry-After header), if it was."""
+    for error in errors or ():
+        extensions = error.extensions or {}
+        if extensions.get("code") == "RATE_LIMITED":
+            return int(extensions.get("retryAfter", 1))
+    return None

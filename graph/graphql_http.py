@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
-from graph.execution import execute, is_request_error, to_json
+from graph.execution import execute, is_request_error, retry_after, to_json
 from graph.resources import Resources
 
 COOKIE = "psession"
@@ -159,9 +159,10 @@ async def graphql_endpoint(request: Request) -> Response:
     ):
         return problem(405, "Only queries can be sent with GET; use POST.", {"Allow": "POST"})
     status = 400 if media_type == GRAPHQL_RESPONSE and is_request_error(result) else 200
+    wait = retry_after(result.errors)
     return JSONResponse(
         to_json(result),
         status_code=status,
         media_type=media_type,
-        headers=NO_STORE,
+        headers=NO_STORE if wait is None else {**NO_STORE, "Retry-After": str(wait)},
     )

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from strawberry.types.graphql import OperationType
 
-from graph.execution import execute, first_code
+from graph.execution import execute, first_code, retry_after
 from graph.graphql_http import COOKIE, NO_STORE
 
 log = logging.getLogger(__name__)
@@ -115,12 +115,9 @@ async def _run(
         if status == 503 or error is None:
             # The schema already logged the cause; the client learns it was not its fault.
             return error_response(503, code, "This cannot be done right now; try again shortly.")
-        if status == 429:
-            retry_after = (error.extensions or {}).get("retryAfter", 1)
-            return error_response(
-                status, code, error.message, headers={"Retry-After": str(retry_after)}
-            )
-        return error_response(status, code, error.message)
+        wait = retry_after(result.errors)
+        headers = {"Retry-After": str(wait)} if wait is not None else None
+        return error_response(status, code, error.message, headers=headers)
     return result.data
 
 
