@@ -30,6 +30,14 @@ PG_BIN = Path(
 )
 
 
+def _dying_with_us(*command: str, user: str | None = None) -> list[str]:
+    """The command, run so that the kernel kills it if this test run dies without cleaning up
+    (killed, or its job cancelled): setpriv's parent-death signal, set after any change of user
+    (which would clear it) and kept across the exec, so the server is this process's child."""
+    as_user = [f"--reuid={user}", f"--regid={user}", "--init-groups"] if user else []
+    return ["setpriv", "--pdeathsig", "KILL", *as_user, *command]
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -147,7 +155,7 @@ class RedisServer(_Server):
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [
+            _dying_with_us(
                 "redis-server",
                 "--port",
                 str(self.port),
@@ -161,7 +169,7 @@ class RedisServer(_Server):
                 str(self.dir),
                 "--logfile",
                 str(self.dir / "redis.log"),
-            ],
+            ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -202,13 +210,14 @@ class PostgresServer(_Server):
             "--no-sync", "-E", "UTF8", "--locale=C",
         )  # fmt: skip
 
-    def _user(self) -> dict[str, str]:
-        # Popen's own switch of user, not runuser: runuser would be the postmaster's parent, and
-        # it stops itself again when its child is stopped, which breaks pause() and kill().
-        return {"user": "postgres", "group": "postgres"} if self._as_postgres else {}
+    def _user(self) -> str | None:
+        # The user is switched by an exec (Popen's user=, setpriv), never by a parent process such
+        # as runuser's: it would stop itself when its child is stopped, breaking pause() and kill().
+        return "postgres" if self._as_postgres else None
 
     def _run(self, *args: str) -> None:
-        subprocess.run(args, check=True, capture_output=True, **self._user())  # type: ignore[call-overload]
+        user = self._user()
+        subprocess.run(args, check=True, capture_output=True, user=user, group=user)
 
     @property
     def url(self) -> str:
@@ -219,8 +228,8 @@ class PostgresServer(_Server):
 
     def start(self) -> None:
         log = (self.dir / "postgres.log").open("ab")
-        self.process = subprocess.Popen(  # type: ignore[call-overload]
-            (
+        self.process = subprocess.Popen(
+            _dying_with_us(
                 str(PG_BIN / "postgres"),
                 "-D",
                 str(self.data),
@@ -232,10 +241,10 @@ class PostgresServer(_Server):
                 "listen_addresses=127.0.0.1",
                 "-c",
                 "fsync=off",
+                user=self._user(),
             ),
             stdout=log,
             stderr=log,
-            **self._user(),
         )
         log.close()
         _wait_until(self._ready, f"postgres on port {self.port}")
