@@ -143,11 +143,13 @@ class _Server:
 
 
 class RedisServer(_Server):
-    """A memory-only redis-server of its own."""
+    """A redis-server of its own: memory-only, unless `options` say otherwise (they come last,
+    so they win: e.g. "--appendonly", "yes")."""
 
-    def __init__(self) -> None:
+    def __init__(self, *options: str) -> None:
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="test-redis-"))
+        self.options = options
 
     @property
     def url(self) -> str:
@@ -169,6 +171,7 @@ class RedisServer(_Server):
                 str(self.dir),
                 "--logfile",
                 str(self.dir / "redis.log"),
+                *self.options,
             ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -15,7 +15,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -36,6 +36,7 @@ from loaders.geo.ipapi import (
 from loaders.geo.lookup import GeoLookup
 from loaders.geo.model import MAX_TEXT, GeoInfo
 from store.geo_cache import GeoCache
+from tests import test_ipapi_provider as provider_tests
 from tests.ipapi_server import IpApiServer, answer_for
 from tests.test_geo_batching import cookie, fake_ipapi, fresh_ips, make_user, own_app
 from tests.test_ipapi_provider import GOOGLE_DNS, FakeClock
@@ -155,22 +156,10 @@ BAD_ANSWERS: dict[str, tuple[Body, dict[str, str]]] = {
 # -- the provider alone --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def server() -> Iterator[IpApiServer]:
-    with IpApiServer() as s:
-        yield s
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def provider(server: IpApiServer, clock: FakeClock) -> AsyncIterator[IpApiProvider]:
-    p = IpApiProvider(server.url, clock=clock)
-    yield p
-    await p.aclose()
+# The provider's own fixtures: a fresh ip-api server, a clock the test moves, the provider.
+server = provider_tests.server
+clock = provider_tests.clock
+provider = provider_tests.provider
 
 
 @pytest.mark.parametrize(("field", "raw"), list(BAD_VALUES.values()), ids=list(BAD_VALUES))

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -36,7 +34,7 @@ from store.models import SessionRecord, utcnow
 from store.sessions import Created, NewSession, NotUndone, SessionStore
 from store.tokens import hash_token
 from tests.infra import PostgresServer, RedisServer
-from tests.test_cli import _command, cookie, import_row
+from tests.test_cli import cookie, import_row, run_cli, start_import
 
 # Timeouts of the stores these tests build themselves, to keep the tests short.
 SHORT = 1.0
@@ -339,29 +337,11 @@ async def test_a_write_sent_to_a_hung_redis_never_lands_late(
 # -- point 6 through the CLI ---------------------------------------------------------------------
 
 
-class PersistentRedis(RedisServer):
-    """A redis-server that writes every change to its append-only file before answering, so a
-    kill loses nothing it applied (as a production Redis with persistence)."""
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.dir),
-                "--logfile", str(self.dir / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while not self._pong():
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def persistent_redis() -> Iterator[RedisServer]:
-    with PersistentRedis() as server:
+    """A redis-server that writes every change to its append-only file before answering, so a
+    kill loses nothing it applied (as a production Redis with persistence)."""
+    with RedisServer("--appendonly", "yes", "--appendfsync", "always") as server:
         yield server
 
 
@@ -371,21 +351,7 @@ ROWS = 30000
 async def run_import(settings: Settings, user_ids: list[str], fault: Any) -> tuple[int, str, str]:
     """Pipes ROWS rows into `sessions import`; calls `fault()` once the first token is printed.
     Returns the exit status, everything printed, and stderr."""
-    env = dict(
-        os.environ,
-        DATABASE_URL=settings.database_url,
-        REDIS_URL=settings.redis_url,
-        REDIS_KEY_PREFIX=settings.redis_key_prefix,
-    )
-    proc = await asyncio.create_subprocess_exec(
-        *_command(),
-        "sessions",
-        "import",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
+    proc = await start_import(settings)
     assert proc.stdin and proc.stdout
     rows = b"".join(
         json.dumps(import_row(user_ids[i % len(user_ids)], i)).encode() + b"\n" for i in range(ROWS)
@@ -506,22 +472,10 @@ async def test_an_import_while_redis_is_killed_names_what_it_could_not_remove(
             assert len(set(named)) == 1000, stderr  # the batch sent; none could be removed
         for token_hash in (in_redis - printed) | set(named[:3]):
             ended = await run_cli(settings, "sessions", "end", "--token-hash", token_hash)
-            assert ended.returncode == (0 if token_hash in in_redis else 1), ended
+            assert ended.code == (0 if token_hash in in_redis else 1), ended
         assert await redis_sessions_of(store, user_ids) == printed
     finally:
         await redis.aclose()
-
-
-async def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(
-        os.environ,
-        DATABASE_URL=settings.database_url,
-        REDIS_URL=settings.redis_url,
-        REDIS_KEY_PREFIX=settings.redis_key_prefix,
-    )
-    return await asyncio.to_thread(
-        subprocess.run, [*_command(), *args], env=env, capture_output=True, text=True, timeout=60
-    )
 
 
 async def test_end_by_token_hash_ends_a_session_without_its_token(
@@ -532,10 +486,10 @@ async def test_end_by_token_hash_ends_a_session_without_its_token(
     result = await run_cli(
         base_settings, "sessions", "end", "--token-hash", created.record.token_hash.upper()
     )
-    assert result.returncode == 0, result
+    assert result.code == 0, result
     assert json.loads(result.stdout)["token_suffix"] == created.record.token_suffix
     assert await store.authenticate(created.token) is None
     unknown = await run_cli(base_settings, "sessions", "end", "--token-hash", "0" * 64)
-    assert unknown.returncode == 1 and "no session" in unknown.stderr
+    assert unknown.code == 1 and "no session" in unknown.stderr
     bad = await run_cli(base_settings, "sessions", "end", "--token-hash", "xyz")
-    assert bad.returncode == 2 and "64 hexadecimal" in bad.stderr
+    assert bad.code == 2 and "64 hexadecimal" in bad.stderr
