@@ -220,23 +220,27 @@ class SessionStore:
         listed = await self.active.list_for_user(
             user_id=user_id, now=now or utcnow(), include_ended=True
         )
-        unfinished = [r.token_hash for r in listed if r.ended_at is not None]
-        if unfinished:
-            await self._finish_quietly(unfinished)
+        # The listing already read each mark: no second trip to Redis for them.
+        marked = {
+            r.token_hash: Mark(r.token_hash, r.user_id, r.ended_at, r.end_reason, r)
+            for r in listed
+            if r.ended_at is not None and r.end_reason is not None
+        }
+        if marked:
+            await self._finish_quietly(marked)
         return [r for r in listed if r.ended_at is None]
 
-    async def _finish_quietly(self, token_hashes: Sequence[str]) -> None:
+    async def _finish_quietly(self, marked: Mapping[str, Mark]) -> None:
         """Finishes half-done ends if storage allows it within REPAIR_WAIT; else leaves them
         for the next look (the reader's answer does not depend on it)."""
         try:
             async with asyncio.timeout(REPAIR_WAIT):
-                _, marked = await self.active.states(token_hashes=token_hashes)
                 await self._finish_ends(list(marked), marked, at=utcnow(), reason="revoked")
         except Exception as exc:
             if not isinstance(exc, TimeoutError) and outage_of(exc) is None:
                 raise
             why = describe_outage(exc) if str(exc) else f"no answer within {REPAIR_WAIT} s"
-            log.warning("%d half-done ends left for later: %s", len(token_hashes), why)
+            log.warning("%d half-done ends left for later: %s", len(marked), why)
 
     async def list_history_for_user(
         self,
