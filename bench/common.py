@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from redis.asyncio import Redis
 
-from graph.settings import Settings
+from sessions_config.settings import Settings
 from store.migrate import migrate
 
 

@@ -22,9 +22,9 @@ from datetime import timedelta
 import httpx
 
 from bench.common import bench_environment
-from graph.resources import open_resources
-from graph.rest import SESSIONS_DOCUMENT
-from graph.settings import Settings
+from sessions_config.resources import open_resources
+from sessions_config.settings import Settings
+from sessions_http.rest import SESSIONS_DOCUMENT
 from store.models import utcnow
 from store.sessions import NewSession
 

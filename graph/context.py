@@ -13,9 +13,9 @@ import strawberry
 
 from graph.errors import RateLimited
 from graph.fairness import IN_FLIGHT
-from graph.metrics import AUTHENTICATIONS
-from graph.resources import Resources
 from loaders.geo_by_ip import GeoByIpLoader
+from sessions_config.resources import Resources
+from sessions_http.metrics import AUTHENTICATIONS
 from store.models import SessionRecord, utcnow
 from store.sessions import SessionStore
 

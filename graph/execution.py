@@ -12,8 +12,8 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from graph.context import Context
-from graph.resources import Resources
 from graph.schema import schema
+from sessions_config.resources import Resources
 
 
 async def execute(

@@ -9,9 +9,10 @@ from datetime import datetime
 import strawberry
 
 from graph.context import Info
-from loaders.geo.model import GeoInfo
-from resolvers import device, history, me, revoke, sessions
+from resolvers import history, me, revoke, sessions
 from resolvers.history import DEFAULT_PAGE
+from sessions_geo.model import GeoInfo
+from sessions_rules import device
 from store.errors import StorageUnavailable
 from store.models import SessionRecord
 

@@ -15,8 +15,8 @@ from types import TracebackType
 
 from strawberry.dataloader import DataLoader
 
-from loaders.geo.lookup import GeoLookup
-from loaders.geo.model import GeoInfo
+from sessions_geo.lookup import GeoLookup
+from sessions_geo.model import GeoInfo
 
 GeoByIp = dict[str, GeoInfo | None]
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from graph.context import Context, Info
 from loaders.geo_by_ip import GeoByIp, Reservation
 from resolvers.geo import selects, with_geo
-from resolvers.signals import Located, signals_for
+from sessions_rules.signals import Located, signals_for
 from store.errors import StorageUnavailable, describe_outage, outage_of
 from store.models import SessionRecord
 

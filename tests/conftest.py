@@ -15,8 +15,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from graph.resources import Resources, open_resources
-from graph.settings import Settings
+from sessions_config.resources import Resources, open_resources
+from sessions_config.settings import Settings
 from store.migrate import migrate
 from store.sessions import Created, NewSession
 from tests.infra import PostgresServer, RedisServer

@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from graph.app import create_app
-from graph.serving import uvicorn_options
-from graph.settings import Settings
+from sessions_config.settings import Settings
+from sessions_http.app import create_app
+from sessions_http.serving import uvicorn_options
 
 
 @contextmanager

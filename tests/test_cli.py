@@ -23,8 +23,8 @@ import asyncpg
 import httpx
 import pytest
 
-from graph.resources import Resources
-from graph.settings import Settings
+from sessions_config.resources import Resources
+from sessions_config.settings import Settings
 from store.models import utcnow
 from store.sessions import InvalidSession, NewSession, prepare
 from store.tokens import hash_token, new_token
@@ -38,9 +38,9 @@ query { me { history(first: 200) { edges { node { tokenSuffix endedAt } } } } }
 
 
 def _command() -> list[str]:
-    """The installed console script next to this interpreter, else `python -m graph.cli`."""
+    """The installed console script next to this interpreter, else `python -m sessions_ops.cli`."""
     script = Path(sys.executable).with_name("sessions-api")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "graph.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "sessions_ops.cli"]
 
 
 @dataclass

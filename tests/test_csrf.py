@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from graph.settings import Settings
+from sessions_config.settings import Settings
 from store.models import utcnow
 from store.sessions import Created
 from tests.conftest import Users

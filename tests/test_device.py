@@ -1,4 +1,4 @@
-"""resolvers.device on real user agents: what ua-parser (uap-core rules) reports, and the
+"""sessions_rules.device on real user agents: what ua-parser (uap-core rules) reports, and the
 device_type / is_mobile rules layered on it. Pure: no database, no server."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from resolvers.device import (
+from sessions_rules.device import (
     MAX_USER_AGENT_LENGTH,
     DeviceInfo,
     DeviceType,

@@ -26,7 +26,7 @@ import pytest
 
 from graph.context import POSTGRES_READS_PER_REQUEST
 from graph.fairness import IN_FLIGHT
-from graph.settings import Settings
+from sessions_config.settings import Settings
 from store.models import utcnow
 from tests.conftest import Users
 from tests.infra import PostgresServer, RedisServer

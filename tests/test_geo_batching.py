@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from graph.resources import Resources
-from graph.settings import Settings
+from sessions_config.resources import Resources
+from sessions_config.settings import Settings
 from store.models import utcnow
 from store.sessions import Created, NewSession
 from tests import ipapi_server

@@ -23,9 +23,9 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from graph.resources import Resources
-from graph.settings import Settings
-from loaders.geo.ipapi import (
+from sessions_config.resources import Resources
+from sessions_config.settings import Settings
+from sessions_geo.ipapi import (
     DEFAULT_RATE_LIMIT_SECONDS,
     FAILURE_BACKOFF_SECONDS,
     FIELDS,
@@ -33,8 +33,8 @@ from loaders.geo.ipapi import (
     MAX_RATE_LIMIT_SECONDS,
     IpApiProvider,
 )
-from loaders.geo.lookup import GeoLookup
-from loaders.geo.model import MAX_TEXT, GeoInfo
+from sessions_geo.lookup import GeoLookup
+from sessions_geo.model import MAX_TEXT, GeoInfo
 from store.geo_cache import GeoCache
 from tests import test_ipapi_provider as provider_tests
 from tests.ipapi_server import IpApiServer, answer_for
@@ -171,7 +171,7 @@ async def test_an_unusable_value_is_unknown_and_the_rest_is_kept(
     raw: str,
 ) -> None:
     server.body = with_field(field, raw)
-    with caplog.at_level(logging.WARNING, logger="loaders.geo"):
+    with caplog.at_level(logging.WARNING, logger="sessions_geo"):
         answer = await provider.lookup(["8.8.8.8"])
     ours = OURS[field]
     expected = dataclasses.replace(GOOGLE_DNS, **{ours: None})
@@ -198,7 +198,7 @@ async def test_an_unusable_answer_is_a_failure_with_backoff(
         assert await provider.lookup(["8.8.8.8"]) == {}
     assert bad_answers() - before == 1
     [line] = caplog.records  # one line, no traceback
-    assert line.name == "loaders.geo.ipapi" and "quiet for 30 s" in line.getMessage()
+    assert line.name == "sessions_geo.ipapi" and "quiet for 30 s" in line.getMessage()
     assert len(line.getMessage()) < 300
     assert_no_traceback(caplog)
 
@@ -405,7 +405,7 @@ async def test_a_cache_entry_that_fails_the_checks_is_a_miss_and_is_repaired(
         assert await lookup.many([good]) == [expected_geo(good)]
         fake.reset()
         await resources.store.redis.set(resources.store.keys.geo("ip-api", poisoned), entry)
-        with caplog.at_level(logging.INFO, logger="loaders.geo"):
+        with caplog.at_level(logging.INFO, logger="sessions_geo"):
             assert await lookup.many([poisoned, good]) == [
                 expected_geo(poisoned),
                 expected_geo(good),

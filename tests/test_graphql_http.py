@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from graph.schema import MAX_ALIASES
-from graph.settings import Settings
+from sessions_config.settings import Settings
 from tests.servers import serve
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"

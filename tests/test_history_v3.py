@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from graph.resources import Resources
+from sessions_config.resources import Resources
 from store.models import format_timestamp, utcnow
 from store.sessions import Created, NewSession
 from tests.conftest import Users

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from graph.settings import Settings
+from sessions_config.settings import Settings
 from tests.servers import serve_process_with_pid
 
 REQUESTS = "sessions_api_http_requests_total"

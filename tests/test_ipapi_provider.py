@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from loaders.geo.ipapi import FAILURE_BACKOFF_SECONDS, IpApiProvider
-from loaders.geo.model import GeoInfo
+from sessions_geo.ipapi import FAILURE_BACKOFF_SECONDS, IpApiProvider
+from sessions_geo.model import GeoInfo
 from tests.ipapi_server import IpApiServer, Mode
 
 KEY = "s3cret-pro-key"
@@ -140,7 +140,7 @@ async def test_failure_log_has_url_but_never_the_key(
     server.mode = "error"
     provider = IpApiProvider(server.url, key=KEY, clock=clock)
     try:
-        with caplog.at_level(logging.WARNING, logger="loaders.geo.ipapi"):
+        with caplog.at_level(logging.WARNING, logger="sessions_geo.ipapi"):
             assert await provider.lookup(["8.8.8.8"]) == {}
     finally:
         await provider.aclose()

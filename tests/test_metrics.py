@@ -12,8 +12,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from graph.settings import Settings
-from loaders.geo.ipapi import IpApiProvider
+from sessions_config.settings import Settings
+from sessions_geo.ipapi import IpApiProvider
 from tests.conftest import Users
 from tests.ipapi_server import IpApiServer
 from tests.servers import serve_process

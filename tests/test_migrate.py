@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from graph.settings import Settings
+from sessions_config.settings import Settings
 from store.migrate import available, migrate
 from tests.test_cli import run_cli
 

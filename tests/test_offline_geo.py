@@ -12,11 +12,11 @@ import pytest
 from mmdb_writer import MmdbF64, MMDBWriter
 from netaddr import IPSet
 
-from graph.resources import Resources, make_provider
-from graph.settings import Settings
-from loaders.geo.lookup import GeoLookup
-from loaders.geo.model import GeoInfo
-from loaders.geo.offline import OfflineProvider
+from sessions_config.resources import Resources, make_provider
+from sessions_config.settings import Settings
+from sessions_geo.lookup import GeoLookup
+from sessions_geo.model import GeoInfo
+from sessions_geo.offline import OfflineProvider
 from store.geo_cache import GeoCache
 
 

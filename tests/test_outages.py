@@ -23,14 +23,13 @@ import pytest
 from store.models import utcnow
 from tests.conftest import Users
 from tests.infra import PostgresServer, RedisServer
+from tests.packages import is_ours
 
 ROUTE = "/v1/users/me/sessions"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 
 SESSIONS_AND_HISTORY = "{ me { sessions { id } history { edges { node { id } } } } }"
 SIGNALS = "{ me { sessions { id isNewLocation impossibleTravel } } }"
-# Loggers of this project's packages: the lines an operator reads for our requests.
-OURS = ("graph", "resolvers", "store", "loaders")
 
 
 def cookie(token: str) -> dict[str, str]:
@@ -73,7 +72,7 @@ async def user_with_history(users: Users, *, active: int = 2, past: int = 2) -> 
 
 
 def our_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name.split(".")[0] in OURS]
+    return [r for r in caplog.records if is_ours(r.name)]
 
 
 def outage_lines(caplog: pytest.LogCaptureFixture, dependency: str) -> list[logging.LogRecord]:

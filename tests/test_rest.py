@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from graph.resources import Resources
+from sessions_config.resources import Resources
 from store.models import format_timestamp, utcnow
 from store.sessions import Created, NewSession
 from tests.conftest import Users

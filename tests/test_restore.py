@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from graph.resources import Resources
-from graph.settings import Settings
+from sessions_config.resources import Resources
+from sessions_config.settings import Settings
 from store.models import utcnow
 from store.sessions import NewSession, SessionStore, prepare
 from tests.conftest import Users

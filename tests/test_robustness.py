@@ -18,8 +18,8 @@ import pytest
 import redis.exceptions
 from redis.asyncio import Redis
 
-from graph.resources import Resources
-from graph.settings import Settings
+from sessions_config.resources import Resources
+from sessions_config.settings import Settings
 from store.keys import Keys
 from store.sessions import NewSession, SessionStore
 from store.tokens import new_token

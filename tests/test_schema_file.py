@@ -19,7 +19,7 @@ def test_schema_file_matches_the_code() -> None:
 
 def test_export_schema_to_stdout_prints_the_same() -> None:
     cli = Path(sys.executable).parent / "sessions-api"
-    command = [str(cli)] if cli.exists() else [sys.executable, "-m", "graph.cli"]
+    command = [str(cli)] if cli.exists() else [sys.executable, "-m", "sessions_ops.cli"]
     result = subprocess.run(
         [*command, "export-schema", "--output", "-"],
         capture_output=True,
@@ -35,7 +35,7 @@ def test_export_schema_to_stdout_prints_the_same() -> None:
 def test_export_schema_writes_a_file(tmp_path: Path) -> None:
     target = tmp_path / "out.graphql"
     result = subprocess.run(
-        [sys.executable, "-m", "graph.cli", "export-schema", "--output", str(target)],
+        [sys.executable, "-m", "sessions_ops.cli", "export-schema", "--output", str(target)],
         capture_output=True,
         text=True,
         timeout=60,

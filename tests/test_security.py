@@ -14,7 +14,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from graph.resources import Resources
+from sessions_config.resources import Resources
 from store.models import utcnow
 from store.sessions import Created, NewSession
 from tests.conftest import Users

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from graph.resources import Resources
-from graph.settings import Settings
+from sessions_config.resources import Resources
+from sessions_config.settings import Settings
 from store.models import format_timestamp, utcnow
 from store.sessions import TOUCH_INTERVAL, Created
 from tests.conftest import Users
@@ -263,7 +263,7 @@ async def test_concurrent_touches_write_once(users: Users, resources: Resources)
 
 def _command() -> list[str]:
     script = Path(sys.executable).with_name("sessions-api")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "graph.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "sessions_ops.cli"]
 
 
 async def run_touch(settings: Settings, token: str) -> tuple[int, str, str]:

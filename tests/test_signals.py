@@ -1,4 +1,4 @@
-"""Location signals (resolvers/signals.py, docs/SIGNALS.md): pure tests, no services.
+"""Location signals (sessions_rules/signals.py, docs/SIGNALS.md): pure tests, no services.
 
 Run alone with `pytest --noconftest tests/test_signals.py`.
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from loaders.geo.model import GeoInfo
-from resolvers.signals import (
+from sessions_geo.model import GeoInfo
+from sessions_rules.signals import (
     EARTH_RADIUS_KM,
     MAX_KMH,
     Located,

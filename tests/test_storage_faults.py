@@ -23,11 +23,12 @@ import asyncpg
 import httpx
 import pytest
 
-from graph.resources import Resources
-from graph.settings import Settings
+from sessions_config.resources import Resources
+from sessions_config.settings import Settings
 from store.models import utcnow
 from tests.conftest import Users
 from tests.infra import PostgresServer, RedisServer
+from tests.packages import is_ours
 from tests.servers import serve
 
 JSON = "application/json"
@@ -251,7 +252,7 @@ async def test_a_body_that_does_not_arrive_is_the_clients_timeout_not_ours(
     assert status_line == b"HTTP/1.1 408 Request Timeout", answer
     assert b'"The request body did not arrive in time."' in rest
     assert elapsed < 2 * REQUEST_TIMEOUT + 1, elapsed
-    ours = [r for r in caplog.records if r.name.startswith("graph")]
+    ours = [r for r in caplog.records if is_ours(r.name)]
     assert ours and all(r.levelno <= logging.DEBUG for r in ours), [r.getMessage() for r in ours]
 
 

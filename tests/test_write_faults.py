@@ -25,8 +25,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from graph.resources import Resources
-from graph.settings import Settings
+from sessions_config.resources import Resources
+from sessions_config.settings import Settings
 from store import records
 from store.errors import outage_of
 from store.keys import Keys

@@ -21,8 +21,8 @@ import asyncpg
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from graph.logs import configure
-from graph.settings import Settings, get_settings
+from sessions_config.logs import configure
+from sessions_config.settings import Settings, get_settings
 from store.errors import StorageUnavailable
 from store.models import format_timestamp, parse_timestamp, utcnow
 from store.sessions import Created, InvalidSession, NewSession, NotUndone
@@ -165,7 +165,7 @@ async def _why_not_migrated(settings: Settings) -> str | None:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from graph.metrics import MULTIPROC_ENV
+    from sessions_http.metrics import MULTIPROC_ENV
 
     # Found here, this is one clear line; found by the app at startup, a traceback.
     if reason := asyncio.run(_why_not_migrated(settings)):
@@ -192,10 +192,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
-    from graph.serving import uvicorn_options
+    from sessions_http.serving import uvicorn_options
 
     uvicorn.run(
-        "graph.app:create_app",
+        "sessions_http.app:create_app",
         factory=True,
         host=args.host or settings.host,
         port=args.port if args.port is not None else settings.port,
@@ -255,8 +255,8 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from graph.demo import DEMO_USER, seed_demo
-    from graph.resources import open_resources
+    from sessions_config.resources import open_resources
+    from sessions_ops.demo import DEMO_USER, seed_demo
 
     async with open_resources(settings, geo=False) as res:
         token, active, past = await seed_demo(res.store)
@@ -270,7 +270,7 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_sessions_create(args: argparse.Namespace, settings: Settings) -> int:
-    from graph.resources import open_resources
+    from sessions_config.resources import open_resources
 
     # --ttl counts from now, 30 days unless given; --expires-at is a moment. With neither, the
     # store's default applies: 30 days from creation, which is now.
@@ -296,7 +296,7 @@ async def cmd_sessions_create(args: argparse.Namespace, settings: Settings) -> i
 
 
 async def cmd_sessions_end(args: argparse.Namespace, settings: Settings) -> int:
-    from graph.resources import open_resources
+    from sessions_config.resources import open_resources
 
     if args.token_hash is not None:
         token_hash = args.token_hash
@@ -321,7 +321,7 @@ async def cmd_sessions_end(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_sessions_touch(args: argparse.Namespace, settings: Settings) -> int:
-    from graph.resources import open_resources
+    from sessions_config.resources import open_resources
 
     if (token := _read_token(args)) is None:
         return 2
@@ -337,7 +337,7 @@ async def cmd_sessions_touch(args: argparse.Namespace, settings: Settings) -> in
 
 
 async def cmd_sessions_restore(args: argparse.Namespace, settings: Settings) -> int:
-    from graph.resources import open_resources
+    from sessions_config.resources import open_resources
 
     async with open_resources(settings, geo=False) as res:
         done = await res.store.restore_active()
@@ -346,8 +346,8 @@ async def cmd_sessions_restore(args: argparse.Namespace, settings: Settings) -> 
 
 
 async def cmd_sessions_import(args: argparse.Namespace, settings: Settings) -> int:
-    from graph.importer import ImportInterrupted, ImportStopped, import_lines, lines_of
-    from graph.resources import open_resources
+    from sessions_config.resources import open_resources
+    from sessions_ops.importer import ImportInterrupted, ImportStopped, import_lines, lines_of
 
     if sys.stdin is None:
         print("sessions-api: standard input is closed; pipe JSON lines into it", file=sys.stderr)

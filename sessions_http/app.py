@@ -17,14 +17,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from graph import health, rest
-from graph.graphql_http import graphql_endpoint
-from graph.metrics import CLIENT_CLOSED_REQUEST, RequestMetrics, metrics_endpoint
-from graph.origin_check import OriginCheck
-from graph.request_timeout import RequestTimeout
-from graph.resources import open_resources
-from graph.settings import Settings, get_settings
-from resolvers import device
+from sessions_config.resources import open_resources
+from sessions_config.settings import Settings, get_settings
+from sessions_http import health, rest
+from sessions_http.graphql_endpoint import graphql_endpoint
+from sessions_http.metrics import CLIENT_CLOSED_REQUEST, RequestMetrics, metrics_endpoint
+from sessions_http.origin_check import OriginCheck
+from sessions_http.request_timeout import RequestTimeout
+from sessions_rules import device
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             headers={"Cache-Control": "no-store"},
         )
 
-    static = StaticFiles(directory=str(package_files.files("graph") / "static"))
+    static = StaticFiles(directory=str(package_files.files("sessions_http") / "static"))
     routes: list[BaseRoute] = [
         Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
         Route("/v1/users/me/sessions", rest.sessions_collection, methods=["GET", "DELETE"]),

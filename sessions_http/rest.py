@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from strawberry.types.graphql import OperationType
 
 from graph.execution import execute, first_code, retry_after
-from graph.graphql_http import COOKIE, NO_STORE
+from sessions_http.graphql_endpoint import COOKIE, NO_STORE
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
 from graph.execution import execute, is_request_error, retry_after, to_json
-from graph.resources import Resources
+from sessions_config.resources import Resources
 
 COOKIE = "psession"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -29,7 +29,8 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 
 def _graphiql_page() -> str:
-    return (package_files.files("graph") / "static" / "graphiql" / "index.html").read_text("utf-8")
+    page = package_files.files("sessions_http") / "static" / "graphiql" / "index.html"
+    return page.read_text("utf-8")
 
 
 def _accepted_media_type(accept: str | None) -> str | None:

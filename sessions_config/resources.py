@@ -14,11 +14,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from graph.settings import Settings
-from loaders.geo.ipapi import IpApiProvider
-from loaders.geo.lookup import GeoLookup
-from loaders.geo.offline import OfflineProvider
-from loaders.geo.provider import GeoProvider
+from sessions_config.settings import Settings
+from sessions_geo.ipapi import IpApiProvider
+from sessions_geo.lookup import GeoLookup
+from sessions_geo.offline import OfflineProvider
+from sessions_geo.provider import GeoProvider
 from store import records
 from store.geo_cache import GeoCache
 from store.keys import Keys

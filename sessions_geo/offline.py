@@ -16,7 +16,7 @@ import geoip2fast
 import maxminddb
 from geoip2fast import GeoIP2Fast
 
-from loaders.geo.model import GeoInfo
+from sessions_geo.model import GeoInfo
 
 log = logging.getLogger(__name__)
 

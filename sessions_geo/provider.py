@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from loaders.geo.model import GeoInfo
+from sessions_geo.model import GeoInfo
 
 
 class GeoProvider(Protocol):

@@ -19,8 +19,8 @@ from typing import Any
 
 import httpx
 
-from loaders.geo import metrics
-from loaders.geo.model import GeoInfo
+from sessions_geo import metrics
+from sessions_geo.model import GeoInfo
 
 log = logging.getLogger(__name__)
 

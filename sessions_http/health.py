@@ -10,7 +10,7 @@ from collections.abc import Awaitable
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from graph.resources import Resources
+from sessions_config.resources import Resources
 from store import active, records
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """Prometheus metrics for the HTTP side, and the `/metrics` endpoint that exposes every metric
-of the process (the geolocation ones live in `loaders/geo/metrics.py`).
+of the process (the geolocation ones live in `sessions_geo/metrics.py`).
 
 Labels never carry user data: routes are path templates, never raw paths.
 

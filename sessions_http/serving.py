@@ -30,8 +30,8 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from graph.metrics import METHODS, REQUESTS, UNMATCHED
-from graph.settings import Settings, get_settings
+from sessions_config.settings import Settings, get_settings
+from sessions_http.metrics import METHODS, REQUESTS, UNMATCHED
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,8 @@ class _OverLimit(Exception):
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, holding each request head to `limits` (read from the
-    settings when not given, so `uvicorn --http graph.serving:LimitedHttpToolsProtocol` works)."""
+    settings when not given, so that `uvicorn --http
+    sessions_http.serving:LimitedHttpToolsProtocol` works)."""
 
     def __init__(
         self,

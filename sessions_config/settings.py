@@ -57,7 +57,8 @@ class Settings(BaseSettings):
             return [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
         return value
 
-    # HTTP limits on a request's head (graph/serving.py); a request over one gets 414 or 431.
+    # HTTP limits on a request's head (sessions_http/serving.py); a request over one gets 414 or
+    # 431.
     http_max_url_bytes: int = Field(default=8 * 1024, ge=256, le=1024 * 1024)
     http_max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=1024 * 1024)
     http_max_headers: int = Field(default=100, ge=10, le=10_000)

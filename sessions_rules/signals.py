@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeAlias
 
-from loaders.geo.model import GeoInfo
+from sessions_geo.model import GeoInfo
 
 EARTH_RADIUS_KM = 6371.0088
 """Mean Earth radius (IUGG), used for the great-circle distance."""

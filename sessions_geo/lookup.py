@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
-from loaders.geo import metrics
-from loaders.geo.model import GeoInfo
-from loaders.geo.provider import GeoProvider
+from sessions_geo import metrics
+from sessions_geo.model import GeoInfo
+from sessions_geo.provider import GeoProvider
 from store.geo_cache import GeoCache
 
 log = logging.getLogger(__name__)

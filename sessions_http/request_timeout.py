@@ -18,8 +18,8 @@ import logging
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from graph.graphql_http import NO_STORE
-from graph.rest import error_response
+from sessions_http.graphql_endpoint import NO_STORE
+from sessions_http.rest import error_response
 
 log = logging.getLogger(__name__)
 

@@ -1,1 +1,0 @@
-"""IP geolocation: the lookup pipeline (loaders.geo.lookup) and its providers."""

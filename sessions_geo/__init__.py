@@ -1,0 +1,1 @@
+"""IP geolocation: the lookup pipeline (sessions_geo.lookup) and its providers."""

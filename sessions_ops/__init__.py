@@ -1,0 +1,1 @@
+"""Operators' tooling: the `sessions-api` command, the bulk importer, the demo data."""
