@@ -1,4 +1,5 @@
-"""The per-request context every resolver receives (typed, so resolvers know what they get)."""
+"""The per-request context every resolver receives (typed, so resolvers know what they get). It
+is the request scope resolvers/scope.py describes."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from datetime import datetime
 from typing import Any, TypeAlias, TypeVar
 
 import strawberry
+from prometheus_client import Counter
 
-from graph.errors import RateLimited
 from graph.fairness import IN_FLIGHT
 from loaders.geo_by_ip import GeoByIpLoader
+from resolvers.errors import RateLimited
 from sessions_config.resources import Resources
-from sessions_http.metrics import AUTHENTICATIONS
 from store.models import SessionRecord, utcnow
 from store.sessions import SessionStore
 
@@ -25,6 +26,13 @@ T = TypeVar("T")
 # different history pages; without a cap, one user's few requests could hold every pooled
 # connection (PG_POOL_SIZE) while everyone else waits.
 POSTGRES_READS_PER_REQUEST = 2
+
+AUTHENTICATIONS = Counter(
+    "sessions_api_authentications_total",
+    "psession cookies checked, by outcome: accepted, or rejected (unknown, ended, expired or "
+    "malformed). A jump in rejected ones can be someone guessing tokens.",
+    ["outcome"],
+)
 
 
 @dataclass
@@ -79,10 +87,10 @@ class Context:
         async with self._postgres_reads:
             return await read()
 
-    async def current_session(self) -> SessionRecord | None:
-        """The active session of the cookie, looked up once per request; RateLimited when its
-        user already has as many requests in flight as they may."""
-        return await self.once("current_session", self._authenticate)
+    async def cookie_session(self) -> SessionRecord | None:
+        """The active session of the cookie (None if there is none), looked up once per request;
+        RateLimited when its user already has as many requests in flight as they may."""
+        return await self.once("cookie_session", self._authenticate)
 
     async def _authenticate(self) -> SessionRecord | None:
         if not self.token:

@@ -1,71 +1,127 @@
-"""Errors a client is meant to see. Each carries a stable `extensions.code`; any other exception
-is logged with its traceback and reaches clients only as "Unexpected error."."""
+"""The error policy: what clients see of errors, and what the log says of them.
+
+- A refusal (resolvers/errors.py) reaches the client with its message and `extensions.code`.
+- A storage outage (store/errors.py) reaches it as UNAVAILABLE, and is logged in one line per
+  dependency and request.
+- Any other exception is a bug of ours: logged with its traceback, shown as "Unexpected error.".
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import logging
+import time
 
 from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionContext
 
-MESSAGE_UNAUTHENTICATED = "Sign in first: no active session for this psession cookie."
+from graph.context import Context
+from resolvers.errors import Refused
+from store.errors import Dependency, describe_outage, outage_of
+
+log = logging.getLogger(__name__)
+
 MESSAGE_UNAVAILABLE = "This cannot be read right now: part of the storage is not answering."
-
-
-class ApiError(GraphQLError):
-    code = "INTERNAL_SERVER_ERROR"
-
-    def __init__(self, message: str, **extensions: Any) -> None:
-        super().__init__(message, extensions={"code": self.code, **extensions})
-
-
-class Unauthenticated(ApiError):
-    code = "UNAUTHENTICATED"
-
-    def __init__(self, message: str = MESSAGE_UNAUTHENTICATED) -> None:
-        super().__init__(message)
-
-
-class BadUserInput(ApiError):
-    code = "BAD_USER_INPUT"
-
-
-class NotFound(ApiError):
-    code = "NOT_FOUND"
-
-
-class CurrentSession(ApiError):
-    code = "CURRENT_SESSION"
-
-    def __init__(
-        self,
-        message: str = "This is the session making the request; sign out instead of revoking it.",
-    ) -> None:
-        super().__init__(message)
-
-
-class RateLimited(ApiError):
-    """The user already has as many requests in flight as they may (graph/fairness.py)."""
-
-    code = "RATE_LIMITED"
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(
-            f"Too many requests of yours at once; try again in {retry_after} s.",
-            retryAfter=retry_after,
-        )
-
-
 UNAVAILABLE = "UNAVAILABLE"
 
+# Raised by Strawberry for a request that names no usable operation, or one the HTTP method
+# does not allow (a mutation over GET): the client's mistake, said plainly.
+_CLIENT_MISTAKES = (GraphQLError, InvalidOperationTypeError, CannotGetOperationTypeError, Refused)
 
-def unavailable(error: GraphQLError) -> GraphQLError:
-    """What a client sees of a storage outage behind this error (logged on our side): where it
-    happened, the code UNAVAILABLE, and nothing of our internals."""
+
+def is_unexpected(error: GraphQLError) -> bool:
+    """True for errors raised by a bug or an outage rather than on purpose for the client."""
+    if error.original_error is None or isinstance(error.original_error, _CLIENT_MISTAKES):
+        return False
+    # An error that points into the document but at no field path was raised while reading
+    # the client's literals or variables (an Int of 5000 digits): the client's mistake too.
+    return not (error.path is None and error.locations)
+
+
+def _located(error: GraphQLError, message: str, extensions: dict[str, object]) -> GraphQLError:
+    """The same place in the document and the answer, with another message and extensions."""
     return GraphQLError(
-        MESSAGE_UNAVAILABLE,
+        message,
         nodes=error.nodes,
         source=error.source,
         positions=error.positions,
         path=error.path,
-        extensions={"code": UNAVAILABLE},
+        extensions=extensions,
+    )
+
+
+class ShapeErrors(MaskErrors):
+    """What clients see of errors: refusals with their code, storage outages as UNAVAILABLE,
+    our bugs as "Unexpected error."."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=self._reshaped)
+
+    @staticmethod
+    def _reshaped(error: GraphQLError) -> bool:
+        return is_unexpected(error) or isinstance(error.original_error, Refused)
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        cause = error.original_error
+        if isinstance(cause, Refused):
+            return _located(error, cause.message, {"code": cause.code, **cause.details})
+        if outage_of(cause) is not None:
+            return _located(error, MESSAGE_UNAVAILABLE, {"code": UNAVAILABLE})
+        return super().anonymise_error(error)
+
+
+def log_errors(errors: list[GraphQLError], execution_context: ExecutionContext | None) -> None:
+    """Client mistakes (bad query, no session) are routine and not logged. A storage outage is
+    one line per dependency and request; only our own bugs get a traceback (once per exception,
+    however many aliases it failed)."""
+    outages: dict[Dependency, list[GraphQLError]] = {}
+    logged: set[int] = set()
+    for error in errors:
+        dependency = outage_of(error.original_error)
+        if dependency is not None:
+            outages.setdefault(dependency, []).append(error)
+        elif is_unexpected(error) and id(error.original_error) not in logged:
+            logged.add(id(error.original_error))
+            log.error(
+                "resolver failed at %s: %s",
+                ".".join(map(str, error.path or [])),
+                error.message,
+                exc_info=error.original_error,
+            )
+    for dependency, failed in outages.items():
+        _log_outage(dependency, failed, execution_context)
+
+
+def _field(error: GraphQLError) -> str:
+    """The error's field path without list indices: me.sessions.isNewLocation."""
+    return ".".join(str(p) for p in error.path or () if isinstance(p, str)) or "(document)"
+
+
+def _log_outage(
+    dependency: Dependency, errors: list[GraphQLError], execution_context: ExecutionContext | None
+) -> None:
+    """One line: which dependency, which operation and fields, how long it held the request,
+    and why (e.g. "postgres unavailable: query RestV1Sessions failed at me.history after 5.0 s:
+    no connection within 5.0 s")."""
+    fields = list(dict.fromkeys(_field(e) for e in errors))
+    where = ", ".join(fields[:5]) + (f" and {len(fields) - 5} more" if len(fields) > 5 else "")
+    operation = "operation"
+    held = ""
+    if execution_context is not None:
+        with contextlib.suppress(RuntimeError):  # a document without a usable operation
+            operation = execution_context.operation_type.value
+        if execution_context.operation_name:
+            # The client chose the name (a GraphQL name, any length): the log keeps 80 characters.
+            operation += f" {execution_context.operation_name[:80]}"
+        if isinstance(execution_context.context, Context):
+            held = f" after {time.monotonic() - execution_context.context.started:.1f} s"
+    log.warning(
+        "%s unavailable: %s failed at %s%s: %s",
+        dependency,
+        operation,
+        where,
+        held,
+        describe_outage(errors[0].original_error or Exception()),
     )

@@ -1,10 +1,13 @@
 """The GraphQL types: Me, Session, History (with its Relay-style connection), Geo, Device, and
-the mutations."""
+the mutations. Each type has one constructor from what the resolvers return (`of`)."""
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
+from dataclasses import fields
 from datetime import datetime
+from typing import Any, TypeVar
 
 import strawberry
 
@@ -13,10 +16,32 @@ from resolvers import history, me, revoke, sessions
 from resolvers.history import DEFAULT_PAGE
 from sessions_geo.model import GeoInfo
 from sessions_rules import device
+from sessions_rules.signals import Signals
 from store.errors import StorageUnavailable
 from store.models import SessionRecord
 
 GEO_DESCRIPTION = "Where clientIp is; null for private, unknown or not yet located addresses."
+
+T = TypeVar("T")
+
+
+def _copy(cls: type[T], source: Any) -> T:
+    """A GraphQL type from a plain record with the same field names."""
+    return cls(**{f.name: getattr(source, f.name) for f in fields(source)})
+
+
+def _selects(info: Info, *names: str) -> bool:
+    """Whether the query selects any of these fields anywhere below the field being resolved."""
+
+    def walk(selections: Iterable[Any]) -> bool:
+        for selection in selections:
+            if getattr(selection, "name", None) in names:
+                return True
+            if walk(getattr(selection, "selections", ())):
+                return True
+        return False
+
+    return any(walk(getattr(field, "selections", ())) for field in info.selected_fields)
 
 
 @strawberry.type(description="Where an IP address is. Every field is null when unknown.")
@@ -34,20 +59,7 @@ class Geo:
 
     @classmethod
     def of(cls, info: GeoInfo | None) -> Geo | None:
-        if info is None:
-            return None
-        return cls(
-            city=info.city,
-            region_name=info.region_name,
-            country_code=info.country_code,
-            lat=info.lat,
-            lon=info.lon,
-            isp=info.isp,
-            org=info.org,
-            is_mobile=info.is_mobile,
-            is_proxy=info.is_proxy,
-            is_hosting=info.is_hosting,
-        )
+        return None if info is None else _copy(cls, info)
 
 
 @strawberry.type(description="The device a session signed in from, read from its user agent.")
@@ -62,16 +74,8 @@ class Device:
     )
 
     @classmethod
-    def of_user_agent(cls, user_agent: str) -> Device:
-        found = device.parse_device(user_agent)
-        return cls(
-            browser=found.browser,
-            browser_version=found.browser_version,
-            os=found.os,
-            os_version=found.os_version,
-            device_type=found.device_type,
-            is_mobile=found.is_mobile,
-        )
+    def of(cls, user_agent: str) -> Device:
+        return _copy(cls, device.parse_device(user_agent))
 
 
 @strawberry.enum(description="Why a session is over.")
@@ -79,6 +83,10 @@ class EndReason(enum.Enum):
     LOGOUT = "logout"
     REVOKED = "revoked"
     EXPIRED = "expired"
+
+
+# What a session's signals are when the query does not select them (never shown).
+_UNSELECTED = Signals(is_new_location=False, impossible_travel=False)
 
 
 @strawberry.type(description="An active session of the signed-in user.")
@@ -95,8 +103,24 @@ class Session:
     device: Device
     is_current: bool = strawberry.field(description="True for the session making this request.")
     geo: Geo | None = strawberry.field(description=GEO_DESCRIPTION)
-    # (is_new_location, impossible_travel), or why they cannot be told (Postgres is down).
-    signals: strawberry.Private[tuple[bool, bool] | StorageUnavailable]
+    # Or why they cannot be told (Postgres is down).
+    signals: strawberry.Private[Signals | StorageUnavailable]
+
+    @classmethod
+    def of(cls, record: SessionRecord, found: sessions.ActiveSessionList, *, me: Me) -> Session:
+        return cls(
+            id=strawberry.ID(record.id),
+            token_suffix=record.token_suffix,
+            created_at=record.created_at,
+            expires_at=record.expires_at,
+            last_seen_at=record.last_seen_at,
+            client_ip=record.client_ip,
+            user_agent=record.user_agent,
+            device=Device.of(record.user_agent),
+            is_current=record.id == me.current_session_id,
+            geo=Geo.of(found.geo.get(record.client_ip)),
+            signals=found.signals_unavailable or found.signals.get(record.id, _UNSELECTED),
+        )
 
     @strawberry.field(
         description="True when no earlier session of this user was in the same place "
@@ -104,7 +128,7 @@ class Session:
         "UNAVAILABLE error, while the session history cannot be read."
     )
     def is_new_location(self) -> bool | None:
-        return self._signal(0)
+        return self._signals().is_new_location
 
     @strawberry.field(
         description="True when reaching this session's place from the user's previous session's "
@@ -112,13 +136,13 @@ class Session:
         "the session history cannot be read."
     )
     def impossible_travel(self) -> bool | None:
-        return self._signal(1)
+        return self._signals().impossible_travel
 
-    def _signal(self, index: int) -> bool:
+    def _signals(self) -> Signals:
         if isinstance(self.signals, StorageUnavailable):
             # A fresh error for each field: the GraphQL error lands on that field alone.
             raise StorageUnavailable(self.signals.dependency, self.signals.why)
-        return self.signals[index]
+        return self.signals
 
 
 @strawberry.type(description="A session that has ended (signed out, revoked) or expired.")
@@ -136,7 +160,7 @@ class History:
     geo: Geo | None = strawberry.field(description=GEO_DESCRIPTION)
 
     @classmethod
-    def of(cls, record: SessionRecord, *, geo: Geo | None) -> History:
+    def of(cls, record: SessionRecord, page: history.HistoryPage) -> History:
         assert record.ended_at is not None
         return cls(
             id=strawberry.ID(record.id),
@@ -146,8 +170,8 @@ class History:
             end_reason=EndReason(record.end_reason or "expired"),
             client_ip=record.client_ip,
             user_agent=record.user_agent,
-            device=Device.of_user_agent(record.user_agent),
-            geo=geo,
+            device=Device.of(record.user_agent),
+            geo=Geo.of(page.geo.get(record.client_ip)),
         )
 
 
@@ -168,34 +192,36 @@ class HistoryConnection:
     edges: list[HistoryEdge]
     page_info: PageInfo
 
+    @classmethod
+    def of(cls, page: history.HistoryPage) -> HistoryConnection:
+        edges = [
+            HistoryEdge(cursor=history.encode_cursor(r), node=History.of(r, page))
+            for r in page.records
+        ]
+        end_cursor = edges[-1].cursor if edges else None
+        return cls(
+            edges=edges, page_info=PageInfo(has_next_page=page.has_next, end_cursor=end_cursor)
+        )
+
 
 @strawberry.type(description="The signed-in user.")
 class Me:
     id: strawberry.ID = strawberry.field(description="The user's id.")
     current_session_id: strawberry.Private[str]
 
+    @classmethod
+    def of(cls, session: SessionRecord) -> Me:
+        return cls(id=strawberry.ID(session.user_id), current_session_id=session.id)
+
     @strawberry.field(description="Active sessions, newest first.")
     async def sessions(self, info: Info) -> list[Session]:
-        found = await sessions.active_sessions(info, user_id=self.id)
-        # Signals are computed only when the query selects them; unselected, the value is unseen.
-        no_signals = (False, False)
-        unavailable = found.signals_unavailable
-        return [
-            Session(
-                id=strawberry.ID(r.id),
-                token_suffix=r.token_suffix,
-                created_at=r.created_at,
-                expires_at=r.expires_at,
-                last_seen_at=r.last_seen_at,
-                client_ip=r.client_ip,
-                user_agent=r.user_agent,
-                device=Device.of_user_agent(r.user_agent),
-                is_current=r.id == self.current_session_id,
-                geo=Geo.of(found.geo.get(r.client_ip)),
-                signals=unavailable or found.signals.get(r.id, no_signals),
-            )
-            for r in found.records
-        ]
+        found = await sessions.active_sessions(
+            info.context,
+            user_id=self.id,
+            want_geo=_selects(info, "geo"),
+            want_signals=_selects(info, "isNewLocation", "impossibleTravel"),
+        )
+        return [Session.of(r, found, me=self) for r in found.records]
 
     @strawberry.field(
         description="Sessions that have ended or expired, newest first. Null, with an error, "
@@ -209,24 +235,13 @@ class Me:
         after: str | None = None,
     ) -> HistoryConnection | None:
         page = await history.history_page(
-            info,
+            info.context,
             user_id=self.id,
             first=DEFAULT_PAGE if first is None else first,
             after=after,
+            want_geo=_selects(info, "geo"),
         )
-        edges = [
-            HistoryEdge(
-                cursor=history.encode_cursor(r),
-                node=History.of(r, geo=Geo.of(page.geo.get(r.client_ip))),
-            )
-            for r in page.records
-        ]
-        return HistoryConnection(
-            edges=edges,
-            page_info=PageInfo(
-                has_next_page=page.has_next, end_cursor=edges[-1].cursor if edges else None
-            ),
-        )
+        return HistoryConnection.of(page)
 
 
 @strawberry.type
@@ -235,8 +250,7 @@ class Query:
         description="The user of the psession cookie; null with an UNAUTHENTICATED error if none."
     )
     async def me(self, info: Info) -> Me | None:
-        session = await me.current_session(info.context)
-        return Me(id=strawberry.ID(session.user_id), current_session_id=session.id)
+        return Me.of(await me.signed_in(info.context))
 
 
 @strawberry.type

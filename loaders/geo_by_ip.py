@@ -18,7 +18,8 @@ from strawberry.dataloader import DataLoader
 from sessions_geo.lookup import GeoLookup
 from sessions_geo.model import GeoInfo
 
-GeoByIp = dict[str, GeoInfo | None]
+# Where each IP of a lookup round is (None: unknown).
+Locations = dict[str, GeoInfo | None]
 
 
 class GeoByIpLoader(DataLoader[str, GeoInfo | None]):
@@ -27,7 +28,7 @@ class GeoByIpLoader(DataLoader[str, GeoInfo | None]):
         super().__init__(load_fn=lookup.many)
         self._open = 0
         self._ips: list[str] = []
-        self._round: asyncio.Future[GeoByIp] | None = None
+        self._round: asyncio.Future[Locations] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     def reserve(self) -> Reservation:
@@ -35,7 +36,7 @@ class GeoByIpLoader(DataLoader[str, GeoInfo | None]):
         self._open += 1
         return Reservation(self)
 
-    def _arrive(self, ips: Sequence[str]) -> asyncio.Future[GeoByIp]:
+    def _arrive(self, ips: Sequence[str]) -> asyncio.Future[Locations]:
         if self._round is None:
             self._round = asyncio.get_running_loop().create_future()
         this_round = self._round
@@ -72,7 +73,7 @@ class Reservation:
         self._loader = loader
         self._done = False
 
-    async def submit(self, ips: Sequence[str]) -> GeoByIp:
+    async def submit(self, ips: Sequence[str]) -> Locations:
         """Waits for the round's single lookup and returns what it found for every IP."""
         self._done = True
         # Shielded: one waiter being cancelled must not cancel the round for the others.

@@ -4,37 +4,22 @@ a single batched lookup."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from graph.context import Info
-from loaders.geo_by_ip import GeoByIp, Reservation
+from loaders.geo_by_ip import Locations, Reservation
 
 T = TypeVar("T")
-
-
-def selects(info: Info, *names: str) -> bool:
-    """Whether the query selects any of these fields anywhere below the field being resolved."""
-
-    def walk(selections: Iterable[Any]) -> bool:
-        for selection in selections:
-            if getattr(selection, "name", None) in names:
-                return True
-            if walk(getattr(selection, "selections", ())):
-                return True
-        return False
-
-    return any(walk(getattr(field, "selections", ())) for field in info.selected_fields)
 
 
 async def with_geo(
     reservation: Reservation,
     fetch: Callable[[], Awaitable[T]],
     ips_of: Callable[[T], Iterable[str]],
-) -> tuple[T, GeoByIp]:
+) -> tuple[T, Locations]:
     """Fetches data, then the geolocation of the IPs `ips_of` finds in it, joined with the other
     lists of this query into one lookup. No lookup if nothing asks for one (`ips_of` is empty).
-    The reservation (`info.context.geo.reserve()`) must be taken before the resolver's first
-    await, so that the round waits for this list; it is submitted or released here."""
+    The reservation (`scope.geo.reserve()`) must be taken before the resolver's first await, so
+    that the round waits for this list; it is submitted or released here."""
     async with reservation:
         data = await fetch()
         ips = list(ips_of(data))

@@ -7,37 +7,39 @@ import binascii
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from graph.context import Context, Info
-from graph.errors import BadUserInput
-from loaders.geo_by_ip import GeoByIp, Reservation
-from resolvers.geo import selects, with_geo
-from store.models import SessionRecord
+from loaders.geo_by_ip import Locations, Reservation
+from resolvers.errors import BadUserInput
+from resolvers.geo import with_geo
+from resolvers.scope import RequestScope
+from store.models import EPOCH, SessionRecord
 
+# Page sizes, for GraphQL's `first` and REST's `?limit=` alike.
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
 
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+
+Position = tuple[datetime, str]
+"""(created_at, id) of the row a page starts after."""
 
 
 def encode_cursor(record: SessionRecord) -> str:
     # Microseconds: rows written by other writers may have sub-second times, and a cursor that
     # rounded them would skip rows on the page boundary.
-    raw = f"{(record.created_at - _EPOCH) // _MICROSECOND}:{record.id}"
+    raw = f"{(record.created_at - EPOCH) // _MICROSECOND}:{record.id}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
+def decode_cursor(cursor: str) -> Position:
     """The (created_at, id) a cursor points after; BAD_USER_INPUT for anything we did not make."""
     try:
         if len(cursor) > 100:
             raise ValueError("too long")
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         micros, session_id = raw.split(":", 1)
-        return _EPOCH + int(micros) * _MICROSECOND, str(uuid.UUID(session_id))
+        return EPOCH + int(micros) * _MICROSECOND, str(uuid.UUID(session_id))
     except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError, OSError):
         raise BadUserInput("`after` is not a cursor this API gave out.") from None
 
@@ -46,38 +48,38 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 class HistoryPage:
     records: list[SessionRecord]
     has_next: bool
-    geo: GeoByIp
+    geo: Locations
 
 
-async def history_page(info: Info, *, user_id: str, first: int, after: str | None) -> HistoryPage:
+async def history_page(
+    scope: RequestScope, *, user_id: str, first: int, after: str | None, want_geo: bool
+) -> HistoryPage:
     """One page, read once per request for each set of arguments: 40 aliases of `history` with
     the same arguments make one Postgres query."""
-    ctx = info.context
     if not 0 <= first <= MAX_PAGE:
         raise BadUserInput(f"`first` must be between 0 and {MAX_PAGE}.")
     position = decode_cursor(after) if after is not None else None
-    want_geo = selects(info, "geo")
-    return await ctx.once(
+    return await scope.once(
         ("history", user_id, first, position, want_geo),
         # The geo reservation is taken now, before this resolver's first await.
-        lambda: _load(ctx, ctx.geo.reserve(), user_id, first, position, want_geo),
+        lambda: _load(scope, scope.geo.reserve(), user_id, first, position, want_geo),
     )
 
 
 async def _load(
-    ctx: Context,
+    scope: RequestScope,
     reservation: Reservation,
     user_id: str,
     first: int,
-    position: tuple[datetime, str] | None,
+    position: Position | None,
     want_geo: bool,
 ) -> HistoryPage:
     def fetch() -> Awaitable[tuple[list[SessionRecord], bool]]:
-        return ctx.once(
+        return scope.once(
             ("history-rows", user_id, first, position),
-            lambda: ctx.postgres_read(
-                lambda: ctx.store.list_history_for_user(
-                    user_id=user_id, first=first, after=position, now=ctx.now
+            lambda: scope.postgres_read(
+                lambda: scope.store.list_history_for_user(
+                    user_id=user_id, first=first, after=position, now=scope.now
                 )
             ),
         )

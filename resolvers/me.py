@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from graph.context import Context
-from graph.errors import Unauthenticated
+from resolvers.errors import Unauthenticated
+from resolvers.scope import RequestScope
 from store.models import SessionRecord
 
 
-async def current_session(ctx: Context) -> SessionRecord:
-    session = await ctx.current_session()
+async def signed_in(scope: RequestScope) -> SessionRecord:
+    """The session making the request; Unauthenticated when the cookie names no active one."""
+    session = await scope.cookie_session()
     if session is None:
         raise Unauthenticated()
     return session

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from graph.context import Context
-from graph.errors import CurrentSession, NotFound
-from resolvers.me import current_session
+from resolvers.errors import CurrentSession, NotFound
+from resolvers.me import signed_in
+from resolvers.scope import RequestScope
 from store.models import canonical_session_id
 
 
-async def revoke_session(ctx: Context, *, session_id: str) -> bool:
-    current = await current_session(ctx)
+async def revoke_session(scope: RequestScope, *, session_id: str) -> bool:
+    current = await signed_in(scope)
     # Compared in one spelling: `{ID}` or upper case must not get past the check below.
     canonical = canonical_session_id(session_id)
     if canonical == current.id:
@@ -17,12 +17,12 @@ async def revoke_session(ctx: Context, *, session_id: str) -> bool:
     # Another user's id and an unknown one are answered alike, so ids reveal nothing.
     if (
         canonical is None
-        or await ctx.store.revoke(user_id=current.user_id, session_id=canonical) is None
+        or await scope.store.revoke(user_id=current.user_id, session_id=canonical) is None
     ):
         raise NotFound("You have no session with this id.")
     return True
 
 
-async def revoke_other_sessions(ctx: Context) -> int:
-    current = await current_session(ctx)
-    return await ctx.store.revoke_others(user_id=current.user_id, keep_session_id=current.id)
+async def revoke_other_sessions(scope: RequestScope) -> int:
+    current = await signed_in(scope)
+    return await scope.store.revoke_others(user_id=current.user_id, keep_session_id=current.id)

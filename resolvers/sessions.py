@@ -3,48 +3,44 @@ geolocation and the location signals (which need the user's session timeline fro
 
 Resolved once per request for each selection: 40 aliases of `sessions` make one listing in
 Redis (and one timeline query), however they are spelt. With Postgres down, the sessions still
-show; only their signals are unavailable (see `ActiveSessions.signals_unavailable`).
+show; only their signals are unavailable (see `ActiveSessionList.signals_unavailable`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import datetime
 
-from graph.context import Context, Info
-from loaders.geo_by_ip import GeoByIp, Reservation
-from resolvers.geo import selects, with_geo
-from sessions_rules.signals import Located, signals_for
+from loaders.geo_by_ip import Locations, Reservation
+from resolvers.geo import with_geo
+from resolvers.scope import RequestScope
+from sessions_rules.signals import Located, Signals, signals_for
 from store.errors import StorageUnavailable, describe_outage, outage_of
-from store.models import SessionRecord
+from store.models import SessionRecord, TimelineEntry
 
 # The location signals compare a session with the user's most recent sessions, at most this many.
 TIMELINE_LIMIT = 1000
 
-Timeline = list[tuple[str, datetime, str]]
-
 
 @dataclass
-class ActiveSessions:
+class ActiveSessionList:
     records: list[SessionRecord]
-    geo: GeoByIp = field(default_factory=dict)
-    # session id -> (is_new_location, impossible_travel), when the query asks for them
-    signals: dict[str, tuple[bool, bool]] = field(default_factory=dict)
+    geo: Locations = field(default_factory=dict)
+    # By session id, when the query asks for them.
+    signals: dict[str, Signals] = field(default_factory=dict)
     # Set when the query asks for signals but the timeline could not be read (a storage outage).
     signals_unavailable: StorageUnavailable | None = None
 
 
-async def active_sessions(info: Info, *, user_id: str) -> ActiveSessions:
-    ctx = info.context
-    want_geo = selects(info, "geo")
-    want_signals = selects(info, "isNewLocation", "impossibleTravel")
-    return await ctx.once(
+async def active_sessions(
+    scope: RequestScope, *, user_id: str, want_geo: bool, want_signals: bool
+) -> ActiveSessionList:
+    return await scope.once(
         ("sessions", user_id, want_geo, want_signals),
         # The geo reservation is taken now, before this resolver's first await.
         lambda: _load(
-            ctx,
-            ctx.geo.reserve(),
+            scope,
+            scope.geo.reserve(),
             user_id=user_id,
             want_geo=want_geo,
             want_signals=want_signals,
@@ -52,48 +48,60 @@ async def active_sessions(info: Info, *, user_id: str) -> ActiveSessions:
     )
 
 
+@dataclass
+class _Fetched:
+    records: list[SessionRecord]
+    timeline: list[TimelineEntry]
+    timeline_unavailable: StorageUnavailable | None = None
+
+
 async def _load(
-    ctx: Context, reservation: Reservation, *, user_id: str, want_geo: bool, want_signals: bool
-) -> ActiveSessions:
-    timeline: Timeline = []
-    unavailable: StorageUnavailable | None = None
+    scope: RequestScope,
+    reservation: Reservation,
+    *,
+    user_id: str,
+    want_geo: bool,
+    want_signals: bool,
+) -> ActiveSessionList:
+    def ips_of(fetched: _Fetched) -> list[str]:
+        ips = [r.client_ip for r in fetched.records] if want_geo or want_signals else []
+        return ips + [entry.client_ip for entry in fetched.timeline]
 
-    async def fetch() -> list[SessionRecord]:
-        nonlocal timeline, unavailable
-        listing = ctx.once(
-            ("active", user_id),
-            lambda: ctx.store.list_active_for_user(user_id=user_id, now=ctx.now),
+    fetched, located = await with_geo(
+        reservation, lambda: _fetch(scope, user_id, want_signals), ips_of
+    )
+    found = ActiveSessionList(
+        fetched.records, located, signals_unavailable=fetched.timeline_unavailable
+    )
+    if want_signals and fetched.timeline_unavailable is None:
+        found.signals = signals_for(
+            [Located(r.id, r.created_at, located.get(r.client_ip)) for r in fetched.records],
+            [Located(e.id, e.created_at, located.get(e.client_ip)) for e in fetched.timeline],
         )
-        if not want_signals:
-            return await listing
-        reading = ctx.once(
-            ("timeline", user_id),
-            lambda: ctx.postgres_read(
-                lambda: ctx.store.timeline_for_user(user_id=user_id, limit=TIMELINE_LIMIT)
-            ),
-        )
-        records, found = await asyncio.gather(listing, reading, return_exceptions=True)
-        if isinstance(records, BaseException):
-            raise records
-        if isinstance(found, BaseException):
-            # Postgres down: the sessions (from Redis) still show, without their signals.
-            dependency = outage_of(found)
-            if dependency is None:
-                raise found
-            unavailable = StorageUnavailable(dependency, describe_outage(found))
-        else:
-            timeline = found
-        return records
+    return found
 
-    def ips_of(records: list[SessionRecord]) -> list[str]:
-        ips = [r.client_ip for r in records] if want_geo or want_signals else []
-        return ips + [ip for _, _, ip in timeline]
 
-    records, located = await with_geo(reservation, fetch, ips_of)
-    view = ActiveSessions(records, located, signals_unavailable=unavailable)
-    if want_signals and unavailable is None:
-        view.signals = signals_for(
-            [Located(r.id, r.created_at, located.get(r.client_ip)) for r in records],
-            [Located(i, created, located.get(ip)) for i, created, ip in timeline],
-        )
-    return view
+async def _fetch(scope: RequestScope, user_id: str, want_timeline: bool) -> _Fetched:
+    """The active sessions and, when asked for, the timeline, read at the same time."""
+    listing = scope.once(
+        ("active", user_id),
+        lambda: scope.store.list_active_for_user(user_id=user_id, now=scope.now),
+    )
+    if not want_timeline:
+        return _Fetched(await listing, [])
+    reading = scope.once(
+        ("timeline", user_id),
+        lambda: scope.postgres_read(
+            lambda: scope.store.timeline_for_user(user_id=user_id, limit=TIMELINE_LIMIT)
+        ),
+    )
+    records, timeline = await asyncio.gather(listing, reading, return_exceptions=True)
+    if isinstance(records, BaseException):
+        raise records
+    if isinstance(timeline, BaseException):
+        # Postgres down: the sessions (from Redis) still show, without their signals.
+        dependency = outage_of(timeline)
+        if dependency is None:
+            raise timeline
+        return _Fetched(records, [], StorageUnavailable(dependency, describe_outage(timeline)))
+    return _Fetched(records, timeline)

@@ -1,5 +1,6 @@
 """Prometheus metrics for the HTTP side, and the `/metrics` endpoint that exposes every metric
-of the process (the geolocation ones live in `sessions_geo/metrics.py`).
+of the process (the others live beside what they count: `graph/context.py` counts cookies checked,
+`graph/fairness.py` refused requests, `sessions_geo/metrics.py` geolocation).
 
 Labels never carry user data: routes are path templates, never raw paths.
 
@@ -40,12 +41,6 @@ DURATION = Histogram(
     "Time to answer an HTTP request, by method and route template.",
     ["method", "route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-)
-AUTHENTICATIONS = Counter(
-    "sessions_api_authentications_total",
-    "psession cookies checked, by outcome: accepted, or rejected (unknown, ended, expired or "
-    "malformed). A jump in rejected ones can be someone guessing tokens.",
-    ["outcome"],
 )
 
 # The status counted for a request whose client disconnected before sending all of it (nginx's

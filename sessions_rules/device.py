@@ -1,7 +1,7 @@
 """What device a session's user agent describes, parsed with ua-parser's maintained uap-core rules.
 
 Pure and cached: `parse_device` never raises, and looks at no more than the first
-`MAX_USER_AGENT_LENGTH` characters (a 100 KB header costs what a 1 KB one does).
+`MAX_USER_AGENT` characters (a 100 KB header costs what a 1 KB one does).
 
 Fields: `browser` and `os` are ua-parser's family names ("Chrome", "Mobile Safari", "Mac OS X",
 "Windows", ...) and None where ua-parser has none (its "Other"). `browser_version` and
@@ -39,12 +39,12 @@ from typing import Final, Literal
 
 import ua_parser
 
+from store.models import MAX_USER_AGENT
+
 logger = logging.getLogger(__name__)
 
 DeviceType = Literal["desktop", "mobile", "tablet", "bot", "unknown"]
 
-MAX_USER_AGENT_LENGTH: Final = 1024
-"""Characters of a user agent that are parsed; real ones are a few hundred at most."""
 
 CACHE_SIZE: Final = 4096
 
@@ -196,8 +196,8 @@ _IS_MOBILE: Final[dict[DeviceType, bool | None]] = {
 
 def parse_device(user_agent: str) -> DeviceInfo:
     """The browser, OS and kind of device a User-Agent header describes; never raises."""
-    # Cut before the cache, so the cache never holds more than MAX_USER_AGENT_LENGTH per entry.
-    return _parse(user_agent[:MAX_USER_AGENT_LENGTH])
+    # Cut before the cache, so the cache never holds more than MAX_USER_AGENT per entry.
+    return _parse(user_agent[:MAX_USER_AGENT])
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)

@@ -18,7 +18,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeAlias
+from typing import NamedTuple, TypeAlias
 
 from sessions_geo.model import GeoInfo
 
@@ -38,81 +38,44 @@ class Located:
     geo: GeoInfo | None
 
 
-# --- same place --------------------------------------------------------------------------------
+class Signals(NamedTuple):
+    """The two signals of one session."""
+
+    is_new_location: bool
+    impossible_travel: bool
 
 
-def _text(value: str | None) -> str | None:
+# --- same place ----------------------------------------------------------------------------------
+#
+# Two locations are the same place when they have the same country code (exact) and, when both
+# cities are known, the same city (case-insensitive); when at least one city is unknown, the same
+# network `org` (case-insensitive) instead. Never when either country is unknown, or when a city
+# is unknown and either `org` is unknown. Empty or blank strings count as unknown.
+# (tests/signals_reference.py spells this out one pair at a time.)
+
+
+def comparable_text(value: str | None) -> str | None:
     """A comparable form of a text field, or None when unknown (None, empty or only blanks)."""
     if value is None or not value.strip():
         return None
     return value.casefold()
 
 
-def _country(geo: GeoInfo | None) -> str | None:
+def country_of(geo: GeoInfo | None) -> str | None:
     """The country code, compared exactly; None when unknown (missing or empty)."""
     if geo is None or geo.country_code is None or not geo.country_code.strip():
         return None
     return geo.country_code
 
 
-def same_place(a: GeoInfo, b: GeoInfo) -> bool:
-    """Whether two locations are the same place.
-
-    Same country code (exact) and, when both cities are known, the same city (case-insensitive);
-    when at least one city is unknown, the same network `org` (case-insensitive) instead. False
-    when either country is unknown, or when a city is unknown and either `org` is unknown.
-    Empty or blank strings count as unknown.
-    """
-    country_a, country_b = _country(a), _country(b)
-    if country_a is None or country_b is None or country_a != country_b:
-        return False
-    city_a, city_b = _text(a.city), _text(b.city)
-    if city_a is not None and city_b is not None:
-        return city_a == city_b
-    org_a, org_b = _text(a.org), _text(b.org)
-    return org_a is not None and org_a == org_b
-
-
 # --- order ---------------------------------------------------------------------------------------
 
 
-def _key(item: Located) -> tuple[datetime, str]:
+def order_key(item: Located) -> tuple[datetime, str]:
     return (item.created_at, item.id)
 
 
-def _is_earlier(item: Located, session: Located) -> bool:
-    return item.id != session.id and _key(item) < _key(session)
-
-
-def _previous(session: Located, timeline: Sequence[Located]) -> Located | None:
-    """The timeline item with the greatest (created_at, id) strictly below the session's.
-
-    Ids are meant to be unique; should the timeline list the same (created_at, id) twice, the
-    later one in input order is used, as in `signals_for` (whose sort is stable).
-    """
-    best: Located | None = None
-    for item in timeline:
-        if _is_earlier(item, session) and (best is None or _key(item) >= _key(best)):
-            best = item
-    return best
-
-
-# --- the two signals, one session at a time ------------------------------------------------------
-
-
-def is_new_location(session: Located, timeline: Sequence[Located]) -> bool:
-    """True when no earlier session of the timeline was in the same place as this one.
-
-    False when this session's location is unknown (no geo, or no country). Runs in O(n); use
-    `signals_for` for many sessions.
-    """
-    geo = session.geo
-    if geo is None or _country(geo) is None:
-        return False
-    return not any(
-        item.geo is not None and _is_earlier(item, session) and same_place(geo, item.geo)
-        for item in timeline
-    )
+# --- travel --------------------------------------------------------------------------------------
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -124,7 +87,7 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(min(1.0, max(0.0, h))))
 
 
-def _travel_too_fast(previous: Located | None, session: Located, max_kmh: float) -> bool:
+def travel_too_fast(previous: Located | None, session: Located, max_kmh: float) -> bool:
     if previous is None or previous.geo is None or session.geo is None:
         return False
     a, b = previous.geo, session.geo
@@ -138,20 +101,6 @@ def _travel_too_fast(previous: Located | None, session: Located, max_kmh: float)
     return distance / hours > max_kmh
 
 
-def impossible_travel(
-    session: Located, timeline: Sequence[Located], max_kmh: float = MAX_KMH
-) -> bool:
-    """True when reaching this session from the user's previous one needed more than `max_kmh`.
-
-    The previous session is the timeline item with the greatest (created_at, id) strictly below
-    this session's (items with the same id are ignored). Only that one counts: when it has no
-    coordinates, the result is False even if an older session has some. False also when this
-    session has no coordinates or there is no previous session. Runs in O(n); use `signals_for`
-    for many sessions.
-    """
-    return _travel_too_fast(_previous(session, timeline), session, max_kmh)
-
-
 # --- many sessions at once -----------------------------------------------------------------------
 
 _Ids: TypeAlias = tuple[str] | tuple[str, str]
@@ -163,7 +112,7 @@ does)."""
 class _PlaceIndex:
     """The places seen so far, for "is there an earlier session in the same place?" in O(1).
 
-    `same_place(s, b)` is not one key equality, because the city rule applies only when both
+    "Same place" (above) is not one key equality, because the city rule applies only when both
     cities are known. For a session s of known country c it expands to:
 
     - s has a city:  b has a city and (c, city) equal, or b has no city and (c, org) equal
@@ -195,10 +144,10 @@ class _PlaceIndex:
         return any(other != id_ for other in index.get(key, ()))
 
     def add(self, item: Located) -> None:
-        country = _country(item.geo)
+        country = country_of(item.geo)
         if item.geo is None or country is None:
             return  # an unknown place is never the same place as anything
-        city, org = _text(item.geo.city), _text(item.geo.org)
+        city, org = comparable_text(item.geo.city), comparable_text(item.geo.org)
         if city is not None:
             self._put(self.by_city, (country, city), item.id)
         if org is not None:
@@ -208,10 +157,10 @@ class _PlaceIndex:
 
     def seen(self, session: Located) -> bool:
         """Whether some added item (other than the session itself) is in the same place."""
-        country = _country(session.geo)
+        country = country_of(session.geo)
         if session.geo is None or country is None:
             return False
-        city, org = _text(session.geo.city), _text(session.geo.org)
+        city, org = comparable_text(session.geo.city), comparable_text(session.geo.org)
         if city is not None:
             if self._other(self.by_city, (country, city), session.id):
                 return True
@@ -221,29 +170,29 @@ class _PlaceIndex:
 
 def signals_for(
     sessions: Sequence[Located], timeline: Sequence[Located], *, max_kmh: float = MAX_KMH
-) -> dict[str, tuple[bool, bool]]:
-    """`id -> (is_new_location, impossible_travel)` for each session, against the timeline.
+) -> dict[str, Signals]:
+    """The signals of each session, by id, against the timeline.
 
-    Same results as calling the two functions per session, in O((n + m) log(n + m)) for n
+    The signal of each session as docs/SIGNALS.md defines it, in O((n + m) log(n + m)) for n
     timeline items and m sessions: the timeline and the sessions are each sorted once by
     (created_at, id), then swept together. Before judging a session, every timeline item strictly
     earlier than it has been added to a place index (`_PlaceIndex`), and the last one added is
     its previous session (skipping items with the session's own id). Ids in `sessions` are
     expected to be unique; if one repeats, the entry sorted last (greatest created_at) wins.
     """
-    ordered = sorted(timeline, key=_key)
-    result: dict[str, tuple[bool, bool]] = {}
+    ordered = sorted(timeline, key=order_key)
+    result: dict[str, Signals] = {}
     places = _PlaceIndex()
     added = 0
-    for session in sorted(sessions, key=_key):
-        bound = _key(session)
-        while added < len(ordered) and _key(ordered[added]) < bound:
+    for session in sorted(sessions, key=order_key):
+        bound = order_key(session)
+        while added < len(ordered) and order_key(ordered[added]) < bound:
             places.add(ordered[added])
             added += 1
-        new = _country(session.geo) is not None and not places.seen(session)
+        new = country_of(session.geo) is not None and not places.seen(session)
         previous_index = added - 1
         while previous_index >= 0 and ordered[previous_index].id == session.id:
             previous_index -= 1  # only when the timeline repeats the session's own id
         previous = ordered[previous_index] if previous_index >= 0 else None
-        result[session.id] = (new, _travel_too_fast(previous, session, max_kmh))
+        result[session.id] = Signals(new, travel_too_fast(previous, session, max_kmh))
     return result

@@ -5,10 +5,17 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 EndReason = Literal["logout", "revoked", "expired"]
 END_REASONS: tuple[EndReason, ...] = ("logout", "revoked", "expired")
+
+
+# The earliest time a session may carry (Postgres keeps earlier ones, but asyncpg writes the
+# year-1 minimum as -infinity); also the origin of history cursors.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# User agents are stored, and parsed, up to this many characters.
+MAX_USER_AGENT = 1024
 
 
 def canonical_session_id(text: str) -> str | None:
@@ -63,3 +70,11 @@ class SessionRecord:
     end_reason: EndReason | None = None
     # When the session last authenticated a request (active sessions only; kept in Redis).
     last_seen_at: datetime | None = None
+
+
+class TimelineEntry(NamedTuple):
+    """One of a user's sessions, active or past, as the location signals need it."""
+
+    id: str
+    created_at: datetime
+    client_ip: str

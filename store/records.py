@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from store.errors import StorageUnavailable, outage_of
-from store.models import EndReason, SessionRecord, canonical_session_id
+from store.models import EndReason, SessionRecord, TimelineEntry, canonical_session_id
 
 log = logging.getLogger(__name__)
 
@@ -320,10 +320,8 @@ async def list_history_for_user(
     return records, len(rows) > first
 
 
-async def timeline_for_user(
-    pool: asyncpg.Pool, *, user_id: str, limit: int
-) -> list[tuple[str, datetime, str]]:
-    """(id, created_at, client_ip) of the user's most recent sessions, active or past."""
+async def timeline_for_user(pool: asyncpg.Pool, *, user_id: str, limit: int) -> list[TimelineEntry]:
+    """The user's most recent sessions, active or past, newest first."""
     rows = await _call(
         pool,
         lambda c: c.fetch(
@@ -336,7 +334,7 @@ async def timeline_for_user(
         ),
         retry=True,
     )
-    return [(str(r["id"]), r["created_at"], str(r["client_ip"])) for r in rows]
+    return [TimelineEntry(str(r["id"]), r["created_at"], str(r["client_ip"])) for r in rows]
 
 
 async def active_batches(

@@ -10,20 +10,23 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from store import records
-from store.active import ActiveSessions, Mark, TooLate
+from store.active import Mark, RedisSessions, TooLate
 from store.errors import StorageUnavailable, describe_outage, outage_of
 from store.keys import Keys
 from store.models import (
     END_REASONS,
+    EPOCH,
+    MAX_USER_AGENT,
     EndReason,
     SessionRecord,
+    TimelineEntry,
     canonical_session_id,
     to_utc_second,
     utcnow,
@@ -45,10 +48,7 @@ ACTIVITY_WAIT = 0.5
 # Seconds a reader spends finishing ends that an earlier failure left half-done.
 REPAIR_WAIT = 1.0
 MAX_USER_ID = 128
-MAX_USER_AGENT = 1024
 
-
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 # How far ahead of this machine's clock another machine's may be.
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -112,7 +112,7 @@ def _moment(name: str, value: datetime | None) -> datetime | None:
     if not isinstance(value, datetime):
         raise InvalidSession(f"{name} must be a datetime")
     moment = to_utc_second(value)
-    if moment < EARLIEST:
+    if moment < EPOCH:
         raise InvalidSession(f"{name} must not be before 1970")
     return moment
 
@@ -176,7 +176,7 @@ class SessionStore:
         self.pool = pool
         self.redis = redis
         self.keys = keys
-        self.active = ActiveSessions(redis, keys)
+        self.active = RedisSessions(redis, keys)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -258,10 +258,8 @@ class SessionStore:
         """One of the user's sessions (active or past) by id; None for anyone else's."""
         return await records.get_for_user(self.pool, user_id=user_id, session_id=session_id)
 
-    async def timeline_for_user(
-        self, *, user_id: str, limit: int
-    ) -> list[tuple[str, datetime, str]]:
-        """(id, created_at, client_ip) of the user's `limit` most recent sessions."""
+    async def timeline_for_user(self, *, user_id: str, limit: int) -> list[TimelineEntry]:
+        """The user's `limit` most recent sessions, active or past, newest first."""
         return await records.timeline_for_user(self.pool, user_id=user_id, limit=limit)
 
     async def taken_token_hashes(self, token_hashes: Sequence[str]) -> set[str]:

@@ -8,12 +8,12 @@ import time
 import pytest
 
 from sessions_rules.device import (
-    MAX_USER_AGENT_LENGTH,
     DeviceInfo,
     DeviceType,
     cache_info,
     parse_device,
 )
+from store.models import MAX_USER_AGENT
 
 CHROME_MAC = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -151,7 +151,7 @@ def test_huge_agent_is_cut_short_and_fast() -> None:
     info = parse_device(junk)
     assert time.perf_counter() - started < 1.0
     assert info.device_type == "unknown"
-    # Only the first MAX_USER_AGENT_LENGTH characters count: a real agent padded is still read.
+    # Only the first MAX_USER_AGENT characters count: a real agent padded is still read.
     padded = CHROME_PIXEL_9 + " " + "z" * 100_000
-    assert len(padded) > MAX_USER_AGENT_LENGTH
+    assert len(padded) > MAX_USER_AGENT
     assert parse_device(padded) == parse_device(CHROME_PIXEL_9)

@@ -1,4 +1,5 @@
 """Location signals (sessions_rules/signals.py, docs/SIGNALS.md): pure tests, no services.
+signals_for is checked against the one-session-at-a-time reference (tests/signals_reference.py).
 
 Run alone with `pytest --noconftest tests/test_signals.py`.
 """
@@ -14,11 +15,9 @@ from sessions_rules.signals import (
     MAX_KMH,
     Located,
     haversine_km,
-    impossible_travel,
-    is_new_location,
-    same_place,
     signals_for,
 )
+from tests.signals_reference import impossible_travel, is_new_location, same_place
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -1,0 +1,41 @@
+"""What resolvers use of the request they serve. graph/context.py's Context is the one
+implementation; resolvers name this protocol instead, so that they need nothing of GraphQL."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from loaders.geo_by_ip import GeoByIpLoader
+from store.models import SessionRecord
+from store.sessions import SessionStore
+
+T = TypeVar("T")
+
+
+class RequestScope(Protocol):
+    @property
+    def store(self) -> SessionStore: ...
+
+    @property
+    def geo(self) -> GeoByIpLoader:
+        """The request's own loader: every list of one query shares its lookup round."""
+        ...
+
+    @property
+    def now(self) -> datetime:
+        """The request's one "now", so that every field judges expiry alike."""
+        ...
+
+    def once(self, key: Hashable, start: Callable[[], Coroutine[Any, Any, T]]) -> Awaitable[T]:
+        """The result of `start()`, run once per request for each key."""
+        ...
+
+    async def postgres_read(self, read: Callable[[], Awaitable[T]]) -> T:
+        """Runs a Postgres read within the request's share of the pool."""
+        ...
+
+    async def cookie_session(self) -> SessionRecord | None:
+        """The active session of the request's cookie, or None."""
+        ...
