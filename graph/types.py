@@ -16,11 +16,21 @@ from resolvers import history, me, revoke, sessions
 from resolvers.history import DEFAULT_PAGE
 from sessions_geo.model import GeoInfo
 from sessions_rules import device
-from sessions_rules.signals import Signals
+from sessions_rules.signals import MAX_KMH, Signals
 from store.errors import StorageUnavailable
 from store.models import SessionRecord
 
 GEO_DESCRIPTION = "Where clientIp is; null for private, unknown or not yet located addresses."
+NEW_LOCATION_DESCRIPTION = (
+    "True when no earlier session of this user was in the same place (docs/SIGNALS.md); false "
+    "when this session's place is unknown. Null, with an UNAVAILABLE error, while the session "
+    "history cannot be read."
+)
+IMPOSSIBLE_TRAVEL_DESCRIPTION = (
+    "True when reaching this session's place from the user's previous session's needed more "
+    f"than {MAX_KMH:g} km/h (docs/SIGNALS.md). Null, with an UNAVAILABLE error, while the "
+    "session history cannot be read."
+)
 
 T = TypeVar("T")
 
@@ -122,19 +132,11 @@ class Session:
             signals=found.signals_unavailable or found.signals.get(record.id, _UNSELECTED),
         )
 
-    @strawberry.field(
-        description="True when no earlier session of this user was in the same place "
-        "(docs/SIGNALS.md); false when this session's place is unknown. Null, with an "
-        "UNAVAILABLE error, while the session history cannot be read."
-    )
+    @strawberry.field(description=NEW_LOCATION_DESCRIPTION)
     def is_new_location(self) -> bool | None:
         return self._signals().is_new_location
 
-    @strawberry.field(
-        description="True when reaching this session's place from the user's previous session's "
-        "needed more than 900 km/h (docs/SIGNALS.md). Null, with an UNAVAILABLE error, while "
-        "the session history cannot be read."
-    )
+    @strawberry.field(description=IMPOSSIBLE_TRAVEL_DESCRIPTION)
     def impossible_travel(self) -> bool | None:
         return self._signals().impossible_travel
 
