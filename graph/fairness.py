@@ -50,10 +50,6 @@ class RequestsInFlight:
     def held(self, user_id: str) -> int:
         return self._counts.get(user_id, 0)
 
-    def __len__(self) -> int:
-        """How many users have a request in flight."""
-        return len(self._counts)
-
 
 # One per process: requests of every app instance in it share it (one in production).
 IN_FLIGHT = RequestsInFlight()

@@ -7,22 +7,19 @@ import binascii
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from loaders.geo_by_ip import Locations, Reservation
 from resolvers.errors import BadUserInput
 from resolvers.geo import with_geo
 from resolvers.scope import RequestScope
-from store.models import EPOCH, SessionRecord
+from store.models import EPOCH, HistoryRows, PagePosition, SessionRecord
 
 # Page sizes, for GraphQL's `first` and REST's `?limit=` alike.
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
 
 _MICROSECOND = timedelta(microseconds=1)
-
-Position = tuple[datetime, str]
-"""(created_at, id) of the row a page starts after."""
 
 
 def encode_cursor(record: SessionRecord) -> str:
@@ -32,14 +29,14 @@ def encode_cursor(record: SessionRecord) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> Position:
+def decode_cursor(cursor: str) -> PagePosition:
     """The (created_at, id) a cursor points after; BAD_USER_INPUT for anything we did not make."""
     try:
         if len(cursor) > 100:
             raise ValueError("too long")
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         micros, session_id = raw.split(":", 1)
-        return EPOCH + int(micros) * _MICROSECOND, str(uuid.UUID(session_id))
+        return PagePosition(EPOCH + int(micros) * _MICROSECOND, str(uuid.UUID(session_id)))
     except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError, OSError):
         raise BadUserInput("`after` is not a cursor this API gave out.") from None
 
@@ -71,10 +68,10 @@ async def _load(
     reservation: Reservation,
     user_id: str,
     first: int,
-    position: Position | None,
+    position: PagePosition | None,
     want_geo: bool,
 ) -> HistoryPage:
-    def fetch() -> Awaitable[tuple[list[SessionRecord], bool]]:
+    def fetch() -> Awaitable[HistoryRows]:
         return scope.once(
             ("history-rows", user_id, first, position),
             lambda: scope.postgres_read(
@@ -84,7 +81,7 @@ async def _load(
             ),
         )
 
-    (records, has_next), located = await with_geo(
-        reservation, fetch, lambda page: [r.client_ip for r in page[0]] if want_geo else []
+    rows, located = await with_geo(
+        reservation, fetch, lambda rows: [r.client_ip for r in rows.records] if want_geo else []
     )
-    return HistoryPage(records, has_next, located)
+    return HistoryPage(rows.records, rows.has_next, located)

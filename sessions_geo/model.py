@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 # Longer than any real city, region or network name; bounds what one IP can put in a page.
 MAX_TEXT = 200
@@ -83,13 +83,13 @@ class GeoInfo:
     is_hosting: bool | None = None
 
     @classmethod
-    def from_untrusted(cls, values: Mapping[str, object]) -> tuple[GeoInfo, list[str]]:
+    def from_untrusted(cls, values: Mapping[str, object]) -> Checked:
         """A GeoInfo from a provider's values, keyed by field name, and the names of the fields
         whose value was refused (of the wrong type or out of range; those are unknown). A value
         that is missing, None or blank is simply unknown, not refused."""
         checked = {name: check(values.get(name)) for name, check in _CHECKS.items()}
         refused = [n for n, v in checked.items() if v is None and _given(values.get(n))]
-        return cls(**checked), refused
+        return Checked(cls(**checked), refused)
 
     def is_empty(self) -> bool:
         return all(getattr(self, f.name) is None for f in fields(self))
@@ -124,3 +124,10 @@ class GeoInfo:
 
 def _given(value: object) -> bool:
     return value is not None and not (isinstance(value, str) and not value.strip())
+
+
+class Checked(NamedTuple):
+    """A provider's answer for one IP, checked: what is usable, and the fields refused."""
+
+    info: GeoInfo
+    refused: list[str]

@@ -78,7 +78,7 @@ class OfflineProvider:
                 if isinstance(country_node, dict):
                     code = country_node.get("iso_code")
                     # Preferred to geoip2fast's, when it is a usable code.
-                    if GeoInfo.from_untrusted({"country_code": code})[0].country_code:
+                    if GeoInfo.from_untrusted({"country_code": code}).info.country_code:
                         values["country_code"] = code
         # The same checks as ip-api's answers: a City file is data from outside too.
         info, _refused = GeoInfo.from_untrusted(values)

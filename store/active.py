@@ -20,7 +20,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -218,6 +218,11 @@ def _pairs(flat: Sequence[Any]) -> dict[Any, Any]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
+class States(NamedTuple):
+    missing: set[str]  # token hashes with no HASH
+    marked: dict[str, Mark]  # token hash -> its mark, for HASHes marked ended
+
+
 class RedisSessions:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self._redis = redis
@@ -271,7 +276,7 @@ class RedisSessions:
         records.sort(key=lambda r: (r.created_at, r.id), reverse=True)
         return records
 
-    async def states(self, *, token_hashes: Sequence[str]) -> tuple[set[str], dict[str, Mark]]:
+    async def states(self, *, token_hashes: Sequence[str]) -> States:
         """Which of these sessions Redis lacks (no HASH), and which it holds marked ended."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for token_hash in token_hashes:
@@ -284,7 +289,7 @@ class RedisSessions:
                 missing.add(token_hash)
             elif (mark := _read_mark(token_hash, data)) is not None:
                 marked[token_hash] = mark
-        return missing, marked
+        return States(missing, marked)
 
     # -- writing (each one script per session, guarded by a deadline) -------------------------
 

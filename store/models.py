@@ -78,3 +78,17 @@ class TimelineEntry(NamedTuple):
     id: str
     created_at: datetime
     client_ip: str
+
+
+class PagePosition(NamedTuple):
+    """Where a history page starts: after the session with this (created_at, id)."""
+
+    created_at: datetime
+    id: str
+
+
+class HistoryRows(NamedTuple):
+    """One page of a user's history, and whether another page follows."""
+
+    records: list[SessionRecord]
+    has_next: bool

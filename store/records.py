@@ -23,7 +23,14 @@ from typing import Any, TypeVar
 import asyncpg
 
 from store.errors import StorageUnavailable, outage_of
-from store.models import EndReason, SessionRecord, TimelineEntry, canonical_session_id
+from store.models import (
+    EndReason,
+    HistoryRows,
+    PagePosition,
+    SessionRecord,
+    TimelineEntry,
+    canonical_session_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -293,8 +300,8 @@ async def list_history_for_user(
     user_id: str,
     now: datetime,
     first: int,
-    after: tuple[datetime, str] | None = None,
-) -> tuple[list[SessionRecord], bool]:
+    after: PagePosition | None = None,
+) -> HistoryRows:
     """The user's sessions that have ended or expired, newest first (created_at, then id).
 
     An expired session that nobody ended reads as ended at its expires_at, reason 'expired'.
@@ -304,7 +311,7 @@ async def list_history_for_user(
     keyset = ""
     if after is not None:
         keyset = "AND (created_at, id) < ($4, $5)"
-        args += [after[0], uuid.UUID(after[1])]
+        args += [after.created_at, uuid.UUID(after.id)]
     query = f"""SELECT id, user_id, token_hash, token_suffix, created_at, expires_at,
                    COALESCE(ended_at, expires_at) AS ended_at,
                    COALESCE(end_reason, 'expired') AS end_reason,
@@ -317,7 +324,7 @@ async def list_history_for_user(
              LIMIT $3"""  # noqa: S608 (keyset is one of two constant strings)
     rows = await _call(pool, lambda c: c.fetch(query, *args), retry=True)
     records = [_record(r) for r in rows[:first]]
-    return records, len(rows) > first
+    return HistoryRows(records, has_next=len(rows) > first)
 
 
 async def timeline_for_user(pool: asyncpg.Pool, *, user_id: str, limit: int) -> list[TimelineEntry]:

@@ -25,6 +25,8 @@ from store.models import (
     EPOCH,
     MAX_USER_AGENT,
     EndReason,
+    HistoryRows,
+    PagePosition,
     SessionRecord,
     TimelineEntry,
     canonical_session_id,
@@ -247,9 +249,9 @@ class SessionStore:
         *,
         user_id: str,
         first: int,
-        after: tuple[datetime, str] | None = None,
+        after: PagePosition | None = None,
         now: datetime | None = None,
-    ) -> tuple[list[SessionRecord], bool]:
+    ) -> HistoryRows:
         return await records.list_history_for_user(
             self.pool, user_id=user_id, now=now or utcnow(), first=first, after=after
         )
