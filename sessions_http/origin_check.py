@@ -1,8 +1,9 @@
 """Cross-site request forgery guard for cookie-authenticated state changes.
 
 Browsers send `Origin` with every cross-site POST and DELETE. A request with an unsafe method
-whose Origin is neither this service's own nor in ALLOWED_ORIGINS is refused with 403 before it
-reaches any handler. So is one with no Origin that the browser marks `Sec-Fetch-Site: cross-site`.
+whose Origin is neither this service's own nor in ALLOWED_ORIGINS is refused with 403
+(`forbidden_origin`, in the path's error shape: see responses.py) before it reaches any handler.
+So is one with no Origin that the browser marks `Sec-Fetch-Site: cross-site`.
 Requests without either header come from non-browser clients, which cannot be forged this way.
 """
 

@@ -1,5 +1,6 @@
 """How this service answers an HTTP-level error, and the `Cache-Control: no-store` header that
-every answer carries (each is about one user's sessions, or about one request).
+every answer carries (each is about one user's sessions, one request or the service right now:
+nothing a cache may keep).
 
 An HTTP-level error is one a request meets instead of a GraphQL execution: a refused origin, an
 unknown path or method, a body that cannot be read, a timeout, any REST error. Its body has one
