@@ -1,11 +1,14 @@
-"""The Starlette app: GraphQL (+ GraphiQL), the v1 REST route, health, static files."""
+"""The Starlette app: GraphQL (+ GraphiQL), the v1 REST routes, health, metrics, static files.
+
+Read top to bottom: the app, then what it is made of (routes, middleware, the lifespan that
+opens its resources, the handlers that answer what a route raised)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import resources as package_files
 
 from starlette.applications import Starlette
@@ -13,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -24,16 +27,68 @@ from sessions_http.graphql_endpoint import graphql_endpoint
 from sessions_http.metrics import CLIENT_CLOSED_REQUEST, RequestMetrics, metrics_endpoint
 from sessions_http.origin_check import OriginCheck
 from sessions_http.request_timeout import RequestTimeout
+from sessions_http.responses import GRAPHQL_PATH, HttpError, answer_error, error_response
 from sessions_rules import device
 
 log = logging.getLogger(__name__)
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
-
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
+    routes = _routes()
+    app = Starlette(
+        routes=routes,
+        lifespan=_lifespan(settings),
+        exception_handlers={
+            HttpError: answer_error,
+            HTTPException: answer_error,
+            ClientDisconnect: _client_gone,
+            Exception: _unexpected,
+        },
+        middleware=_middleware(settings, routes),
+    )
+    # No redirect from `/path/` to `/path`: a client following it would repeat the method, and
+    # `DELETE /v1/users/me/sessions/` (an empty id) would become "revoke all others".
+    app.router.redirect_slashes = False
+    return app
 
+
+def _routes() -> list[BaseRoute]:
+    static = StaticFiles(directory=str(package_files.files("sessions_http") / "static"))
+    return [
+        Route(GRAPHQL_PATH, graphql_endpoint, methods=["GET", "POST"]),
+        Route("/v1/users/me/sessions", rest.sessions_collection, methods=["GET", "DELETE"]),
+        Route("/v1/users/me/sessions/{session_id}", rest.revoke_session, methods=["DELETE"]),
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Mount("/static", app=static, name="static"),
+    ]
+
+
+def _middleware(settings: Settings, routes: list[BaseRoute]) -> list[Middleware]:
+    """Outermost first."""
+    return [
+        # Counts every answer, including the refusals of those below.
+        Middleware(RequestMetrics, routes=routes),
+        # The whole request, past every storage bound: 503 rather than a hang.
+        Middleware(RequestTimeout, seconds=settings.request_timeout),
+        # Answers CORS preflights for the allowed origins.
+        Middleware(
+            CORSMiddleware,
+            allow_origins=settings.allowed_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["content-type", "accept"],
+            max_age=600,
+        ),
+        Middleware(OriginCheck, allowed_origins=settings.allowed_origins),
+    ]
+
+
+def _lifespan(
+    settings: Settings,
+) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # The user-agent rules compile on first use; do it before taking traffic.
@@ -47,67 +102,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
             yield
 
-    async def http_error(request: Request, exc: Exception) -> Response:
-        # Unknown paths (404) and methods (405): JSON like every other error, never cached.
-        assert isinstance(exc, HTTPException)
-        return JSONResponse(
-            {"error": {"code": _HTTP_CODES.get(exc.status_code, "error"), "message": exc.detail}},
-            status_code=exc.status_code,
-            headers={**(exc.headers or {}), "Cache-Control": "no-store"},
-        )
+    return lifespan
 
-    async def client_gone(request: Request, exc: Exception) -> Response:
-        # The client went away before its request was complete (a body cut short): its
-        # mistake, not our failure, and anyone can repeat it, so no error line. Nobody reads
-        # this answer; /metrics counts its status.
-        log.debug("%s %s: the client disconnected mid-request", request.method, request.url.path)
-        return Response(status_code=CLIENT_CLOSED_REQUEST)
 
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        # A bug outside GraphQL execution (storage failures inside it are answered there).
-        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-        return JSONResponse(
-            {"error": {"code": "internal", "message": "The request could not be completed."}},
-            status_code=500,
-            headers={"Cache-Control": "no-store"},
-        )
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # The client went away before its request was complete (a body cut short): its mistake,
+    # not our failure, and anyone can repeat it, so no error line. Nobody reads this answer;
+    # /metrics counts its status.
+    log.debug("%s %s: the client disconnected mid-request", request.method, request.url.path)
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
 
-    static = StaticFiles(directory=str(package_files.files("sessions_http") / "static"))
-    routes: list[BaseRoute] = [
-        Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
-        Route("/v1/users/me/sessions", rest.sessions_collection, methods=["GET", "DELETE"]),
-        Route("/v1/users/me/sessions/{session_id}", rest.revoke_session, methods=["DELETE"]),
-        Route("/healthz", health.healthz, methods=["GET"]),
-        Route("/readyz", health.readyz, methods=["GET"]),
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
-        Mount("/static", app=static, name="static"),
-    ]
-    app = Starlette(
-        routes=routes,
-        lifespan=lifespan,
-        exception_handlers={
-            HTTPException: http_error,
-            ClientDisconnect: client_gone,
-            Exception: unexpected,
-        },
-        middleware=[
-            # Outermost: counts every answer, including the refusals of those below.
-            Middleware(RequestMetrics, routes=routes),
-            # The whole request, past every storage bound: 503 rather than a hang.
-            Middleware(RequestTimeout, seconds=settings.request_timeout),
-            # Answers CORS preflights for the allowed origins.
-            Middleware(
-                CORSMiddleware,
-                allow_origins=settings.allowed_origins,
-                allow_credentials=True,
-                allow_methods=["GET", "POST", "DELETE"],
-                allow_headers=["content-type", "accept"],
-                max_age=600,
-            ),
-            Middleware(OriginCheck, allowed_origins=settings.allowed_origins),
-        ],
-    )
-    # No redirect from `/path/` to `/path`: a client following it would repeat the method, and
-    # `DELETE /v1/users/me/sessions/` (an empty id) would become "revoke all others".
-    app.router.redirect_slashes = False
-    return app
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # A bug outside GraphQL execution (storage failures inside it are answered there).
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    message = "The request could not be completed."
+    return error_response(request.scope["path"], 500, "internal", message)

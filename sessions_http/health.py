@@ -11,13 +11,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from sessions_config.resources import Resources
+from sessions_http.responses import NO_STORE
 from store import active, records
 
 log = logging.getLogger(__name__)
 
 
 async def healthz(request: Request) -> JSONResponse:
-    return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
+    return JSONResponse({"status": "ok"}, headers=NO_STORE)
 
 
 async def readyz(request: Request) -> JSONResponse:
@@ -33,7 +34,7 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse(
         {"status": "ready" if ready else "unavailable", **report},
         status_code=200 if ready else 503,
-        headers={"Cache-Control": "no-store"},
+        headers=NO_STORE,
     )
 
 

@@ -29,6 +29,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sessions_http.asgi import HttpMiddleware
+from sessions_http.responses import NO_STORE
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 REQUESTS = Counter(
@@ -53,18 +56,15 @@ UNMATCHED = "unmatched"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-class RequestMetrics:
+class RequestMetrics(HttpMiddleware):
     """Counts and times every HTTP request. Outermost, so refusals by other middleware (CORS,
     the origin check) and our own failures (500) are counted too."""
 
     def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
-        self.app = app
+        super().__init__(app)
         self.routes = routes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         # Before the app runs: a Mount rewrites the scope's paths as it hands the request on.
         route = self._route(scope)
@@ -104,5 +104,5 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(
         generate_latest(_registry()),
         media_type=CONTENT_TYPE_PLAIN_0_0_4,
-        headers={"Cache-Control": "no-store"},
+        headers=NO_STORE,
     )

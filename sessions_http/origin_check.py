@@ -1,14 +1,14 @@
 """Cross-site request forgery guard for cookie-authenticated state changes.
 
 Browsers send `Origin` with every cross-site POST and DELETE. A request with an unsafe method
-whose Origin is neither this service's own nor in ALLOWED_ORIGINS is refused with 403 before it
-reaches any handler. So is one with no Origin that the browser marks `Sec-Fetch-Site: cross-site`.
+whose Origin is neither this service's own nor in ALLOWED_ORIGINS is refused with 403
+(`forbidden_origin`, in the path's error shape: see responses.py) before it reaches any handler.
+So is one with no Origin that the browser marks `Sec-Fetch-Site: cross-site`.
 Requests without either header come from non-browser clients, which cannot be forged this way.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -16,9 +16,13 @@ from urllib.parse import urlsplit
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sessions_http.asgi import HttpMiddleware
+from sessions_http.responses import error_response
+
 log = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+REFUSAL = "Requests that change state are only accepted from the portal's own pages."
 
 
 def _web_netloc(origin: str) -> str | None:
@@ -30,9 +34,9 @@ def _web_netloc(origin: str) -> str | None:
     return parts.netloc.lower() if parts.scheme in ("http", "https") else None
 
 
-class OriginCheck:
+class OriginCheck(HttpMiddleware):
     def __init__(self, app: ASGIApp, allowed_origins: Iterable[str]) -> None:
-        self.app = app
+        super().__init__(app)
         self.allowed = {o.lower().rstrip("/") for o in allowed_origins}
 
     def refused(self, method: str, headers: Headers) -> str | None:
@@ -55,31 +59,11 @@ class OriginCheck:
             return None
         return f"Origin {origin[:100]!r} is not allowed"
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            reason = self.refused(scope["method"], Headers(scope=scope))
-            if reason is not None:
-                log.warning("refused %s %s: %s", scope["method"], scope["path"], reason)
-                body = json.dumps(
-                    {
-                        "error": {
-                            "code": "forbidden_origin",
-                            "message": "Requests that change state are only accepted from "
-                            "the portal's own pages.",
-                        }
-                    }
-                ).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 403,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"cache-control", b"no-store"),
-                            (b"content-length", str(len(body)).encode()),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        reason = self.refused(scope["method"], Headers(scope=scope))
+        if reason is None:
+            await self.app(scope, receive, send)
+            return
+        log.warning("refused %s %s: %s", scope["method"], scope["path"], reason)
+        refusal = error_response(scope["path"], 403, "forbidden_origin", REFUSAL)
+        await refusal(scope, receive, send)

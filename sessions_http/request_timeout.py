@@ -2,8 +2,7 @@
 
 Each storage call has bounds of its own, but a request may make several in a row: this is the
 backstop. When it runs out before the answer has started, the request's work is cancelled and
-the client gets 503 in the route's own error shape: `{"errors": [...]}` with the code
-UNAVAILABLE on /graphql, `{"error": {"code": "unavailable", ...}}` elsewhere.
+the client gets 503 (`unavailable`, in the path's error shape: see responses.py).
 
 Unless the time ran out while the app was waiting for the client's own body: then the client is
 too slow, not we. It gets 408 (`request_timeout`), logged at debug level only, so that slow
@@ -15,27 +14,23 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sessions_http.graphql_endpoint import NO_STORE
-from sessions_http.rest import error_response
+from sessions_http.asgi import HttpMiddleware
+from sessions_http.responses import UNAVAILABLE, error_response
 
 log = logging.getLogger(__name__)
 
-MESSAGE = "This cannot be done right now; try again shortly."
 SLOW_BODY = "The request body did not arrive in time."
 
 
-class RequestTimeout:
+class RequestTimeout(HttpMiddleware):
     def __init__(self, app: ASGIApp, *, seconds: float) -> None:
-        self.app = app
+        super().__init__(app)
         self.seconds = seconds
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         deadline = asyncio.timeout(self.seconds)
         answering = False
         reading_body = False
@@ -62,35 +57,20 @@ class RequestTimeout:
         except TimeoutError:
             if answering or not deadline.expired():
                 raise  # not ours: a TimeoutError of the app's own
-            if reading_body:
-                log.debug("%s %s: body not received in time", scope["method"], scope["path"])
-                await _slow_body(scope["path"])(scope, receive, send)
-                return
-            log.warning(
-                "%s %s: no answer within REQUEST_TIMEOUT (%g s); answered 503",
-                scope["method"],
-                scope["path"],
-                self.seconds,
+            answer = self._timed_out(scope, reading_body=reading_body)
+            await answer(scope, receive, send)
+
+    def _timed_out(self, scope: Scope, *, reading_body: bool) -> Response:
+        if reading_body:
+            log.debug("%s %s: body not received in time", scope["method"], scope["path"])
+            # The rest of the body may still come: the connection cannot serve another request.
+            return error_response(
+                scope["path"], 408, "request_timeout", SLOW_BODY, {"Connection": "close"}
             )
-            await _unavailable(scope["path"])(scope, receive, send)
-
-
-def _unavailable(path: str) -> JSONResponse:
-    if path == "/graphql":
-        return JSONResponse(
-            {"errors": [{"message": MESSAGE, "extensions": {"code": "UNAVAILABLE"}}]},
-            status_code=503,
-            headers=NO_STORE,
+        log.warning(
+            "%s %s: no answer within REQUEST_TIMEOUT (%g s); answered 503",
+            scope["method"],
+            scope["path"],
+            self.seconds,
         )
-    return error_response(503, "unavailable", MESSAGE)
-
-
-def _slow_body(path: str) -> JSONResponse:
-    # The rest of the body may still come: the connection cannot be used for another request.
-    if path == "/graphql":
-        return JSONResponse(
-            {"errors": [{"message": SLOW_BODY}]},
-            status_code=408,
-            headers={**NO_STORE, "Connection": "close"},
-        )
-    return error_response(408, "request_timeout", SLOW_BODY, {"Connection": "close"})
+        return error_response(scope["path"], 503, "unavailable", UNAVAILABLE)

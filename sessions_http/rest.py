@@ -4,24 +4,24 @@ GET /v1/users/me/sessions: the documented v1 JSON. The document's aliases alread
 keys (snake_case), so the shim only flattens the history connection.
 DELETE /v1/users/me/sessions/{id}: revokes one session. DELETE /v1/users/me/sessions: revokes all
 but the current one. Nothing here reads storage: it all goes through the schema.
+
+Errors are raised as `HttpError`, which the app's handler answers as
+`{"error": {"code", "message"}}` with `Cache-Control: no-store` (see responses.py).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from strawberry.types.graphql import OperationType
 
 from graph.execution import execute, first_code, retry_after
-from sessions_http.graphql_endpoint import COOKIE, NO_STORE
-
-log = logging.getLogger(__name__)
-
-HISTORY_LIMIT = 50
-MAX_HISTORY_LIMIT = 200
+from resolvers.history import DEFAULT_PAGE, MAX_PAGE
+from sessions_http.graphql_endpoint import COOKIE
+from sessions_http.responses import NO_STORE, UNAVAILABLE, HttpError
 
 _GEO = """
   city
@@ -83,25 +83,14 @@ _STATUS = {
 }
 
 
-def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    """The one error shape of the REST routes: {"error": {"code", "message"}}."""
-    return JSONResponse(
-        {"error": {"code": code, "message": message}},
-        status_code=status,
-        headers={**NO_STORE, **(headers or {})},
-    )
-
-
 async def _run(
     request: Request,
     document: str,
     variables: dict[str, Any] | None = None,
     *,
     mutation: bool = False,
-) -> dict[str, Any] | JSONResponse:
-    """Runs a document for this request: its data, or the REST error response for its errors."""
+) -> dict[str, Any]:
+    """Runs a document for this request: its data. Its errors raise the REST error for them."""
     result = await execute(
         request.app.state.resources,
         query=document,
@@ -110,38 +99,32 @@ async def _run(
         allowed=(OperationType.MUTATION,) if mutation else (OperationType.QUERY,),
     )
     if result.errors or not result.data:
-        error = result.errors[0] if result.errors else None
-        status, code = _STATUS.get(first_code(result.errors) or "", (503, "unavailable"))
-        if status == 503 or error is None:
-            # The schema already logged the cause; the client learns it was not its fault.
-            return error_response(503, code, "This cannot be done right now; try again shortly.")
-        wait = retry_after(result.errors)
-        headers = {"Retry-After": str(wait)} if wait is not None else None
-        return error_response(status, code, error.message, headers=headers)
+        raise _rest_error(result.errors)
     return result.data
 
 
-def _history_limit(request: Request) -> int | JSONResponse:
+def _rest_error(errors: list[GraphQLError] | None) -> HttpError:
+    status, code = _STATUS.get(first_code(errors) or "", (503, "unavailable"))
+    if status == 503 or not errors:
+        # The schema already logged the cause; the client learns it was not its fault.
+        return HttpError(503, "unavailable", UNAVAILABLE)
+    wait = retry_after(errors)
+    headers = {"Retry-After": str(wait)} if wait is not None else None
+    return HttpError(status, code, errors[0].message, headers)
+
+
+def _history_limit(request: Request) -> int:
     raw = request.query_params.get("limit")
     if raw is None:
-        return HISTORY_LIMIT
+        return DEFAULT_PAGE
     # ASCII digits only, and few of them: int() refuses digits like "²" and over 4300 digits.
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not (
-        0 <= int(raw) <= MAX_HISTORY_LIMIT
-    ):
-        return error_response(
-            400, "bad_request", f"limit must be a whole number from 0 to {MAX_HISTORY_LIMIT}."
-        )
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not (0 <= int(raw) <= MAX_PAGE):
+        raise HttpError(400, "bad_request", f"limit must be a whole number from 0 to {MAX_PAGE}.")
     return int(raw)
 
 
 async def list_sessions(request: Request) -> JSONResponse:
-    limit = _history_limit(request)
-    if isinstance(limit, JSONResponse):
-        return limit
-    data = await _run(request, SESSIONS_DOCUMENT, {"historyLimit": limit})
-    if isinstance(data, JSONResponse):
-        return data
+    data = await _run(request, SESSIONS_DOCUMENT, {"historyLimit": _history_limit(request)})
     me = data["me"]
     body = {
         "sessions": me["sessions"],
@@ -151,18 +134,12 @@ async def list_sessions(request: Request) -> JSONResponse:
 
 
 async def revoke_session(request: Request) -> Response:
-    data = await _run(
-        request, REVOKE_DOCUMENT, {"id": request.path_params["session_id"]}, mutation=True
-    )
-    if isinstance(data, JSONResponse):
-        return data
+    await _run(request, REVOKE_DOCUMENT, {"id": request.path_params["session_id"]}, mutation=True)
     return Response(status_code=204, headers=NO_STORE)
 
 
 async def revoke_other_sessions(request: Request) -> JSONResponse:
     data = await _run(request, REVOKE_OTHERS_DOCUMENT, mutation=True)
-    if isinstance(data, JSONResponse):
-        return data
     return JSONResponse({"count": data["revokeOtherSessions"]}, headers=NO_STORE)
 
 

@@ -11,16 +11,16 @@ uvicorn's fastest) with three checks, made while the head arrives:
 - bytes the parser holds without completing anything (an endless header): past the header
   budget, 431. This is what keeps memory bounded.
 
-A refused request never reaches the app. It gets a JSON error and `Connection: close`; then the
-connection is half-closed, and what the client still sends is read and dropped for a moment, so
-that the client reads the answer rather than a reset.
+A refused request never reaches the app. It gets a JSON error (`uri_too_long` or
+`headers_too_large`, built by responses.py) and `Connection: close`; then the connection is
+half-closed, and what the client still sends is read and dropped for a moment, so that the
+client reads the answer rather than a reset.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +32,7 @@ from uvicorn.server import ServerState
 
 from sessions_config.settings import Settings, get_settings
 from sessions_http.metrics import METHODS, REQUESTS, UNMATCHED
+from sessions_http.responses import error_response
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +124,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._reported = True
-        self._in_head = False
+        self._reported, self._in_head = True, False
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -132,8 +132,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_body(body)
 
     def on_message_complete(self) -> None:
-        self._reported = True
-        self._in_head = True
+        self._reported, self._in_head = True, True
         super().on_message_complete()
 
     def _stop(self, status: int) -> None:
@@ -191,19 +190,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         method = self._method()
         REQUESTS.labels(method if method in METHODS else "other", UNMATCHED, str(status)).inc()
-        body = json.dumps({"error": {"code": code, "message": message}}).encode()
+        # The path is not known yet (a 414 may stop in its middle): the shape of every path but
+        # /graphql.
+        answer = error_response(None, status, code, message, {"Connection": "close"})
         lines = [STATUS_LINE[status]]
         lines += [
-            name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers
+            name + b": " + value + b"\r\n"
+            for name, value in [*self.server_state.default_headers, *answer.raw_headers]
         ]
-        lines += [
-            b"content-type: application/json\r\n",
-            b"content-length: %d\r\n" % len(body),
-            b"cache-control: no-store\r\n",
-            b"connection: close\r\n",
-            b"\r\n",
-            body,
-        ]
+        lines += [b"\r\n", bytes(answer.body)]
         self.transport.write(b"".join(lines))
         if self.transport.can_write_eof():
             self.transport.write_eof()

@@ -18,6 +18,7 @@ from sessions_config.settings import Settings
 from store.models import utcnow
 from store.sessions import Created
 from tests.conftest import Users
+from tests.http_errors import assert_graphql_http_error, assert_rest_error
 from tests.servers import serve
 
 PORTAL = "https://portal.example"
@@ -79,6 +80,7 @@ async def still_active(client: httpx.AsyncClient, current: Created, other: Creat
 async def revoked(client: httpx.AsyncClient, other: Created) -> None:
     response = await client.get(ROUTE, headers=cookie(other.token))
     assert response.status_code == 401, response.text
+    assert_rest_error(response, 401, "unauthenticated")
 
 
 def mutation_body(mutation: str, other: Created) -> dict[str, Any]:
@@ -88,9 +90,15 @@ def mutation_body(mutation: str, other: Created) -> dict[str, Any]:
 
 
 def assert_forbidden_origin(response: httpx.Response) -> None:
+    """403 in the path's own error shape: GraphQL's on /graphql, REST's elsewhere."""
     assert response.status_code == 403, response.text
     assert response.headers["content-type"].startswith("application/json")
-    assert response.json()["error"]["code"] == "forbidden_origin"
+    if response.request.url.path == "/graphql":
+        assert response.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN_ORIGIN"
+        assert_graphql_http_error(response, 403, "FORBIDDEN_ORIGIN")
+    else:
+        assert response.json()["error"]["code"] == "forbidden_origin"
+        assert_rest_error(response, 403, "forbidden_origin")
 
 
 # -- refused --------------------------------------------------------------------------------------
@@ -225,6 +233,7 @@ async def test_simple_request_bodies_cannot_carry_a_mutation(
     assert not request.headers["content-type"].startswith("application/json")
     response = await portal.send(request)
     assert response.status_code == 415, response.text
+    assert_graphql_http_error(response, 415, "UNSUPPORTED_MEDIA_TYPE")
     await still_active(portal, current, other)
 
 
@@ -240,6 +249,7 @@ async def test_a_mutation_over_get_is_refused_with_405(
         )
         assert response.status_code == 405, response.text
         assert "POST" in response.headers["allow"]
+        assert_graphql_http_error(response, 405, "METHOD_NOT_ALLOWED")
     await still_active(portal, current, other)
 
 

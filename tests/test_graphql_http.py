@@ -14,6 +14,8 @@ import pytest
 
 from graph.schema import MAX_ALIASES
 from sessions_config.settings import Settings
+from sessions_http.app import create_app
+from tests.http_errors import assert_graphql_http_error, assert_rest_error
 from tests.servers import serve
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -71,6 +73,7 @@ async def test_no_accept_header_gets_json(client: httpx.AsyncClient) -> None:
 async def test_unacceptable_media_type_is_406(client: httpx.AsyncClient) -> None:
     response = await post(client, {"query": ME}, accept="text/csv")
     assert response.status_code == 406
+    assert_graphql_http_error(response, 406, "NOT_ACCEPTABLE")
 
 
 # -- requests that cannot be executed ---------------------------------------------------------
@@ -109,6 +112,7 @@ async def test_post_body_that_is_not_json_is_415(
         headers={"content-type": content_type, "accept": GRAPHQL_RESPONSE},
     )
     assert response.status_code == 415
+    assert_graphql_http_error(response, 415, "UNSUPPORTED_MEDIA_TYPE")
 
 
 async def test_post_without_content_type_is_415(client: httpx.AsyncClient) -> None:
@@ -116,6 +120,7 @@ async def test_post_without_content_type_is_415(client: httpx.AsyncClient) -> No
     assert "content-type" not in request.headers
     response = await client.send(request)
     assert response.status_code == 415
+    assert_graphql_http_error(response, 415, "UNSUPPORTED_MEDIA_TYPE")
 
 
 @pytest.mark.parametrize(
@@ -141,6 +146,7 @@ async def test_malformed_request_is_400(client: httpx.AsyncClient, raw: bytes) -
     )
     assert response.status_code == 400
     assert response.json()["errors"]
+    assert_graphql_http_error(response, 400, "BAD_REQUEST")
 
 
 async def test_variables_of_the_wrong_type_are_400(client: httpx.AsyncClient) -> None:
@@ -159,6 +165,7 @@ async def test_body_over_64_kib_is_413(client: httpx.AsyncClient) -> None:
     body = {"query": ME, "padding": "x" * (64 * 1024)}
     response = await post(client, body)
     assert response.status_code == 413
+    assert_graphql_http_error(response, 413, "PAYLOAD_TOO_LARGE")
     await assert_still_serving(client)
 
 
@@ -343,6 +350,7 @@ async def test_get_without_query_and_without_html_accept_is_400(
 ) -> None:
     response = await client.get("/graphql", headers={"accept": GRAPHQL_RESPONSE})
     assert response.status_code == 400
+    assert "query" in assert_graphql_http_error(response, 400, "BAD_REQUEST")
 
 
 @pytest.mark.parametrize(
@@ -378,6 +386,7 @@ async def test_get_with_a_mutation_is_405(client: httpx.AsyncClient) -> None:
     assert response.status_code == 405
     assert "POST" in response.headers["allow"]
     assert response.headers["cache-control"] == "no-store"
+    assert_graphql_http_error(response, 405, "METHOD_NOT_ALLOWED")
 
 
 async def test_get_with_named_operation(client: httpx.AsyncClient) -> None:
@@ -390,6 +399,43 @@ async def test_get_with_named_operation(client: httpx.AsyncClient) -> None:
 async def test_put_is_405(client: httpx.AsyncClient) -> None:
     response = await client.put("/graphql", json={"query": ME})
     assert response.status_code == 405
+    assert_graphql_http_error(response, 405, "METHOD_NOT_ALLOWED")
+
+
+def allowed_methods(response: httpx.Response) -> set[str]:
+    return {m.strip() for m in response.headers["allow"].split(",")}
+
+
+@pytest.mark.parametrize("accept", [GRAPHQL_RESPONSE, JSON])
+async def test_every_405_of_graphql_has_one_shape(client: httpx.AsyncClient, accept: str) -> None:
+    """A method the route does not take, and a mutation sent with GET: the same GraphQL shape
+    and code, each with an Allow header naming what would have worked."""
+    put = await client.put("/graphql", json={"query": ME}, headers={"accept": accept})
+    get = await client.get(
+        "/graphql", params={"query": "mutation { revokeOtherSessions }"}, headers={"accept": accept}
+    )
+    for response in (put, get):
+        assert_graphql_http_error(response, 405, "METHOD_NOT_ALLOWED")
+    assert allowed_methods(put) == {"GET", "HEAD", "POST"}
+    assert allowed_methods(get) == {"POST"}
+
+
+@pytest.mark.parametrize("path", ["/graphql", "/v1/users/me/sessions"])
+async def test_a_failure_of_our_own_answers_500_in_the_paths_shape(
+    base_settings: Settings, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The app without its lifespan has no resources: any route that needs them fails with a
+    bug of ours. The client learns nothing of it but a 500 in the shape of the path."""
+    transport = httpx.ASGITransport(app=create_app(base_settings), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as app:
+        response = await app.get(path, params={"query": ME})
+    if path == "/graphql":
+        message = assert_graphql_http_error(response, 500, "INTERNAL")
+    else:
+        message = assert_rest_error(response, 500, "internal")
+    assert message == "The request could not be completed."
+    assert "state" not in response.text and "Traceback" not in response.text
+    assert [r.levelname for r in caplog.records if r.name == "sessions_http.app"] == ["ERROR"]
 
 
 # -- caching ----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -85,6 +86,20 @@ def exchange(url: str, request: bytes) -> bytes:
 def status(answer: bytes) -> int:
     assert answer.startswith(b"HTTP/1.1 "), answer[:200]
     return int(answer[9:12])
+
+
+def assert_refused(answer: bytes, code: str) -> None:
+    """The error every path but /graphql answers (the path is not known yet), no-store, and
+    the connection closed."""
+    header_block, _, body = answer.partition(b"\r\n\r\n")
+    fields = header_block.decode("latin-1").lower().split("\r\n")[1:]
+    headers = dict(field.split(": ", 1) for field in fields)
+    assert headers["content-type"] == "application/json"
+    assert headers["cache-control"] == "no-store"
+    assert headers["connection"] == "close"
+    assert int(headers["content-length"]) == len(body)
+    error = json.loads(body)["error"]
+    assert set(error) == {"code", "message"} and error["code"] == code and error["message"]
 
 
 def head(target: str = "/healthz", *headers: str) -> bytes:
@@ -189,6 +204,7 @@ def test_too_many_headers_is_431_and_the_connection_closed(served: Served) -> No
     assert status(answer) == 431
     assert b"content-type: application/json" in answer.lower()
     assert b'"code":"headers_too_large"' in answer.replace(b" ", b"")
+    assert_refused(answer, "headers_too_large")
 
 
 def test_headers_over_the_total_size_are_431(served: Served) -> None:
@@ -198,12 +214,21 @@ def test_headers_over_the_total_size_are_431(served: Served) -> None:
     headers = (f"X-Pad-{i}: {'v' * size}" for i in range(count))
     answer = exchange(served.url, head("/healthz", *headers))
     assert status(answer) == 431
+    assert_refused(answer, "headers_too_large")
 
 
 def test_a_20_kb_url_is_414_and_the_connection_closed(served: Served) -> None:
     answer = exchange(served.url, head("/healthz?pad=" + "a" * 20_000))
     assert status(answer) == 414
     assert b'"code":"uri_too_long"' in answer.replace(b" ", b"")
+    assert_refused(answer, "uri_too_long")
+
+
+def test_a_refusal_on_graphql_has_the_shape_of_every_other_path(served: Served) -> None:
+    """Refused before the path is known: /graphql too gets `{"error": ...}`, not GraphQL's."""
+    answer = exchange(served.url, head("/graphql?q=" + "a" * 20_000))
+    assert status(answer) == 414
+    assert_refused(answer, "uri_too_long")
 
 
 def test_refusals_are_counted_and_not_logged_as_errors(served: Served) -> None:

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sessions_config.settings import Settings
 from sessions_geo.ipapi import IpApiProvider
 from tests.conftest import Users
+from tests.http_errors import assert_rest_error
 from tests.ipapi_server import IpApiServer
 from tests.servers import serve_process
 
@@ -87,12 +88,12 @@ async def test_requests_are_counted_by_route_template_and_status(
     before, _ = await scrape(client)
 
     assert (await client.get(ROUTE, headers=cookie(me.token))).status_code == 200
-    assert (await client.get(ROUTE)).status_code == 401
+    assert_rest_error(await client.get(ROUTE), 401, "unauthenticated")
     deleted = await client.delete(f"{ROUTE}/{other.record.id}", headers=cookie(me.token))
-    assert deleted.status_code == 404
-    assert (await client.get(probe)).status_code == 404
-    assert (await client.put(ROUTE)).status_code == 405
-    assert (await client.request("PURGE", ROUTE)).status_code == 405
+    assert_rest_error(deleted, 404, "not_found")
+    assert_rest_error(await client.get(probe), 404, "not_found")
+    assert_rest_error(await client.put(ROUTE), 405, "method_not_allowed")
+    assert_rest_error(await client.request("PURGE", ROUTE), 405, "method_not_allowed")
     assert (await client.get("/static/graphiql/index.html")).status_code == 200
 
     # A request is counted when the app has finished with it, which can be just after the
@@ -123,6 +124,7 @@ async def test_cross_site_refusals_are_counted_too(client: httpx.AsyncClient, us
         ROUTE, headers={**cookie(me.token), "origin": "https://evil.example"}
     )
     assert response.status_code == 403
+    assert_rest_error(response, 403, "forbidden_origin")
     after, _ = await scrape(client)
     labels = {"method": "DELETE", "route": ROUTE, "status": "403"}
     assert value(after, REQUESTS, **labels) - value(before, REQUESTS, **labels) == 1

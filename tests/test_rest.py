@@ -9,6 +9,7 @@ import json
 import re
 import secrets
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from sessions_config.resources import Resources
 from store.models import format_timestamp, utcnow
 from store.sessions import Created, NewSession
 from tests.conftest import Users
+from tests.http_errors import assert_rest_error
 
 ROUTE = "/v1/users/me/sessions"
 EXAMPLE = json.loads(
@@ -87,6 +89,7 @@ def assert_unauthenticated(response: httpx.Response) -> None:
     assert isinstance(body["error"]["code"], str) and body["error"]["code"]
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     assert_no_store(response)
+    assert_rest_error(response, 401, "unauthenticated")
 
 
 async def make_user_with_history(users: Users) -> tuple[str, Created, Created, list[Created]]:
@@ -446,3 +449,31 @@ async def test_damaged_session_hashes_do_not_break_the_page(
     assert sessions["bad-ip-2"]["geo"] is None
     assert sessions["good"]["geo"] is not None and sessions["good"]["is_current"] is True
     assert_same_shape(EXAMPLE, body, unknown_geo_ok=True)
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+async def test_rest_errors_from_any_depth_reach_the_client_in_the_rest_shape(
+    client: httpx.AsyncClient, users: Users
+) -> None:
+    """An error raised by the route's own check (`limit`), from a GraphQL error deep inside the
+    document's execution (401, 404, 409), or by the router (405, unknown path): each answers
+    `{"error": {"code", "message"}}` as JSON with no-store."""
+    me = await users.session(users.new_id(), ip=fresh_ip())
+    headers = cookie(me.token)
+    answers = [
+        (await client.get(ROUTE, params={"limit": "abc"}, headers=headers), 400, "bad_request"),
+        (await client.get(ROUTE, params={"limit": "201"}, headers=headers), 400, "bad_request"),
+        (await client.get(ROUTE), 401, "unauthenticated"),
+        (await client.delete(f"{ROUTE}/{uuid.uuid4()}", headers=headers), 404, "not_found"),
+        (await client.delete(f"{ROUTE}/{me.record.id}", headers=headers), 409, "current_session"),
+        (await client.put(ROUTE, headers=headers), 405, "method_not_allowed"),
+        (await client.get(f"{ROUTE}/", headers=headers), 404, "not_found"),
+    ]
+    for response, status, code in answers:
+        assert_rest_error(response, status, code)
+    # The v1 bytes, to the letter: the limits are those of GraphQL's `history(first:)`.
+    assert answers[0][0].content == (
+        b'{"error":{"code":"bad_request","message":"limit must be a whole number from 0 to 200."}}'
+    )

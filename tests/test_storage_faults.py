@@ -13,6 +13,7 @@ leave them running. Bounds are checked loosely (< 2x the setting): they prove "n
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -251,6 +252,10 @@ async def test_a_body_that_does_not_arrive_is_the_clients_timeout_not_ours(
     status_line, _, rest = answer.partition(b"\r\n")
     assert status_line == b"HTTP/1.1 408 Request Timeout", answer
     assert b'"The request body did not arrive in time."' in rest
+    # GraphQL's shape, as every HTTP-level error of /graphql.
+    [error] = json.loads(rest.partition(b"\r\n\r\n")[2])["errors"]
+    assert error["extensions"] == {"code": "REQUEST_TIMEOUT"}
+    assert b"connection: close" in rest.lower() and b"cache-control: no-store" in rest.lower()
     assert elapsed < 2 * REQUEST_TIMEOUT + 1, elapsed
     ours = [r for r in caplog.records if is_ours(r.name)]
     assert ours and all(r.levelno <= logging.DEBUG for r in ours), [r.getMessage() for r in ours]
