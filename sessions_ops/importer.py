@@ -19,7 +19,14 @@ import asyncpg
 
 from store.errors import outage_of
 from store.models import parse_timestamp, utcnow
-from store.sessions import Created, InvalidSession, NewSession, NotUndone, SessionStore, prepare
+from store.sessions import (
+    InvalidSession,
+    IssuedSession,
+    NewSession,
+    NotUndone,
+    SessionStore,
+    prepare,
+)
 
 BATCH = 1000
 FIELDS = {
@@ -154,12 +161,12 @@ def _storage_failure(exc: BaseException | None) -> str:
 @dataclass(frozen=True, slots=True)
 class _Row:
     line: int
-    created: Created
+    created: IssuedSession
     kept_token: bool  # the row brought its own token (which may already be in use)
 
 
 async def import_lines(
-    store: SessionStore, lines: AsyncIterable[bytes], emit: Callable[[Created], None]
+    store: SessionStore, lines: AsyncIterable[bytes], emit: Callable[[IssuedSession], None]
 ) -> int:
     """Imports every line (UTF-8 JSON); returns how many sessions it wrote. Raises
     ImportStopped, or ImportInterrupted when `lines` stops early: either way every session
