@@ -17,6 +17,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from bench.common import bench_environment
+from store.sessions import DEFAULT_TTL
 
 
 def rows(count: int) -> str:
@@ -29,7 +30,7 @@ def rows(count: int) -> str:
             "ip": f"81.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}",
             "user_agent": "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
             "created_at": created.isoformat().replace("+00:00", "Z"),
-            "expires_at": (created + timedelta(days=30)).isoformat().replace("+00:00", "Z"),
+            "expires_at": (created + DEFAULT_TTL).isoformat().replace("+00:00", "Z"),
         }
         if i % 4 == 0:
             row["ended_at"] = (created + timedelta(hours=1)).isoformat().replace("+00:00", "Z")

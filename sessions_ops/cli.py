@@ -25,10 +25,9 @@ from sessions_config.logs import configure
 from sessions_config.settings import Settings, get_settings
 from store.errors import StorageUnavailable
 from store.models import format_timestamp, parse_timestamp, utcnow
-from store.sessions import Created, InvalidSession, NewSession, NotUndone
+from store.sessions import DEFAULT_TTL, InvalidSession, IssuedSession, NewSession, NotUndone
 from store.tokens import hash_token
 
-DEFAULT_TTL_SECONDS = 30 * 24 * 3600
 MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 
 # Options whose values may legitimately start with "-" (any token string, a user
@@ -129,8 +128,8 @@ def _print_json(data: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def _print_created(created: Created) -> None:
-    _print_json({"token": created.token, "token_suffix": created.record.token_suffix})
+def _print_issued(issued: IssuedSession) -> None:
+    _print_json({"token": issued.token, "token_suffix": issued.record.token_suffix})
 
 
 def _print_left(token_hashes: Sequence[str]) -> None:
@@ -256,6 +255,7 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from sessions_config.resources import open_resources
+    from sessions_http.graphql_endpoint import COOKIE
     from sessions_ops.demo import DEMO_USER, seed_demo
 
     async with open_resources(settings, geo=False) as res:
@@ -263,8 +263,8 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
     base = f"http://{host}:{settings.port}"
     print(f"Demo user {DEMO_USER!r}: {active} active sessions, {past} past ones.")
-    print(f"  REST:     curl -b 'psession={token}' {base}/v1/users/me/sessions")
-    print(f"  GraphiQL: {base}/graphql#psession={token}")
+    print(f"  REST:     curl -b '{COOKIE}={token}' {base}/v1/users/me/sessions")
+    print(f"  GraphiQL: {base}/graphql#{COOKIE}={token}")
     print("            (signs that browser in; works on localhost only)")
     return 0
 
@@ -272,11 +272,11 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_sessions_create(args: argparse.Namespace, settings: Settings) -> int:
     from sessions_config.resources import open_resources
 
-    # --ttl counts from now, 30 days unless given; --expires-at is a moment. With neither, the
-    # store's default applies: 30 days from creation, which is now.
+    # --ttl counts from now, DEFAULT_TTL unless given; --expires-at is a moment. With neither,
+    # the store's default applies: DEFAULT_TTL from creation, which is now.
     expires_at = args.expires_at
     if expires_at is None and (args.ttl is not None or args.created_at is not None):
-        expires_at = utcnow() + timedelta(seconds=args.ttl or DEFAULT_TTL_SECONDS)
+        expires_at = utcnow() + (timedelta(seconds=args.ttl) if args.ttl else DEFAULT_TTL)
     created_at = args.created_at
     new = NewSession(
         user_id=args.user_id,
@@ -286,11 +286,11 @@ async def cmd_sessions_create(args: argparse.Namespace, settings: Settings) -> i
         expires_at=expires_at,
     )
     async with open_resources(settings, geo=False) as res:
-        created = await res.store.create(new)
+        issued = await res.store.create(new)
         try:
-            _print_created(created)
+            _print_issued(issued)
         except BrokenPipeError:
-            await res.store.discard([created])  # nobody got its token
+            await res.store.discard([issued])  # nobody got its token
             raise
     return 0
 
@@ -365,9 +365,7 @@ async def cmd_sessions_import(args: argparse.Namespace, settings: Settings) -> i
     loop.add_signal_handler(signal.SIGINT, on_ctrl_c)
     async with open_resources(settings, geo=False) as res:
         try:
-            total = await import_lines(
-                res.store, lines_of(sys.stdin.fileno(), stop), _print_created
-            )
+            total = await import_lines(res.store, lines_of(sys.stdin.fileno(), stop), _print_issued)
         except ImportInterrupted as exc:
             print(
                 f"import interrupted at line {exc.line}. Every row whose token was printed was "
@@ -396,10 +394,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="The sessions API: serve it, migrate its database, write sessions.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_service_commands(sub)
+    sessions = sub.add_parser("sessions", help="write sessions (the login service's side)")
+    _add_session_commands(sessions.add_subparsers(dest="action", required=True, metavar="ACTION"))
+    return parser
 
+
+def _add_service_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """Running the service: serve, migrate, check, demo, export-schema."""
+    defaults = Settings.model_fields
     serve = sub.add_parser("serve", help="serve HTTP with uvicorn (HOST, PORT)")
-    serve.add_argument("--host", help="default: HOST, else 127.0.0.1")
-    serve.add_argument("--port", type=_port, help="default: PORT, else 8000")
+    serve.add_argument("--host", help=f"default: HOST, else {defaults['host'].default}")
+    serve.add_argument("--port", type=_port, help=f"default: PORT, else {defaults['port'].default}")
     serve.add_argument("--workers", type=_workers, default=1, help="worker processes (default 1)")
     serve.set_defaults(func=cmd_serve)
 
@@ -417,9 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", "-o", default="schema.graphql", help="a file, or - for stdout")
     export.set_defaults(func=cmd_export_schema)
 
-    sessions = sub.add_parser("sessions", help="write sessions (the login service's side)")
-    ssub = sessions.add_subparsers(dest="action", required=True, metavar="ACTION")
 
+def _add_session_commands(ssub: argparse._SubParsersAction[_Parser]) -> None:
+    """Writing sessions: create, end, touch, restore, import."""
     create = ssub.add_parser("create", help="create a session and print its token as JSON")
     create.add_argument("--user-id", required=True)
     create.add_argument("--ip", required=True)
@@ -427,7 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--created-at", type=_timestamp, help="ISO 8601; default now")
     lifetime = create.add_mutually_exclusive_group()
     lifetime.add_argument("--expires-at", type=_timestamp, help="ISO 8601")
-    lifetime.add_argument("--ttl", type=_ttl, help="seconds from now (default: 30 days from now)")
+    lifetime.add_argument(
+        "--ttl", type=_ttl, help=f"seconds from now (default: {DEFAULT_TTL.days} days from now)"
+    )
     create.set_defaults(func=cmd_sessions_create)
 
     end = ssub.add_parser("end", help="end a session by its token (or token hash)")
@@ -452,7 +460,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     imp = ssub.add_parser("import", help="bulk-create sessions from JSON lines on stdin")
     imp.set_defaults(func=cmd_sessions_import)
-    return parser
 
 
 def _stdout_closed() -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from store.models import EndReason, utcnow
-from store.sessions import NewSession, SessionStore
+from store.sessions import DEFAULT_TTL, NewSession, SessionStore
 
 DEMO_USER = "demo-user"
 
@@ -33,11 +33,11 @@ class _Spec:
     age: timedelta  # how long ago it was created
     ended_after: timedelta | None = None  # for past sessions: how long it lasted
     reason: EndReason | None = None
-    lifetime: timedelta = timedelta(days=30)
 
 
 # The first one is the session the demo cookie belongs to. One past session is from a private
-# address on purpose: it shows what a session without geolocation looks like.
+# address on purpose: it shows what a session without geolocation looks like. Those that never
+# ended are older than their lifetime (DEFAULT_TTL): they expired.
 _ACTIVE = [
     _Spec("81.2.69.142", MAC_CHROME, timedelta(hours=2)),
     _Spec("2a02:8109:9d40::1", IPHONE, timedelta(days=3)),
@@ -47,9 +47,9 @@ _PAST = [
     _Spec("89.160.20.112", LINUX_FIREFOX, timedelta(days=20), timedelta(hours=5), "logout"),
     _Spec("2.125.160.216", ANDROID, timedelta(days=26), timedelta(days=2), "revoked"),
     _Spec("217.0.0.1", MAC_CHROME, timedelta(days=40), timedelta(days=1), "logout"),
-    _Spec("180.150.0.1", IPHONE, timedelta(days=75), lifetime=timedelta(days=30)),
+    _Spec("180.150.0.1", IPHONE, timedelta(days=75)),
     _Spec("192.168.1.20", WINDOWS_FIREFOX, timedelta(days=90), timedelta(hours=1), "logout"),
-    _Spec("2a01:e0a:1::1", LINUX_FIREFOX, timedelta(days=120), lifetime=timedelta(days=30)),
+    _Spec("2a01:e0a:1::1", LINUX_FIREFOX, timedelta(days=120)),
 ]
 
 
@@ -65,7 +65,7 @@ async def seed_demo(store: SessionStore) -> tuple[str, int, int]:
                 ip=spec.ip,
                 user_agent=spec.user_agent,
                 created_at=created_at,
-                expires_at=created_at + spec.lifetime,
+                expires_at=created_at + DEFAULT_TTL,
                 ended_at=created_at + spec.ended_after if spec.ended_after else None,
                 end_reason=spec.reason,
             )

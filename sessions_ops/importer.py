@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import json
 import os
 import threading
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,7 +21,14 @@ import asyncpg
 
 from store.errors import outage_of
 from store.models import parse_timestamp, utcnow
-from store.sessions import Created, InvalidSession, NewSession, NotUndone, SessionStore, prepare
+from store.sessions import (
+    InvalidSession,
+    IssuedSession,
+    NewSession,
+    NotUndone,
+    SessionStore,
+    prepare,
+)
 
 BATCH = 1000
 FIELDS = {
@@ -53,34 +62,35 @@ class ReadFailed(Exception):
     pass
 
 
-async def lines_of(fd: int, stop: asyncio.Event) -> AsyncIterator[bytes]:
-    """The lines of a file descriptor (standard input), without their newlines, until its end
-    or until `stop` is set (then it raises _Stopped).
+def _read(fd: int, chunks: asyncio.Queue[bytes | OSError], loop: asyncio.AbstractEventLoop) -> None:
+    """Runs in a daemon thread: puts what `fd` gives into `chunks` (an OSError for a failed
+    read), up to its end (an empty chunk) or until the import is over."""
+    while True:
+        try:
+            chunk: bytes | OSError = os.read(fd, 1 << 16)
+        except OSError as exc:
+            chunk = exc
+        try:
+            asyncio.run_coroutine_threadsafe(chunks.put(chunk), loop).result()
+        except (RuntimeError, concurrent.futures.CancelledError):
+            return  # the import is over (interrupted, or stopped at a bad line)
+        if not isinstance(chunk, bytes) or not chunk:
+            return
 
-    A daemon thread does the reading, so a read that waits for input never holds up a stop and
-    never keeps the process alive.
-    """
-    loop = asyncio.get_running_loop()
+
+async def _chunks_of(fd: int, stop: asyncio.Event) -> AsyncGenerator[bytes, None]:
+    """What a file descriptor gives, until its end or until `stop` is set (then it raises
+    _Stopped). A daemon thread does the reading, so a read that waits for input never holds up
+    a stop and never keeps the process alive."""
     # The reader waits when it is full. An OSError stands for a failed read.
     chunks: asyncio.Queue[bytes | OSError] = asyncio.Queue(maxsize=16)
-
-    def read() -> None:
-        while True:
-            try:
-                chunk: bytes | OSError = os.read(fd, 1 << 16)
-            except OSError as exc:
-                chunk = exc
-            try:
-                asyncio.run_coroutine_threadsafe(chunks.put(chunk), loop).result()
-            except (RuntimeError, concurrent.futures.CancelledError):
-                return  # the import is over (interrupted, or stopped at a bad line)
-            if not isinstance(chunk, bytes) or not chunk:
-                return
-
-    threading.Thread(target=read, name="import-stdin", daemon=True).start()
+    reader = threading.Thread(
+        target=_read, args=(fd, chunks, asyncio.get_running_loop()), name="import-stdin"
+    )
+    reader.daemon = True
+    reader.start()
     stopped = asyncio.ensure_future(stop.wait())
     try:
-        rest = b""
         while True:
             getting = asyncio.ensure_future(chunks.get())
             await asyncio.wait({getting, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -91,7 +101,18 @@ async def lines_of(fd: int, stop: asyncio.Event) -> AsyncIterator[bytes]:
             if isinstance(chunk, OSError):
                 raise ReadFailed(chunk.strerror or str(chunk))
             if not chunk:
-                break
+                return
+            yield chunk
+    finally:
+        stopped.cancel()
+
+
+async def lines_of(fd: int, stop: asyncio.Event) -> AsyncIterator[bytes]:
+    """The lines of a file descriptor (standard input), without their newlines, until its end
+    or until `stop` is set (then it raises _Stopped)."""
+    rest = b""
+    async with aclosing(_chunks_of(fd, stop)) as chunks:
+        async for chunk in chunks:
             *complete, rest = (rest + chunk).split(b"\n")
             for line in complete:
                 if len(line) > MAX_LINE_BYTES:
@@ -99,10 +120,8 @@ async def lines_of(fd: int, stop: asyncio.Event) -> AsyncIterator[bytes]:
                 yield line
             if len(rest) > MAX_LINE_BYTES:
                 raise LineTooLong()
-        if rest:
-            yield rest
-    finally:
-        stopped.cancel()
+    if rest:
+        yield rest
 
 
 def parse_row(line: str) -> NewSession:
@@ -154,34 +173,111 @@ def _storage_failure(exc: BaseException | None) -> str:
 @dataclass(frozen=True, slots=True)
 class _Row:
     line: int
-    created: Created
+    issued: IssuedSession
     kept_token: bool  # the row brought its own token (which may already be in use)
 
 
-async def import_lines(
-    store: SessionStore, lines: AsyncIterable[bytes], emit: Callable[[Created], None]
-) -> int:
-    """Imports every line (UTF-8 JSON); returns how many sessions it wrote. Raises
-    ImportStopped, or ImportInterrupted when `lines` stops early: either way every session
-    whose token was emitted is stored, and no other."""
-    now = utcnow()
-    pending: list[_Row] = []
-    kept: dict[str, int] = {}  # token hash -> line, for rows that brought their own token
-    total = 0
+def _row(line: int, raw: bytes, now: datetime) -> _Row | ImportStopped | None:
+    """Line number `line` as a row to write, an ImportStopped naming what is wrong with it, or
+    None when it is blank."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return ImportStopped(line, "not valid UTF-8")
+    if not text.strip():
+        return None
+    try:
+        new = parse_row(text)
+        return _Row(line, prepare(new, now), kept_token=new.token is not None)
+    except InvalidSession as exc:
+        return ImportStopped(line, str(exc))
 
-    async def flush() -> None:
-        nonlocal total
-        taken = await store.taken_token_hashes(
-            [r.created.record.token_hash for r in pending if r.kept_token]
+
+async def _next_line(lines: AsyncIterator[bytes], line: int) -> bytes | ImportStopped | None:
+    """Line number `line`, an ImportStopped naming it if it cannot be read, or None at the end.
+    Raises ImportInterrupted once `lines` is stopped."""
+    try:
+        return await anext(lines)
+    except StopAsyncIteration:
+        return None
+    except _Stopped:
+        raise ImportInterrupted(line, "interrupted") from None
+    except ReadFailed as exc:
+        return ImportStopped(line, f"standard input could not be read: {exc}")
+    except LineTooLong:
+        return ImportStopped(line, f"longer than {MAX_LINE_BYTES} bytes")
+
+
+async def _read_rows(
+    lines: AsyncIterable[bytes], now: datetime
+) -> AsyncIterator[_Row | ImportStopped]:
+    """The rows of `lines`, numbered from 1 (blank lines count), up to the first bad line: an
+    ImportStopped naming it comes last. Raises ImportInterrupted, naming the line it was
+    waiting for, when `lines` is stopped."""
+    iterator = aiter(lines)
+    for line in itertools.count(1):
+        got = await _next_line(iterator, line)
+        if got is None:
+            return
+        row = _row(line, got, now) if isinstance(got, bytes) else got
+        if row is not None:
+            yield row
+        if isinstance(row, ImportStopped):
+            return
+
+
+class _BatchWriter:
+    """Writes rows BATCH at a time, emitting each one's session once it is stored."""
+
+    def __init__(
+        self, store: SessionStore, now: datetime, emit: Callable[[IssuedSession], None]
+    ) -> None:
+        self.store = store
+        self.now = now
+        self.emit = emit
+        self.pending: list[_Row] = []
+        self.kept: dict[str, int] = {}  # token hash -> line, for rows that brought their own token
+        self.total = 0  # sessions written and emitted
+
+    async def add(self, row: _Row) -> None:
+        """Queues a row, writing the batch once it is full; a token the import already had
+        stops it (after writing the rows before)."""
+        if row.kept_token:
+            earlier = self.kept.setdefault(row.issued.record.token_hash, row.line)
+            if earlier != row.line:
+                await self.flush()
+                raise ImportStopped(row.line, f"its token repeats line {earlier}'s")
+        self.pending.append(row)
+        if len(self.pending) >= BATCH:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Writes and emits the pending rows up to the first whose token is already stored,
+        and stops the import at that one."""
+        pending = self.pending
+        taken = await self.store.taken_token_hashes(
+            [r.issued.record.token_hash for r in pending if r.kept_token]
         )
-        cut = next((i for i, r in enumerate(pending) if r.created.record.token_hash in taken), None)
+        cut = next((i for i, r in enumerate(pending) if r.issued.record.token_hash in taken), None)
         good = pending if cut is None else pending[:cut]
+        await self._write(good)
+        await self._emit(good)
+        self.total += len(good)
+        if cut is not None:
+            raise ImportStopped(pending[cut].line, "its token is already in use")
+        pending.clear()
+
+    def first_unwritten(self, reading: int) -> int:
+        """The first line not written, when the line being read is `reading`."""
+        return self.pending[0].line if self.pending else reading
+
+    async def _write(self, rows: Sequence[_Row]) -> None:
         try:
-            await store.write([r.created for r in good], now=now)
+            await self.store.write([r.issued for r in rows], now=self.now)
         except asyncpg.UniqueViolationError:
             raise ImportStopped(
-                good[0].line,
-                f"a token of lines {good[0].line}-{good[-1].line} was stored "
+                rows[0].line,
+                f"a token of lines {rows[0].line}-{rows[-1].line} was stored "
                 "by another writer meanwhile; none of these lines were imported",
             ) from None
         except Exception as exc:
@@ -190,62 +286,39 @@ async def import_lines(
             if not isinstance(exc, NotUndone | OSError | TimeoutError) and outage_of(exc) is None:
                 raise
             raise ImportStopped(
-                good[0].line,
-                f"{_storage_failure(cause)}; none of lines {good[0].line}-{good[-1].line} "
+                rows[0].line,
+                f"{_storage_failure(cause)}; none of lines {rows[0].line}-{rows[-1].line} "
                 "were imported",
                 left=exc.token_hashes if isinstance(exc, NotUndone) else (),
             ) from exc
-        for i, row in enumerate(good):
+
+    async def _emit(self, rows: Sequence[_Row]) -> None:
+        for i, row in enumerate(rows):
             try:
-                emit(row.created)
+                self.emit(row.issued)
             except BaseException:
                 # Output closed (`| head`): a session whose token was not printed is no use to
                 # anyone. Printed tokens and stored sessions stay the same set.
-                await store.discard([r.created for r in good[i:]])
+                await self.store.discard([r.issued for r in rows[i:]])
                 raise
-        total += len(good)
-        if cut is not None:
-            raise ImportStopped(pending[cut].line, "its token is already in use")
-        pending.clear()
 
-    number = 0
-    iterator = aiter(lines)
-    while True:
-        number += 1
-        try:
-            raw = await anext(iterator)
-        except StopAsyncIteration:
-            break
-        except _Stopped:
-            # Rows read since the last batch are dropped; every batch before was written whole.
-            first_not_imported = pending[0].line if pending else number
-            raise ImportInterrupted(first_not_imported, "interrupted") from None
-        except ReadFailed as exc:
-            await flush()
-            raise ImportStopped(number, f"standard input could not be read: {exc}") from None
-        except LineTooLong:
-            await flush()
-            raise ImportStopped(number, f"longer than {MAX_LINE_BYTES} bytes") from None
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            await flush()
-            raise ImportStopped(number, "not valid UTF-8") from None
-        if not line.strip():
-            continue
-        try:
-            new = parse_row(line)
-            row = _Row(number, prepare(new, now), kept_token=new.token is not None)
-        except InvalidSession as exc:
-            await flush()
-            raise ImportStopped(number, str(exc)) from None
-        if row.kept_token:
-            earlier = kept.setdefault(row.created.record.token_hash, number)
-            if earlier != number:
-                await flush()
-                raise ImportStopped(number, f"its token repeats line {earlier}'s")
-        pending.append(row)
-        if len(pending) >= BATCH:
-            await flush()
-    await flush()
-    return total
+
+async def import_lines(
+    store: SessionStore, lines: AsyncIterable[bytes], emit: Callable[[IssuedSession], None]
+) -> int:
+    """Imports every line (UTF-8 JSON); returns how many sessions it wrote. Raises
+    ImportStopped, or ImportInterrupted when `lines` stops early: either way every session
+    whose token was emitted is stored, and no other."""
+    now = utcnow()
+    writer = _BatchWriter(store, now, emit)
+    try:
+        async for row in _read_rows(lines, now):
+            if isinstance(row, ImportStopped):
+                await writer.flush()
+                raise row
+            await writer.add(row)
+    except ImportInterrupted as exc:
+        # Rows read since the last batch are dropped; every batch before was written whole.
+        raise ImportInterrupted(writer.first_unwritten(exc.line), "interrupted") from None
+    await writer.flush()
+    return writer.total

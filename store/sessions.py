@@ -90,7 +90,10 @@ class NewSession:
 
 
 @dataclass(frozen=True, slots=True)
-class Created:
+class IssuedSession:
+    """A session with its token: what prepare() makes (not written yet) and create() returns
+    (written). The token exists nowhere else: only its hash is stored."""
+
     token: str
     record: SessionRecord
 
@@ -119,7 +122,7 @@ def _moment(name: str, value: datetime | None) -> datetime | None:
     return moment
 
 
-def prepare(new: NewSession, now: datetime) -> Created:
+def prepare(new: NewSession, now: datetime) -> IssuedSession:
     """Checks a session to write and makes its token and record; raises InvalidSession."""
     user_id = new.user_id.strip() if isinstance(new.user_id, str) else ""
     if not user_id or len(user_id) > MAX_USER_ID:
@@ -170,7 +173,7 @@ def prepare(new: NewSession, now: datetime) -> Created:
         ended_at=ended_at,
         end_reason=end_reason,
     )
-    return Created(token=token, record=record)
+    return IssuedSession(token=token, record=record)
 
 
 class SessionStore:
@@ -269,10 +272,10 @@ class SessionStore:
 
     # -- writing -------------------------------------------------------------------------------
 
-    async def create(self, new: NewSession) -> Created:
+    async def create(self, new: NewSession) -> IssuedSession:
         return (await self.create_many([new]))[0]
 
-    async def create_many(self, batch: Sequence[NewSession]) -> list[Created]:
+    async def create_many(self, batch: Sequence[NewSession]) -> list[IssuedSession]:
         """Validates every session of the batch, then writes them all: Postgres first (one COPY),
         then the still-active ones to Redis (one pipeline). Nothing is written if any is invalid;
         if Redis fails, the Postgres rows are removed again and the error is raised."""
@@ -281,7 +284,7 @@ class SessionStore:
         await self.write(created, now=now)
         return created
 
-    async def write(self, created: Sequence[Created], *, now: datetime) -> None:
+    async def write(self, created: Sequence[IssuedSession], *, now: datetime) -> None:
         """Writes prepared sessions (see create_many). If the write fails, it is undone before
         the error is raised; what the undo could not remove is named by a NotUndone error."""
         if not created:
@@ -310,7 +313,7 @@ class SessionStore:
                     log.error("session %s may remain in Redis with no Postgres row", token_hash)
             raise
 
-    async def discard(self, created: Sequence[Created]) -> None:
+    async def discard(self, created: Sequence[IssuedSession]) -> None:
         """Removes sessions just written whose tokens never reached anyone (a write or its
         report cut off half-way): their rows, and their Redis entries. Raises NotUndone naming
         what it could not remove."""
@@ -318,7 +321,7 @@ class SessionStore:
         if left:
             raise NotUndone(left)
 
-    async def _undo(self, created: Sequence[Created], *, redis: bool) -> list[str]:
+    async def _undo(self, created: Sequence[IssuedSession], *, redis: bool) -> list[str]:
         """Removes these new sessions' rows, then each of their Redis entries (with `redis`),
         retrying what fails: after the pauses of UNDO_BACKOFF, and no attempt begins later than
         UNDO_TIMEOUTS Redis timeouts after the first. Returns the token hashes of the sessions
@@ -506,7 +509,9 @@ class SessionStore:
                 "ended session %s of user %s (%s)", record.id, record.user_id, record.end_reason
             )
 
-    async def replace_user(self, *, user_id: str, batch: Sequence[NewSession]) -> list[Created]:
+    async def replace_user(
+        self, *, user_id: str, batch: Sequence[NewSession]
+    ) -> list[IssuedSession]:
         """Forgets every session of the user and writes these instead, one replacement at a
         time (two running at once would leave both batches)."""
         async with records.user_lock(self.pool, user_id=user_id):

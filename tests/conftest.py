@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from sessions_config.resources import Resources, open_resources
 from sessions_config.settings import Settings
 from store.migrate import migrate
-from store.sessions import Created, NewSession
+from store.sessions import IssuedSession, NewSession
 from tests.infra import PostgresServer, RedisServer
 from tests.ipapi_server import IpApiServer
 from tests.servers import serve
@@ -166,7 +166,9 @@ class Users:
     def new_id() -> str:
         return f"user-{uuid.uuid4().hex[:12]}"
 
-    async def session(self, user_id: str, ip: str = "81.2.69.142", **fields: object) -> Created:
+    async def session(
+        self, user_id: str, ip: str = "81.2.69.142", **fields: object
+    ) -> IssuedSession:
         return await self.resources.store.create(
             NewSession(
                 user_id=user_id, ip=ip, user_agent=str(fields.pop("user_agent", "pytest")), **fields

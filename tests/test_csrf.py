@@ -16,7 +16,7 @@ import pytest
 
 from sessions_config.settings import Settings
 from store.models import utcnow
-from store.sessions import Created
+from store.sessions import IssuedSession
 from tests.conftest import Users
 from tests.http_errors import assert_graphql_http_error, assert_rest_error
 from tests.servers import serve
@@ -60,7 +60,7 @@ async def portal(portal_app: str) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-async def two_sessions(users: Users) -> tuple[Created, Created]:
+async def two_sessions(users: Users) -> tuple[IssuedSession, IssuedSession]:
     """A user's current session (the cookie) and another active session of theirs."""
     uid = users.new_id()
     other = await users.session(uid, ip=fresh_ip(), created_at=utcnow() - timedelta(hours=1))
@@ -68,7 +68,9 @@ async def two_sessions(users: Users) -> tuple[Created, Created]:
     return current, other
 
 
-async def still_active(client: httpx.AsyncClient, current: Created, other: Created) -> None:
+async def still_active(
+    client: httpx.AsyncClient, current: IssuedSession, other: IssuedSession
+) -> None:
     """Nothing was revoked: both sessions still sign in, and the user still has both."""
     for session in (current, other):
         response = await client.get(ROUTE, headers=cookie(session.token))
@@ -77,13 +79,13 @@ async def still_active(client: httpx.AsyncClient, current: Created, other: Creat
         assert suffixes == {current.record.token_suffix, other.record.token_suffix}
 
 
-async def revoked(client: httpx.AsyncClient, other: Created) -> None:
+async def revoked(client: httpx.AsyncClient, other: IssuedSession) -> None:
     response = await client.get(ROUTE, headers=cookie(other.token))
     assert response.status_code == 401, response.text
     assert_rest_error(response, 401, "unauthenticated")
 
 
-def mutation_body(mutation: str, other: Created) -> dict[str, Any]:
+def mutation_body(mutation: str, other: IssuedSession) -> dict[str, Any]:
     if mutation == REVOKE_ONE:
         return {"query": REVOKE_ONE, "variables": {"id": other.record.id}}
     return {"query": REVOKE_OTHERS}

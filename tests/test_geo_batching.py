@@ -24,7 +24,7 @@ import pytest
 from sessions_config.resources import Resources
 from sessions_config.settings import Settings
 from store.models import utcnow
-from store.sessions import Created, NewSession
+from store.sessions import IssuedSession, NewSession
 from tests import ipapi_server
 from tests.conftest import Users
 from tests.ipapi_server import IpApiServer, answer_for
@@ -73,7 +73,7 @@ async def make_user(
                 end_reason="logout",
             )
         )
-    created_sessions: list[Created] = await resources.store.create_many(rows)
+    created_sessions: list[IssuedSession] = await resources.store.create_many(rows)
     return created_sessions[0].token
 
 

@@ -176,7 +176,8 @@ async def _user_with_history(
     users: Users, *, past: int, active: int
 ) -> tuple[str, str, list[Any], list[Any]]:
     """A user with `past` ended/expired sessions (alternating) and `active` live ones.
-    Returns (user_id, token of an active session, past Created newest first, active Created)."""
+    Returns (user_id, token of an active session, past IssuedSessions newest first, active
+    IssuedSessions)."""
     user_id = users.new_id()
     now = utcnow()
     past_sessions = []

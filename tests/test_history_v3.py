@@ -14,7 +14,7 @@ import pytest
 
 from sessions_config.resources import Resources
 from store.models import format_timestamp, utcnow
-from store.sessions import Created, NewSession
+from store.sessions import IssuedSession, NewSession
 from tests.conftest import Users
 
 ROUTE = "/v1/users/me/sessions"
@@ -147,7 +147,9 @@ async def test_imported_end_reasons_are_kept(client: httpx.AsyncClient, users: U
 # -- REST ?limit= ------------------------------------------------------------------------------
 
 
-async def user_with_past(resources: Resources, users: Users, n: int) -> tuple[Created, list[str]]:
+async def user_with_past(
+    resources: Resources, users: Users, n: int
+) -> tuple[IssuedSession, list[str]]:
     """A fresh user with one active session and n past ones; returns the active session and the
     past sessions' token suffixes, newest first."""
     uid = users.new_id()

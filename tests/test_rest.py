@@ -20,7 +20,7 @@ import pytest
 
 from sessions_config.resources import Resources
 from store.models import format_timestamp, utcnow
-from store.sessions import Created, NewSession
+from store.sessions import IssuedSession, NewSession
 from tests.conftest import Users
 from tests.http_errors import assert_rest_error
 
@@ -92,7 +92,9 @@ def assert_unauthenticated(response: httpx.Response) -> None:
     assert_rest_error(response, 401, "unauthenticated")
 
 
-async def make_user_with_history(users: Users) -> tuple[str, Created, Created, list[Created]]:
+async def make_user_with_history(
+    users: Users,
+) -> tuple[str, IssuedSession, IssuedSession, list[IssuedSession]]:
     """A user with two active sessions (the newer one will be current) and two ended ones."""
     uid = users.new_id()
     older = await users.session(

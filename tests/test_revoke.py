@@ -16,7 +16,7 @@ import pytest
 
 from sessions_config.settings import Settings
 from store.models import utcnow
-from store.sessions import Created
+from store.sessions import IssuedSession
 from store.tokens import hash_token
 from tests.conftest import Users
 from tests.servers import serve_process
@@ -90,7 +90,7 @@ async def authenticates(client: httpx.AsyncClient, token: str) -> bool:
     return response.status_code == 200
 
 
-async def active_user(users: Users, n: int) -> list[Created]:
+async def active_user(users: Users, n: int) -> list[IssuedSession]:
     """A fresh user with n active sessions, each from its own address."""
     uid = users.new_id()
     return [await users.session(uid, ip=fresh_ip()) for _ in range(n)]
@@ -338,7 +338,9 @@ async def test_rest_delete_all_other_sessions(client: httpx.AsyncClient, users: 
 # -- two users ----------------------------------------------------------------------------------
 
 
-async def _attack(client: httpx.AsyncClient, attacker: Created, victims: list[Created]) -> None:
+async def _attack(
+    client: httpx.AsyncClient, attacker: IssuedSession, victims: list[IssuedSession]
+) -> None:
     """The attacker tries every way to revoke the victim's sessions (by id, token, token hash),
     in GraphQL and REST; each answer must be exactly the answer for a random id."""
     baseline_id = str(uuid.uuid4())

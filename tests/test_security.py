@@ -16,7 +16,7 @@ import pytest
 
 from sessions_config.resources import Resources
 from store.models import utcnow
-from store.sessions import Created, NewSession
+from store.sessions import IssuedSession, NewSession
 from tests.conftest import Users
 
 ROUTE = "/v1/users/me/sessions"
@@ -41,7 +41,9 @@ async def graphql(client: httpx.AsyncClient, token: str, query: str = ME_QUERY) 
     )
 
 
-async def user_with_sessions(users: Users, label: str) -> tuple[str, list[Created], list[Created]]:
+async def user_with_sessions(
+    users: Users, label: str
+) -> tuple[str, list[IssuedSession], list[IssuedSession]]:
     """A user with two active and two past sessions, user agents labelled with `label`."""
     uid = users.new_id()
     now = utcnow()

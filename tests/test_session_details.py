@@ -20,7 +20,7 @@ import pytest
 from sessions_config.resources import Resources
 from sessions_config.settings import Settings
 from store.models import format_timestamp, utcnow
-from store.sessions import TOUCH_INTERVAL, Created
+from store.sessions import TOUCH_INTERVAL, IssuedSession
 from tests.conftest import Users
 from tests.ipapi_server import IpApiServer, answer_for
 
@@ -84,7 +84,7 @@ def by_id(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {item["id"]: item for item in items}
 
 
-async def stored_last_seen(resources: Resources, created: Created) -> str:
+async def stored_last_seen(resources: Resources, created: IssuedSession) -> str:
     """The last_seen_at field of the session's Redis hash, as stored."""
     store = resources.store
     value = await store.redis.hget(store.keys.session(created.record.token_hash), "last_seen_at")
@@ -92,7 +92,7 @@ async def stored_last_seen(resources: Resources, created: Created) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-async def set_stored_last_seen(resources: Resources, created: Created, at: datetime) -> None:
+async def set_stored_last_seen(resources: Resources, created: IssuedSession, at: datetime) -> None:
     """Pretends the session was last seen at `at` (as if that much time had passed)."""
     store = resources.store
     await store.redis.hset(
@@ -478,7 +478,7 @@ async def test_signals_need_one_batched_lookup_for_all_sessions(
     t = utcnow()
     active_ips = [fresh_ip() for _ in range(5)]
     past_ips = [fresh_ip() for _ in range(6)]
-    created: list[Created] = []
+    created: list[IssuedSession] = []
     for n, ip in enumerate(active_ips):
         created.append(await users.session(uid, ip=ip, created_at=t - timedelta(hours=n)))
     for n, ip in enumerate(past_ips):

@@ -31,7 +31,7 @@ from store import records
 from store.errors import outage_of
 from store.keys import Keys
 from store.models import SessionRecord, utcnow
-from store.sessions import Created, NewSession, NotUndone, SessionStore
+from store.sessions import IssuedSession, NewSession, NotUndone, SessionStore
 from store.tokens import hash_token
 from tests.infra import PostgresServer, RedisServer
 from tests.test_cli import cookie, import_row, run_cli, start_import
@@ -72,7 +72,7 @@ def writes_paused(redis: RedisServer, seconds: float) -> Iterator[None]:
         redis.cli("CLIENT", "UNPAUSE")
 
 
-async def session(store: SessionStore, user_id: str, **fields: Any) -> Created:
+async def session(store: SessionStore, user_id: str, **fields: Any) -> IssuedSession:
     return await store.create(
         NewSession(user_id=user_id, ip=PRIVATE_IP, user_agent="write-faults", **fields)
     )
@@ -82,7 +82,7 @@ def new_user() -> str:
     return f"user-{uuid.uuid4().hex[:12]}"
 
 
-async def where(store: SessionStore, created: Created) -> tuple[bool, bool, bool]:
+async def where(store: SessionStore, created: IssuedSession) -> tuple[bool, bool, bool]:
     """(its token signs in, listed as active, in history): read from Redis and Postgres, as the
     API reads them, without writing anything."""
     record = created.record
@@ -97,7 +97,7 @@ async def where(store: SessionStore, created: Created) -> tuple[bool, bool, bool
     )
 
 
-async def history_entry(store: SessionStore, created: Created) -> SessionRecord:
+async def history_entry(store: SessionStore, created: IssuedSession) -> SessionRecord:
     history, _ = await store.list_history_for_user(user_id=created.record.user_id, first=200)
     [entry] = [r for r in history if r.id == created.record.id]
     return entry
