@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from sessions_config.logs import configure
 from sessions_config.settings import Settings, get_settings
 from store.errors import StorageUnavailable
-from store.models import format_timestamp, parse_timestamp, utcnow
+from store.models import WRITER_END_REASONS, format_timestamp, parse_timestamp, utcnow
 from store.sessions import DEFAULT_TTL, InvalidSession, IssuedSession, NewSession, NotUndone
 from store.tokens import hash_token
 
@@ -446,7 +446,7 @@ def _add_session_commands(ssub: argparse._SubParsersAction[_Parser]) -> None:
         type=_token_hash,
         help="the SHA-256 of the token, in hex (as a failed import names them)",
     )
-    end.add_argument("--reason", choices=["logout", "revoked"], default="logout")
+    end.add_argument("--reason", choices=WRITER_END_REASONS, default="logout")
     end.set_defaults(func=cmd_sessions_end)
 
     touch = ssub.add_parser("touch", help="mark a session as seen now (its lastSeenAt)")

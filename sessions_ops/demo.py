@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NamedTuple
 
 from store.models import EndReason, utcnow
 from store.sessions import DEFAULT_TTL, NewSession, SessionStore
@@ -53,7 +54,13 @@ _PAST = [
 ]
 
 
-async def seed_demo(store: SessionStore) -> tuple[str, int, int]:
+class Seeded(NamedTuple):
+    token: str  # of the demo cookie's session
+    active: int
+    past: int
+
+
+async def seed_demo(store: SessionStore) -> Seeded:
     """Replaces the demo user's sessions; returns the current session's token and the counts."""
     now = utcnow()
     batch = []
@@ -71,4 +78,4 @@ async def seed_demo(store: SessionStore) -> tuple[str, int, int]:
             )
         )
     created = await store.replace_user(user_id=DEMO_USER, batch=batch)
-    return created[0].token, len(_ACTIVE), len(_PAST)
+    return Seeded(created[0].token, active=len(_ACTIVE), past=len(_PAST))

@@ -9,6 +9,8 @@ from typing import Literal, NamedTuple
 
 EndReason = Literal["logout", "revoked", "expired"]
 END_REASONS: tuple[EndReason, ...] = ("logout", "revoked", "expired")
+# The reasons a writer ends a session for (expiry is not written: time does it).
+WRITER_END_REASONS: tuple[EndReason, ...] = ("logout", "revoked")
 
 
 # The earliest time a session may carry (Postgres keeps earlier ones, but asyncpg writes the

@@ -22,15 +22,9 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from store import models
 from store.errors import StorageUnavailable, outage_of
-from store.models import (
-    EndReason,
-    HistoryRows,
-    PagePosition,
-    SessionRecord,
-    TimelineEntry,
-    canonical_session_id,
-)
+from store.models import EndReason, SessionRecord, canonical_session_id
 
 log = logging.getLogger(__name__)
 
@@ -300,8 +294,8 @@ async def list_history_for_user(
     user_id: str,
     now: datetime,
     first: int,
-    after: PagePosition | None = None,
-) -> HistoryRows:
+    after: models.PagePosition | None = None,
+) -> models.HistoryRows:
     """The user's sessions that have ended or expired, newest first (created_at, then id).
 
     An expired session that nobody ended reads as ended at its expires_at, reason 'expired'.
@@ -324,10 +318,12 @@ async def list_history_for_user(
              LIMIT $3"""  # noqa: S608 (keyset is one of two constant strings)
     rows = await _call(pool, lambda c: c.fetch(query, *args), retry=True)
     records = [_record(r) for r in rows[:first]]
-    return HistoryRows(records, has_next=len(rows) > first)
+    return models.HistoryRows(records, has_next=len(rows) > first)
 
 
-async def timeline_for_user(pool: asyncpg.Pool, *, user_id: str, limit: int) -> list[TimelineEntry]:
+async def timeline_for_user(
+    pool: asyncpg.Pool, *, user_id: str, limit: int
+) -> list[models.TimelineEntry]:
     """The user's most recent sessions, active or past, newest first."""
     rows = await _call(
         pool,
@@ -341,7 +337,7 @@ async def timeline_for_user(pool: asyncpg.Pool, *, user_id: str, limit: int) -> 
         ),
         retry=True,
     )
-    return [TimelineEntry(str(r["id"]), r["created_at"], str(r["client_ip"])) for r in rows]
+    return [models.TimelineEntry(str(r["id"]), r["created_at"], str(r["client_ip"])) for r in rows]
 
 
 async def active_batches(

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import asyncpg
 from redis.asyncio import Redis
@@ -24,6 +25,7 @@ from store.models import (
     END_REASONS,
     EPOCH,
     MAX_USER_AGENT,
+    WRITER_END_REASONS,
     EndReason,
     HistoryRows,
     PagePosition,
@@ -124,19 +126,56 @@ def _moment(name: str, value: datetime | None) -> datetime | None:
 
 def prepare(new: NewSession, now: datetime) -> IssuedSession:
     """Checks a session to write and makes its token and record; raises InvalidSession."""
-    user_id = new.user_id.strip() if isinstance(new.user_id, str) else ""
-    if not user_id or len(user_id) > MAX_USER_ID:
-        raise InvalidSession(f"user_id must be 1 to {MAX_USER_ID} characters")
-    try:
-        # A zone (`fe80::1%eth0`) means nothing off the machine that saw it, and Postgres's
-        # inet drops it: keep the address alone, the same in both stores.
-        ip = str(ipaddress.ip_address(str(new.ip).strip().split("%", 1)[0]))
-    except ValueError:
-        raise InvalidSession(f"ip is not an IPv4 or IPv6 address: {str(new.ip)[:64]!r}") from None
+    user_id = _checked_user_id(new.user_id)
+    ip = _checked_ip(new.ip)
     if not isinstance(new.user_agent, str):
         raise InvalidSession("user_agent must be a string")
     if not _is_text(user_id) or not _is_text(new.user_agent):
         raise InvalidSession("user_id and user_agent must be UTF-8 text without NUL characters")
+    times = _checked_times(new, now)
+    token = new.token if new.token is not None else new_token()
+    if not is_well_formed(token):
+        raise InvalidSession("token must be 16 to 256 URL-safe characters")
+    record = SessionRecord(
+        id=str(uuid.uuid4()),
+        user_id=user_id,
+        token_hash=hash_token(token),
+        token_suffix=token_suffix(token),
+        created_at=times.created_at,
+        expires_at=times.expires_at,
+        client_ip=ip,
+        user_agent=new.user_agent[:MAX_USER_AGENT],
+        ended_at=times.ended_at,
+        end_reason=times.end_reason,
+    )
+    return IssuedSession(token=token, record=record)
+
+
+def _checked_user_id(value: object) -> str:
+    user_id = value.strip() if isinstance(value, str) else ""
+    if not user_id or len(user_id) > MAX_USER_ID:
+        raise InvalidSession(f"user_id must be 1 to {MAX_USER_ID} characters")
+    return user_id
+
+
+def _checked_ip(value: object) -> str:
+    try:
+        # A zone (`fe80::1%eth0`) means nothing off the machine that saw it, and Postgres's
+        # inet drops it: keep the address alone, the same in both stores.
+        return str(ipaddress.ip_address(str(value).strip().split("%", 1)[0]))
+    except ValueError:
+        raise InvalidSession(f"ip is not an IPv4 or IPv6 address: {str(value)[:64]!r}") from None
+
+
+class _Times(NamedTuple):
+    created_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None
+    end_reason: EndReason | None
+
+
+def _checked_times(new: NewSession, now: datetime) -> _Times:
+    """The session's times, with their defaults, and its end reason, checked together."""
     created_at = _moment("created_at", new.created_at) or now
     try:
         expires_at = _moment("expires_at", new.expires_at) or created_at + DEFAULT_TTL
@@ -158,22 +197,7 @@ def prepare(new: NewSession, now: datetime) -> IssuedSession:
         end_reason = end_reason or "logout"
     elif end_reason is not None:
         raise InvalidSession("end_reason needs ended_at")
-    token = new.token if new.token is not None else new_token()
-    if not is_well_formed(token):
-        raise InvalidSession("token must be 16 to 256 URL-safe characters")
-    record = SessionRecord(
-        id=str(uuid.uuid4()),
-        user_id=user_id,
-        token_hash=hash_token(token),
-        token_suffix=token_suffix(token),
-        created_at=created_at,
-        expires_at=expires_at,
-        client_ip=ip,
-        user_agent=new.user_agent[:MAX_USER_AGENT],
-        ended_at=ended_at,
-        end_reason=end_reason,
-    )
-    return IssuedSession(token=token, record=record)
+    return _Times(created_at, expires_at, ended_at, end_reason)
 
 
 class SessionStore:
@@ -368,7 +392,7 @@ class SessionStore:
         3. Redis: the marked entry is removed.
         Idempotent: calling it again finishes an end that failed half-way. None if no such
         session exists."""
-        if reason not in ("logout", "revoked"):
+        if reason not in WRITER_END_REASONS:
             raise ValueError(f"a session is ended for logout or revoked, not {reason!r}")
         ended = await self._end_many([token_hash], reason=reason)
         return ended[0] if ended else None
@@ -390,19 +414,9 @@ class SessionStore:
         reason: EndReason,
     ) -> list[SessionRecord]:
         """Steps 2 and 3 of an end, for sessions marked (or absent) in Redis."""
-        # A mark already there (an end that failed half-way) keeps its own time and reason.
-        groups: dict[tuple[datetime, EndReason], list[str]] = {}
-        for token_hash in token_hashes:
-            mark = marks.get(token_hash)
-            key = (mark.ended_at, mark.end_reason) if mark else (at, reason)
-            groups.setdefault(key, []).append(token_hash)
-        rows: dict[str, SessionRecord] = {}
-        for (when, why), hashes in groups.items():
-            for stored in await records.end(self.pool, token_hashes=hashes, reason=why, at=when):
-                rows[stored.token_hash] = stored
-        self._log_ended(list(rows.values()))
+        rows = await self._record_ends(token_hashes, marks, at=at, reason=reason)
         ended: list[SessionRecord] = []
-        entries: dict[str, str] = {}
+        entries: dict[str, str] = {}  # token hash -> user id, of the Redis entries to remove
         for token_hash in token_hashes:
             mark = marks.get(token_hash)
             row = rows.get(token_hash)
@@ -419,6 +433,33 @@ class SessionStore:
             user_id = mark.user_id if mark and mark.user_id else row.user_id if row else None
             if user_id is not None:
                 entries[token_hash] = user_id
+        await self._remove_ended(entries)
+        return ended
+
+    async def _record_ends(
+        self,
+        token_hashes: Sequence[str],
+        marks: Mapping[str, Mark],
+        *,
+        at: datetime,
+        reason: EndReason,
+    ) -> dict[str, SessionRecord]:
+        """Step 2: the ends recorded in Postgres; the stored rows by token hash."""
+        # A mark already there (an end that failed half-way) keeps its own time and reason.
+        groups: dict[tuple[datetime, EndReason], list[str]] = {}
+        for token_hash in token_hashes:
+            mark = marks.get(token_hash)
+            key = (mark.ended_at, mark.end_reason) if mark else (at, reason)
+            groups.setdefault(key, []).append(token_hash)
+        rows: dict[str, SessionRecord] = {}
+        for (when, why), hashes in groups.items():
+            for stored in await records.end(self.pool, token_hashes=hashes, reason=why, at=when):
+                rows[stored.token_hash] = stored
+        self._log_ended(list(rows.values()))
+        return rows
+
+    async def _remove_ended(self, entries: Mapping[str, str]) -> None:
+        """Step 3: the marked entries removed from Redis, as far as Redis lets us."""
         try:
             removed = await self.active.remove_many(sessions=entries)
         except Exception as exc:
@@ -430,7 +471,6 @@ class SessionStore:
                 "%d ended sessions stay marked ended in Redis until retried or expired",
                 len(entries) - len(removed),
             )
-        return ended
 
     async def revoke(self, *, user_id: str, session_id: str) -> SessionRecord | None:
         """Revokes one of the user's sessions by id. Idempotent: revoking a session that has
