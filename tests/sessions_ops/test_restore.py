@@ -14,7 +14,7 @@ from sessions_config.settings import Settings
 from store.models import utcnow
 from store.sessions import NewSession, SessionStore, prepare
 from tests.conftest import Users
-from tests.test_cli import cookie, run_cli
+from tests.sessions_ops.test_cli import cookie, run_cli
 
 
 async def forget_in_redis(resources: Resources, user_id: str, token_hashes: list[str]) -> None:

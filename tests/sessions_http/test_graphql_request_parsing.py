@@ -24,7 +24,7 @@ from store.keys import Keys
 from store.sessions import NewSession, SessionStore
 from store.tokens import new_token
 from tests.conftest import Users
-from tests.test_cli import (
+from tests.sessions_ops.test_cli import (
     assert_usage_error,
     create,
     import_row,

@@ -34,7 +34,7 @@ from store.models import SessionRecord, utcnow
 from store.sessions import IssuedSession, NewSession, NotUndone, SessionStore
 from store.tokens import hash_token
 from tests.infra import PostgresServer, RedisServer
-from tests.test_cli import cookie, import_row, run_cli, start_import
+from tests.sessions_ops.test_cli import cookie, import_row, run_cli, start_import
 
 # Timeouts of the stores these tests build themselves, to keep the tests short.
 SHORT = 1.0

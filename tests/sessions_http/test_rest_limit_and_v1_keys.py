@@ -20,7 +20,7 @@ from tests.conftest import Users
 ROUTE = "/v1/users/me/sessions"
 JSON = "application/json"
 EXAMPLE = json.loads(
-    (Path(__file__).parent / "contract" / "sessions-v1-example.json").read_text("utf-8")
+    (Path(__file__).parent.parent / "contract" / "sessions-v1-example.json").read_text("utf-8")
 )
 
 HISTORY = """

@@ -26,7 +26,7 @@ from tests.http_errors import assert_rest_error
 
 ROUTE = "/v1/users/me/sessions"
 EXAMPLE = json.loads(
-    (Path(__file__).parent / "contract" / "sessions-v1-example.json").read_text("utf-8")
+    (Path(__file__).parent.parent / "contract" / "sessions-v1-example.json").read_text("utf-8")
 )
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 from graph.schema import schema
+from tests.packages import PYPROJECT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = PYPROJECT.parent
 SCHEMA_FILE = ROOT / "schema.graphql"
 STALE = "schema.graphql is out of date: run `sessions-api export-schema` and commit the result."
 
