@@ -1,10 +1,14 @@
-"""GraphQL queries on the real app: `me`, active sessions with geo, and paginated history."""
+"""`history` (resolvers/history.py) on the real app: a user's past sessions in pages, newest first,
+with cursors that walk every one exactly once (also rows of the same second, or written by another
+writer to the microsecond), bad arguments as BAD_USER_INPUT, and each session's end: endReason
+(LOGOUT, REVOKED, EXPIRED) with its endedAt."""
 
 from __future__ import annotations
 
 import base64
-import secrets
-from datetime import timedelta
+import hashlib
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -13,21 +17,9 @@ import pytest
 from sessions_config.resources import Resources
 from store.models import format_timestamp, utcnow
 from store.sessions import NewSession
+from store.tokens import new_token
+from tests.app_client import ROUTE, cookie, error_codes, fresh_ip, graphql_data, post_graphql
 from tests.conftest import Users
-
-GRAPHQL_RESPONSE = "application/graphql-response+json"
-
-SESSIONS_QUERY = """
-{
-  me {
-    id
-    sessions {
-      id tokenSuffix createdAt expiresAt clientIp userAgent isCurrent
-      geo { countryCode isp org }
-    }
-  }
-}
-"""
 
 HISTORY_QUERY = """
 query History($first: Int, $after: String) {
@@ -45,131 +37,34 @@ HISTORY_DEFAULT_QUERY = """
 """
 
 
-def fresh_ip(first_octet: int = 45) -> str:
-    """A random address, so tests never share geo cache entries."""
-    b, c, d = secrets.randbelow(256), secrets.randbelow(256), 1 + secrets.randbelow(254)
-    return f"{first_octet}.{b}.{c}.{d}"
-
-
-async def gql(
-    client: httpx.AsyncClient,
-    query: str,
-    *,
-    token: str | None = None,
-    variables: dict[str, Any] | None = None,
-) -> httpx.Response:
-    headers = {"accept": GRAPHQL_RESPONSE}
-    if token is not None:
-        headers["cookie"] = f"psession={token}"
-    body: dict[str, Any] = {"query": query}
-    if variables is not None:
-        body["variables"] = variables
-    return await client.post("/graphql", json=body, headers=headers)
-
-
 async def history_page(
     client: httpx.AsyncClient, token: str, *, first: int | None = None, after: str | None = None
 ) -> dict[str, Any]:
-    response = await gql(
+    data = await graphql_data(
         client, HISTORY_QUERY, token=token, variables={"first": first, "after": after}
     )
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert "errors" not in body, body
-    return body["data"]["me"]["history"]
+    history: dict[str, Any] = data["me"]["history"]
+    return history
 
 
-def error_codes(body: dict[str, Any]) -> list[str | None]:
-    return [(e.get("extensions") or {}).get("code") for e in body.get("errors", [])]
+async def walk(client: httpx.AsyncClient, token: str, *, first: int, pages: int) -> list[str]:
+    """The ids that pages of `first` yield from the start, each page asked after the previous
+    one's endCursor (its last edge's cursor). At most `pages` pages: a cursor that never advances
+    must not loop forever."""
+    seen: list[str] = []
+    after: str | None = None
+    for _ in range(pages):
+        page = await history_page(client, token, first=first, after=after)
+        assert len(page["edges"]) <= first
+        seen += [edge["node"]["id"] for edge in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+        assert after == page["edges"][-1]["cursor"]
+    return seen
 
 
-# -- me ---------------------------------------------------------------------------------------
-
-
-async def test_me_without_cookie_is_null_with_unauthenticated_error(
-    client: httpx.AsyncClient,
-) -> None:
-    response = await gql(client, "{ me { id } }")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith(GRAPHQL_RESPONSE)
-    body = response.json()
-    assert body["data"] == {"me": None}
-    assert len(body["errors"]) == 1
-    assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
-    assert body["errors"][0]["path"] == ["me"]
-
-
-async def test_me_with_unknown_or_ended_cookie_is_unauthenticated(
-    client: httpx.AsyncClient, users: Users, resources: Resources
-) -> None:
-    user_id = users.new_id()
-    created = await users.session(user_id, ip=fresh_ip())
-    await resources.store.end(created.token)
-    for token in (created.token, "x" * 43, "not a token at all!"):
-        body = (await gql(client, "{ me { id } }", token=token)).json()
-        assert body["data"] == {"me": None}, token
-        assert error_codes(body) == ["UNAUTHENTICATED"], token
-
-
-async def test_me_is_the_cookies_user(client: httpx.AsyncClient, users: Users) -> None:
-    user_id = users.new_id()
-    created = await users.session(user_id, ip=fresh_ip())
-    body = (await gql(client, "{ me { id } }", token=created.token)).json()
-    assert body == {"data": {"me": {"id": user_id}}}
-
-
-# -- sessions ---------------------------------------------------------------------------------
-
-
-async def test_sessions_newest_first_with_current_marked_and_geo(
-    client: httpx.AsyncClient, users: Users
-) -> None:
-    user_id = users.new_id()
-    now = utcnow()
-    private_ip = fresh_ip(10)
-    oldest = await users.session(
-        user_id, ip="8.8.8.8", user_agent="Firefox", created_at=now - timedelta(hours=3)
-    )
-    current = await users.session(
-        user_id,
-        ip=private_ip,
-        user_agent="Safari",
-        created_at=now - timedelta(hours=2),
-        expires_at=now + timedelta(days=2),
-    )
-    newest = await users.session(
-        user_id, ip=fresh_ip(), user_agent="Chrome", created_at=now - timedelta(hours=1)
-    )
-    # Another user's session must not show up.
-    await users.session(users.new_id(), ip=fresh_ip())
-
-    response = await gql(client, SESSIONS_QUERY, token=current.token)
-    assert response.status_code == 200
-    body = response.json()
-    assert "errors" not in body, body
-    sessions = body["data"]["me"]["sessions"]
-
-    assert [s["id"] for s in sessions] == [newest.record.id, current.record.id, oldest.record.id]
-    assert [s["isCurrent"] for s in sessions] == [False, True, False]
-
-    by_id = {s["id"]: s for s in sessions}
-    mine = by_id[current.record.id]
-    assert mine["tokenSuffix"] == current.token[-6:]
-    assert mine["createdAt"] == format_timestamp(now - timedelta(hours=2))
-    assert mine["expiresAt"] == format_timestamp(now + timedelta(days=2))
-    assert mine["clientIp"] == private_ip
-    assert mine["userAgent"] == "Safari"
-    assert mine["geo"] is None  # a private address is never located
-
-    google = by_id[oldest.record.id]
-    assert google["clientIp"] == "8.8.8.8"
-    assert google["userAgent"] == "Firefox"
-    assert google["geo"] == {"countryCode": "US", "isp": "GOOGLE", "org": "GOOGLE"}
-    for s in sessions:
-        assert s["createdAt"].endswith("Z") and len(s["createdAt"]) == 20
-
-
-# -- history ----------------------------------------------------------------------------------
+# -- pages -----------------------------------------------------------------------------------------
 
 
 async def _user_with_history(
@@ -270,8 +165,8 @@ async def test_ended_active_session_moves_to_history(
     await resources.store.end(gone.token)
     page = await history_page(client, keep.token)
     assert [e["node"]["id"] for e in page["edges"]] == [gone.record.id]
-    sessions = (await gql(client, SESSIONS_QUERY, token=keep.token)).json()["data"]["me"]
-    assert [s["id"] for s in sessions["sessions"]] == [keep.record.id]
+    sessions = await graphql_data(client, "{ me { sessions { id } } }", token=keep.token)
+    assert [s["id"] for s in sessions["me"]["sessions"]] == [keep.record.id]
 
 
 async def test_history_default_page_is_50(
@@ -291,7 +186,7 @@ async def test_history_default_page_is_50(
         ]
     )
     token = (await users.session(user_id, ip=fresh_ip())).token
-    response = await gql(client, HISTORY_DEFAULT_QUERY, token=token)
+    response = await post_graphql(client, HISTORY_DEFAULT_QUERY, token=token)
     history = response.json()["data"]["me"]["history"]
     assert len(history["edges"]) == 50
     assert history["pageInfo"]["hasNextPage"] is True
@@ -322,7 +217,7 @@ async def test_bad_history_arguments_are_bad_user_input(
     client: httpx.AsyncClient, users: Users, variables: dict[str, Any]
 ) -> None:
     _, token, _, _ = await _user_with_history(users, past=1, active=1)
-    response = await gql(client, HISTORY_QUERY, token=token, variables=variables)
+    response = await post_graphql(client, HISTORY_QUERY, token=token, variables=variables)
     assert response.status_code == 200, response.text
     body = response.json()
     # history is nullable: the bad argument nulls it alone, not the whole `me`.
@@ -368,13 +263,150 @@ async def test_history_cursor_handles_equal_created_at(
         ]
     )
     token = (await users.session(user_id, ip=fresh_ip())).token
-    seen: list[str] = []
-    after = None
-    for _ in range(10):
-        page = await history_page(client, token, first=2, after=after)
-        seen += [e["node"]["id"] for e in page["edges"]]
-        if not page["pageInfo"]["hasNextPage"]:
-            break
-        after = page["pageInfo"]["endCursor"]
+    seen = await walk(client, token, first=2, pages=10)
     assert sorted(seen) == sorted(c.record.id for c in created)
     assert len(seen) == len(set(seen))
+
+
+async def test_history_pages_cover_sub_second_rows_of_another_writer_exactly_once(
+    client: httpx.AsyncClient, resources: Resources, users: Users
+) -> None:
+    """Another writer may store created_at with microseconds. Walking `history(first: 2)` with
+    each page's endCursor must yield every past session once, newest first, even when a page
+    boundary falls between rows of the same second."""
+    user_id = users.new_id()
+    current = await users.session(user_id, ip=fresh_ip())
+    base = datetime(2026, 1, 5, 10, 0, 0, tzinfo=UTC)
+    times = [base + timedelta(microseconds=100_000 * k) for k in range(1, 6)]  # .1 .. .5
+    times += [
+        base - timedelta(seconds=1),  # the second before, on a whole second
+        base + timedelta(seconds=1, microseconds=1),  # the second after, one microsecond in
+        base + timedelta(microseconds=300_000),  # the same instant as another row: id decides
+        base + timedelta(microseconds=999_999),
+    ]
+    rows = []
+    for created_at in times:
+        token = new_token()
+        rows.append(
+            (
+                uuid.uuid4(),
+                user_id,
+                hashlib.sha256(token.encode()).hexdigest(),
+                token[-6:],
+                created_at,
+                created_at + timedelta(days=30),
+                created_at + timedelta(minutes=5),
+                "logout",
+                fresh_ip(),
+                "other-writer",
+            )
+        )
+    await resources.store.pool.executemany(
+        """INSERT INTO sessions (id, user_id, token_hash, token_suffix, created_at, expires_at,
+                                 ended_at, end_reason, client_ip, user_agent)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::inet, $10)""",
+        rows,
+    )
+    expected = [str(r[0]) for r in sorted(rows, key=lambda r: (r[4], r[0]), reverse=True)]
+
+    assert await walk(client, current.token, first=2, pages=len(rows) + 2) == expected
+
+
+# -- how sessions ended ----------------------------------------------------------------------------
+
+ENDS_QUERY = """
+{ me { history(first: 200) { edges { node { id endedAt endReason } } } } }
+"""
+
+
+async def ends(client: httpx.AsyncClient, token: str) -> dict[str, tuple[str, str]]:
+    """{id: (endReason, endedAt)} of the user's history, as GraphQL answers it."""
+    data = await graphql_data(client, ENDS_QUERY, token=token)
+    return {
+        e["node"]["id"]: (e["node"]["endReason"], e["node"]["endedAt"])
+        for e in data["me"]["history"]["edges"]
+    }
+
+
+async def test_end_reason_enum_has_exactly_the_three_values(
+    client: httpx.AsyncClient, users: Users
+) -> None:
+    current = await users.session(users.new_id(), ip=fresh_ip())
+    data = await graphql_data(
+        client, '{ __type(name: "EndReason") { kind enumValues { name } } }', token=current.token
+    )
+    assert data["__type"]["kind"] == "ENUM"
+    assert {v["name"] for v in data["__type"]["enumValues"]} == {"LOGOUT", "REVOKED", "EXPIRED"}
+
+
+async def test_logout_revoked_and_expired(
+    client: httpx.AsyncClient, users: Users, resources: Resources
+) -> None:
+    """A session ended through store.end is LOGOUT, one revoked through the API is REVOKED (both
+    with the moment they ended), and one created already expired is EXPIRED with endedAt equal to
+    its expires_at."""
+    uid = users.new_id()
+    current = await users.session(uid, ip=fresh_ip())
+    logged_out = await users.session(uid, ip=fresh_ip())
+    revoked = await users.session(uid, ip=fresh_ip())
+    expired = await users.session(
+        uid,
+        ip=fresh_ip(),
+        created_at=utcnow() - timedelta(hours=3),
+        expires_at=utcnow() - timedelta(hours=1),
+    )
+
+    before = format_timestamp(utcnow())
+    await resources.store.end(logged_out.token)
+    response = await client.delete(f"{ROUTE}/{revoked.record.id}", headers=cookie(current.token))
+    assert response.status_code == 204
+    assert response.content == b""
+    after = format_timestamp(utcnow())
+
+    found = await ends(client, current.token)
+    assert set(found) == {logged_out.record.id, revoked.record.id, expired.record.id}
+    assert found[logged_out.record.id][0] == "LOGOUT"
+    assert found[revoked.record.id][0] == "REVOKED"
+    assert found[expired.record.id] == ("EXPIRED", format_timestamp(expired.record.expires_at))
+    for session in (logged_out, revoked):
+        assert before <= found[session.record.id][1] <= after
+
+
+async def test_ending_an_already_expired_session_keeps_it_expired(
+    client: httpx.AsyncClient, users: Users, resources: Resources
+) -> None:
+    """A session that expired before anyone ended it stays EXPIRED, ended at its expires_at, when
+    it is logged out or revoked afterwards."""
+    uid = users.new_id()
+    current = await users.session(uid, ip=fresh_ip())
+    stale = [
+        await users.session(
+            uid,
+            ip=fresh_ip(),
+            created_at=utcnow() - timedelta(hours=5),
+            expires_at=utcnow() - timedelta(hours=2),
+        )
+        for _ in range(2)
+    ]
+    await resources.store.end(stale[0].token)
+    await resources.store.revoke(user_id=uid, session_id=stale[1].record.id)
+    found = await ends(client, current.token)
+    for session in stale:
+        assert found[session.record.id] == ("EXPIRED", format_timestamp(session.record.expires_at))
+
+
+async def test_imported_end_reasons_are_kept(client: httpx.AsyncClient, users: Users) -> None:
+    """Sessions written already ended keep the reason they were written with."""
+    uid = users.new_id()
+    current = await users.session(uid, ip=fresh_ip())
+    start = utcnow() - timedelta(days=2)
+    ended = start + timedelta(hours=1)
+    written = {
+        reason: await users.session(
+            uid, ip=fresh_ip(), created_at=start, ended_at=ended, end_reason=reason
+        )
+        for reason in ("logout", "revoked")
+    }
+    found = await ends(client, current.token)
+    for reason, session in written.items():
+        assert found[session.record.id] == (reason.upper(), format_timestamp(ended))

@@ -1,34 +1,22 @@
-"""Session details in GraphQL: the device (from the user agent), lastSeenAt (when the session
-last made a request, written at most once a minute), and the location signals isNewLocation and
-impossibleTravel (docs/SIGNALS.md), computed with one batched geolocation lookup.
+"""`sessions` (resolvers/sessions.py) on the real app: the user's active sessions newest first,
+the current one marked, with geo, the device each session (active or past) signed in from, and the
+location signals isNewLocation and impossibleTravel (docs/SIGNALS.md), computed with one batched
+geolocation lookup for every list of the request.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import secrets
-import sys
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from sessions_config.resources import Resources
-from sessions_config.settings import Settings
 from store.models import format_timestamp, utcnow
-from store.sessions import TOUCH_INTERVAL, IssuedSession
+from store.sessions import IssuedSession
+from tests.app_client import fresh_ip, graphql_data
 from tests.conftest import Users
 from tests.ipapi_server import IpApiServer, answer_for
-
-GRAPHQL_HEADERS = {
-    "content-type": "application/json",
-    "accept": "application/graphql-response+json",
-}
-ROUTE = "/v1/users/me/sessions"
 
 LONDON_IP = "81.2.69.142"
 MOUNTAIN_VIEW_IP = "8.8.8.8"
@@ -43,68 +31,84 @@ IPHONE_SAFARI = (
     "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
 )
 
+LIST_QUERY = """
+{
+  me {
+    id
+    sessions {
+      id tokenSuffix createdAt expiresAt clientIp userAgent isCurrent
+      geo { countryCode isp org }
+    }
+  }
+}
+"""
 DEVICE = "device { browser browserVersion os osVersion deviceType isMobile }"
-SESSIONS_QUERY = f"""
-{{ me {{ sessions {{ id createdAt lastSeenAt isCurrent {DEVICE} }}
-        history {{ edges {{ node {{ id {DEVICE} }} }} }} }} }}
+DEVICE_QUERY = f"""
+{{ me {{ sessions {{ id {DEVICE} }} history {{ edges {{ node {{ id {DEVICE} }} }} }} }} }}
 """
 SIGNALS_QUERY = """
 { me { sessions { id clientIp isNewLocation impossibleTravel geo { city } } } }
 """
 
 
-def fresh_ip() -> str:
-    return f"45.{secrets.randbelow(256)}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
-
-
-def cookie(token: str) -> dict[str, str]:
-    return {"cookie": f"psession={token}"}
-
-
-def ts(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
 async def graphql(url: str, token: str, query: str) -> dict[str, Any]:
+    """The `data` of a query to the app at `url` (the offline one, or the one on ip-api)."""
     async with httpx.AsyncClient(base_url=url, timeout=20) as c:
-        response = await c.post(
-            "/graphql", json={"query": query}, headers={**GRAPHQL_HEADERS, **cookie(token)}
-        )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    assert "errors" not in body, body
-    return body["data"]
+        return await graphql_data(c, query, token=token)
 
 
 def by_id(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {item["id"]: item for item in items}
 
 
-async def stored_last_seen(resources: Resources, created: IssuedSession) -> str:
-    """The last_seen_at field of the session's Redis hash, as stored."""
-    store = resources.store
-    value = await store.redis.hget(store.keys.session(created.record.token_hash), "last_seen_at")
-    assert value is not None
-    return value.decode() if isinstance(value, bytes) else str(value)
+# -- the list --------------------------------------------------------------------------------------
 
 
-async def set_stored_last_seen(resources: Resources, created: IssuedSession, at: datetime) -> None:
-    """Pretends the session was last seen at `at` (as if that much time had passed)."""
-    store = resources.store
-    await store.redis.hset(
-        store.keys.session(created.record.token_hash), "last_seen_at", format_timestamp(at)
+async def test_sessions_newest_first_with_current_marked_and_geo(
+    client: httpx.AsyncClient, users: Users
+) -> None:
+    user_id = users.new_id()
+    now = utcnow()
+    private_ip = fresh_ip(10)
+    oldest = await users.session(
+        user_id, ip="8.8.8.8", user_agent="Firefox", created_at=now - timedelta(hours=3)
     )
+    current = await users.session(
+        user_id,
+        ip=private_ip,
+        user_agent="Safari",
+        created_at=now - timedelta(hours=2),
+        expires_at=now + timedelta(days=2),
+    )
+    newest = await users.session(
+        user_id, ip=fresh_ip(), user_agent="Chrome", created_at=now - timedelta(hours=1)
+    )
+    # Another user's session must not show up.
+    await users.session(users.new_id(), ip=fresh_ip())
+
+    sessions = (await graphql_data(client, LIST_QUERY, token=current.token))["me"]["sessions"]
+
+    assert [s["id"] for s in sessions] == [newest.record.id, current.record.id, oldest.record.id]
+    assert [s["isCurrent"] for s in sessions] == [False, True, False]
+
+    by_id = {s["id"]: s for s in sessions}
+    mine = by_id[current.record.id]
+    assert mine["tokenSuffix"] == current.token[-6:]
+    assert mine["createdAt"] == format_timestamp(now - timedelta(hours=2))
+    assert mine["expiresAt"] == format_timestamp(now + timedelta(days=2))
+    assert mine["clientIp"] == private_ip
+    assert mine["userAgent"] == "Safari"
+    assert mine["geo"] is None  # a private address is never located
+
+    google = by_id[oldest.record.id]
+    assert google["clientIp"] == "8.8.8.8"
+    assert google["userAgent"] == "Firefox"
+    assert google["geo"] == {"countryCode": "US", "isp": "GOOGLE", "org": "GOOGLE"}
+    for s in sessions:
+        assert s["createdAt"].endswith("Z") and len(s["createdAt"]) == 20
 
 
-def assert_about_now(text: str) -> None:
-    assert abs((ts(text) - now()).total_seconds()) < 10, text
-
-
-# -- device ---------------------------------------------------------------------------------------
+# -- device ----------------------------------------------------------------------------------------
 
 
 async def test_device_of_active_and_past_sessions(server: str, users: Users) -> None:
@@ -128,7 +132,7 @@ async def test_device_of_active_and_past_sessions(server: str, users: Users) -> 
         ended_at=t - timedelta(days=2),
     )
 
-    data = (await graphql(server, mac.token, SESSIONS_QUERY))["me"]
+    data = (await graphql(server, mac.token, DEVICE_QUERY))["me"]
     sessions = by_id(data["sessions"])
     history = by_id([e["node"] for e in data["history"]["edges"]])
 
@@ -159,220 +163,7 @@ async def test_device_of_active_and_past_sessions(server: str, users: Users) -> 
     }
 
 
-# -- lastSeenAt -----------------------------------------------------------------------------------
-
-
-async def test_a_new_session_was_last_seen_when_it_was_created(server: str, users: Users) -> None:
-    uid = users.new_id()
-    other = await users.session(uid, ip=fresh_ip(), created_at=utcnow() - timedelta(minutes=5))
-    current = await users.session(uid, ip=fresh_ip())
-    sessions = by_id((await graphql(server, current.token, SESSIONS_QUERY))["me"]["sessions"])
-    for created in (other, current):
-        item = sessions[created.record.id]
-        assert item["lastSeenAt"] == item["createdAt"]
-    assert ts(sessions[other.record.id]["createdAt"]) == other.record.created_at
-
-
-async def test_a_request_moves_last_seen_at_at_most_once_a_minute(
-    server: str, users: Users, resources: Resources
-) -> None:
-    uid = users.new_id()
-    created_at = utcnow() - timedelta(minutes=10)
-    session = await users.session(uid, ip=fresh_ip(), created_at=created_at)
-    assert await stored_last_seen(resources, session) == format_timestamp(created_at)
-
-    # The first request moves it to now, and shows it.
-    first = (await graphql(server, session.token, SESSIONS_QUERY))["me"]["sessions"][0]
-    assert_about_now(first["lastSeenAt"])
-    stored = await stored_last_seen(resources, session)
-    assert stored == first["lastSeenAt"]
-
-    # A second request right after writes nothing.
-    await graphql(server, session.token, SESSIONS_QUERY)
-    assert await stored_last_seen(resources, session) == stored
-
-    # Seen 30 seconds ago: still within the minute, nothing is written.
-    half_a_minute_ago = utcnow() - timedelta(seconds=30)
-    await set_stored_last_seen(resources, session, half_a_minute_ago)
-    shown = (await graphql(server, session.token, SESSIONS_QUERY))["me"]["sessions"][0]
-    assert shown["lastSeenAt"] == format_timestamp(half_a_minute_ago)
-    assert await stored_last_seen(resources, session) == format_timestamp(half_a_minute_ago)
-
-    # Seen more than a minute ago: the next request writes again.
-    await set_stored_last_seen(resources, session, utcnow() - TOUCH_INTERVAL - timedelta(seconds=5))
-    shown = (await graphql(server, session.token, SESSIONS_QUERY))["me"]["sessions"][0]
-    assert_about_now(shown["lastSeenAt"])
-    assert await stored_last_seen(resources, session) == shown["lastSeenAt"]
-
-
-async def test_rest_requests_also_mark_the_session_as_seen(
-    client: httpx.AsyncClient, users: Users, resources: Resources
-) -> None:
-    session = await users.session(
-        users.new_id(), ip=fresh_ip(), created_at=utcnow() - timedelta(minutes=10)
-    )
-    response = await client.get(ROUTE, headers=cookie(session.token))
-    assert response.status_code == 200
-    assert_about_now(await stored_last_seen(resources, session))
-
-
-async def test_concurrent_requests_leave_one_stable_value(
-    server: str, users: Users, resources: Resources
-) -> None:
-    session = await users.session(
-        users.new_id(), ip=fresh_ip(), created_at=utcnow() - timedelta(minutes=10)
-    )
-    async with httpx.AsyncClient(base_url=server, timeout=20) as c:
-        responses = await asyncio.gather(
-            *(
-                c.post(
-                    "/graphql",
-                    json={"query": "{ me { sessions { lastSeenAt } } }"},
-                    headers={**GRAPHQL_HEADERS, **cookie(session.token)},
-                )
-                for _ in range(10)
-            )
-        )
-    assert all(r.status_code == 200 for r in responses)
-    stored = await stored_last_seen(resources, session)
-    assert_about_now(stored)
-    await graphql(server, session.token, SESSIONS_QUERY)
-    assert await stored_last_seen(resources, session) == stored
-
-
-async def test_concurrent_touches_write_once(users: Users, resources: Resources) -> None:
-    """Many workers seeing the same stale lastSeenAt at once: exactly one of them writes."""
-    session = await users.session(
-        users.new_id(), ip=fresh_ip(), created_at=utcnow() - timedelta(minutes=10)
-    )
-    t = utcnow()
-    # Each worker would write its own instant, so the one write that happened is visible.
-    attempts = [t + timedelta(seconds=i) for i in range(10)]
-    written = await asyncio.gather(
-        *(
-            resources.store.active.touch(
-                token_hash=session.record.token_hash, at=at, unless_after=t - TOUCH_INTERVAL
-            )
-            for at in attempts
-        )
-    )
-    assert written.count(True) == 1, written
-    winner = attempts[written.index(True)]
-    assert await stored_last_seen(resources, session) == format_timestamp(winner)
-
-
-def _command() -> list[str]:
-    script = Path(sys.executable).with_name("sessions-api")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "sessions_ops.cli"]
-
-
-async def run_touch(settings: Settings, token: str) -> tuple[int, str, str]:
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=settings.database_url,
-        REDIS_URL=settings.redis_url,
-        REDIS_KEY_PREFIX=settings.redis_key_prefix,
-    )
-    proc = await asyncio.create_subprocess_exec(
-        *_command(),
-        "sessions",
-        "touch",
-        "--token",
-        token,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout=120)  # no hang
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
-async def test_cli_touch_sets_last_seen_at(
-    server: str, users: Users, resources: Resources, base_settings: Settings
-) -> None:
-    uid = users.new_id()
-    touched = await users.session(uid, ip=fresh_ip(), created_at=utcnow() - timedelta(minutes=10))
-    viewer = await users.session(uid, ip=fresh_ip())
-
-    code, out, err = await run_touch(base_settings, touched.token)
-    assert code == 0, err
-    printed = json.loads(out)
-    assert printed["token_suffix"] == touched.record.token_suffix
-    assert_about_now(printed["last_seen_at"])
-    assert touched.token not in out
-
-    sessions = by_id((await graphql(server, viewer.token, SESSIONS_QUERY))["me"]["sessions"])
-    assert sessions[touched.record.id]["lastSeenAt"] == printed["last_seen_at"]
-    assert await stored_last_seen(resources, touched) == printed["last_seen_at"]
-
-
-async def test_cli_touch_of_an_unknown_or_ended_token_fails(
-    users: Users, resources: Resources, base_settings: Settings
-) -> None:
-    # Any string, including one that looks like an option, is only an unknown token.
-    code, out, err = await run_touch(base_settings, "-" + secrets.token_urlsafe(32))
-    assert code == 1, err
-    assert out == ""
-    assert "Traceback" not in err
-
-    ended = await users.session(users.new_id(), ip=fresh_ip())
-    await resources.store.end(ended.token)
-    code, out, _ = await run_touch(base_settings, ended.token)
-    assert code == 1
-    assert out == ""
-    # Touching never brings an ended session back.
-    assert await resources.store.authenticate(ended.token) is None
-
-
-async def test_store_touch_python_api(server: str, users: Users, resources: Resources) -> None:
-    uid = users.new_id()
-    touched = await users.session(uid, ip=fresh_ip(), created_at=utcnow() - timedelta(minutes=10))
-    viewer = await users.session(uid, ip=fresh_ip())
-
-    record = await resources.store.touch(touched.token)
-    assert record is not None
-    assert record.id == touched.record.id
-    assert record.last_seen_at is not None
-    assert_about_now(format_timestamp(record.last_seen_at))
-
-    sessions = by_id((await graphql(server, viewer.token, SESSIONS_QUERY))["me"]["sessions"])
-    assert sessions[touched.record.id]["lastSeenAt"] == format_timestamp(record.last_seen_at)
-
-    assert await resources.store.touch(secrets.token_urlsafe(32)) is None
-
-
-async def test_rest_shape_has_no_new_keys(client: httpx.AsyncClient, users: Users) -> None:
-    uid = users.new_id()
-    t = utcnow()
-    current = await users.session(uid, ip=fresh_ip(), user_agent=CHROME_MAC)
-    await users.session(
-        uid, ip=fresh_ip(), created_at=t - timedelta(days=2), ended_at=t - timedelta(days=1)
-    )
-    response = await client.get(ROUTE, headers=cookie(current.token))
-    assert response.status_code == 200
-    body = response.json()
-    assert set(body) == {"sessions", "history"}
-    (session,) = body["sessions"]
-    assert set(session) == {
-        "token_suffix",
-        "created_at",
-        "expires_at",
-        "client_ip",
-        "user_agent",
-        "geo",
-        "is_current",
-    }
-    (past,) = body["history"]
-    assert set(past) == {"token_suffix", "created_at", "client_ip", "user_agent", "geo"}
-
-
-# -- location signals (ip-api provider: cities and coordinates) -----------------------------------
+# -- location signals (ip-api provider: cities and coordinates) ------------------------------------
 
 
 async def test_is_new_location(ipapi_app: str, users: Users) -> None:

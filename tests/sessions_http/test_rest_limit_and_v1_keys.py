@@ -1,150 +1,33 @@
-"""History, third version: the endReason enum (LOGOUT, REVOKED, EXPIRED) with its endedAt, and the
-REST route's `?limit=` (default 50, 0..200, anything else 400) with the v1 shape unchanged."""
+"""The REST route GET /v1/users/me/sessions: its `?limit=` on history (default 50, 0..200,
+anything else 400), and its v1 keys, kept exactly as the contract has them whatever GraphQL has
+gained since (device, lastSeenAt, endReason, signals, ids)."""
 
 from __future__ import annotations
 
 import json
-import secrets
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from sessions_config.resources import Resources
-from store.models import format_timestamp, utcnow
+from store.models import utcnow
 from store.sessions import IssuedSession, NewSession
+from tests.app_client import JSON, ROUTE, cookie, fresh_ip
 from tests.conftest import Users
+from tests.http_errors import assert_rest_error
 
-ROUTE = "/v1/users/me/sessions"
-JSON = "application/json"
 EXAMPLE = json.loads(
     (Path(__file__).parent.parent / "contract" / "sessions-v1-example.json").read_text("utf-8")
 )
-
-HISTORY = """
-{ me { history(first: 200) { edges { node { id endedAt endReason } } } } }
-"""
-
-
-def fresh_ip() -> str:
-    """A random global IPv4 address, so no test shares geo cache entries."""
-    return f"45.{secrets.randbelow(256)}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
+CHROME_MAC = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+)
 
 
-def cookie(token: str) -> dict[str, str]:
-    return {"cookie": f"psession={token}"}
-
-
-async def gql(client: httpx.AsyncClient, query: str, token: str, **variables: Any) -> Any:
-    response = await client.post(
-        "/graphql",
-        json={"query": query, "variables": variables},
-        headers={"accept": JSON, **cookie(token)},
-    )
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert "errors" not in body, body
-    return body["data"]
-
-
-async def history(client: httpx.AsyncClient, token: str) -> dict[str, tuple[str, str]]:
-    """{id: (endReason, endedAt)} of the user's history, as GraphQL answers it."""
-    data = await gql(client, HISTORY, token)
-    return {
-        e["node"]["id"]: (e["node"]["endReason"], e["node"]["endedAt"])
-        for e in data["me"]["history"]["edges"]
-    }
-
-
-# -- endReason ---------------------------------------------------------------------------------
-
-
-async def test_end_reason_enum_has_exactly_the_three_values(
-    client: httpx.AsyncClient, users: Users
-) -> None:
-    current = await users.session(users.new_id(), ip=fresh_ip())
-    data = await gql(
-        client, '{ __type(name: "EndReason") { kind enumValues { name } } }', current.token
-    )
-    assert data["__type"]["kind"] == "ENUM"
-    assert {v["name"] for v in data["__type"]["enumValues"]} == {"LOGOUT", "REVOKED", "EXPIRED"}
-
-
-async def test_logout_revoked_and_expired(
-    client: httpx.AsyncClient, users: Users, resources: Resources
-) -> None:
-    """A session ended through store.end is LOGOUT, one revoked through the API is REVOKED (both
-    with the moment they ended), and one created already expired is EXPIRED with endedAt equal to
-    its expires_at."""
-    uid = users.new_id()
-    current = await users.session(uid, ip=fresh_ip())
-    logged_out = await users.session(uid, ip=fresh_ip())
-    revoked = await users.session(uid, ip=fresh_ip())
-    expired = await users.session(
-        uid,
-        ip=fresh_ip(),
-        created_at=utcnow() - timedelta(hours=3),
-        expires_at=utcnow() - timedelta(hours=1),
-    )
-
-    before = format_timestamp(utcnow())
-    await resources.store.end(logged_out.token)
-    response = await client.delete(f"{ROUTE}/{revoked.record.id}", headers=cookie(current.token))
-    assert response.status_code == 204
-    after = format_timestamp(utcnow())
-
-    found = await history(client, current.token)
-    assert set(found) == {logged_out.record.id, revoked.record.id, expired.record.id}
-    assert found[logged_out.record.id][0] == "LOGOUT"
-    assert found[revoked.record.id][0] == "REVOKED"
-    assert found[expired.record.id] == ("EXPIRED", format_timestamp(expired.record.expires_at))
-    for session in (logged_out, revoked):
-        assert before <= found[session.record.id][1] <= after
-
-
-async def test_ending_an_already_expired_session_keeps_it_expired(
-    client: httpx.AsyncClient, users: Users, resources: Resources
-) -> None:
-    """A session that expired before anyone ended it stays EXPIRED, ended at its expires_at, when
-    it is logged out or revoked afterwards."""
-    uid = users.new_id()
-    current = await users.session(uid, ip=fresh_ip())
-    stale = [
-        await users.session(
-            uid,
-            ip=fresh_ip(),
-            created_at=utcnow() - timedelta(hours=5),
-            expires_at=utcnow() - timedelta(hours=2),
-        )
-        for _ in range(2)
-    ]
-    await resources.store.end(stale[0].token)
-    await resources.store.revoke(user_id=uid, session_id=stale[1].record.id)
-    found = await history(client, current.token)
-    for session in stale:
-        assert found[session.record.id] == ("EXPIRED", format_timestamp(session.record.expires_at))
-
-
-async def test_imported_end_reasons_are_kept(client: httpx.AsyncClient, users: Users) -> None:
-    """Sessions written already ended keep the reason they were written with."""
-    uid = users.new_id()
-    current = await users.session(uid, ip=fresh_ip())
-    start = utcnow() - timedelta(days=2)
-    ended = start + timedelta(hours=1)
-    written = {
-        reason: await users.session(
-            uid, ip=fresh_ip(), created_at=start, ended_at=ended, end_reason=reason
-        )
-        for reason in ("logout", "revoked")
-    }
-    found = await history(client, current.token)
-    for reason, session in written.items():
-        assert found[session.record.id] == (reason.upper(), format_timestamp(ended))
-
-
-# -- REST ?limit= ------------------------------------------------------------------------------
+# -- ?limit= ---------------------------------------------------------------------------------------
 
 
 async def user_with_past(
@@ -222,13 +105,18 @@ async def test_invalid_limit_is_400_json(
     error = response.json()["error"]
     assert error["code"] == "bad_request"
     assert isinstance(error["message"], str) and error["message"]
+    assert_rest_error(response, 400, "bad_request")
+
+
+# -- v1 keys ---------------------------------------------------------------------------------------
 
 
 async def test_rest_shape_keeps_exactly_the_contract_keys(
     client: httpx.AsyncClient, users: Users, resources: Resources
 ) -> None:
-    """The v3 additions (device, lastSeenAt, endReason, signals, ids) stay out of REST: every
-    session, history item and geo object has exactly the example's keys, with or without limit."""
+    """What GraphQL has beyond v1 (device, lastSeenAt, endReason, signals, ids) stays out of REST:
+    every session, history item and geo object has exactly the example's keys, with or without
+    limit."""
     uid = users.new_id()
     current = await users.session(uid, ip="8.8.8.8")
     other = await users.session(uid, ip="81.2.69.142")
@@ -251,3 +139,28 @@ async def test_rest_shape_keeps_exactly_the_contract_keys(
                 assert set(item) == set(EXAMPLE[kind][0]), item
                 assert item["geo"] is not None, item
                 assert set(item["geo"]) == set(EXAMPLE[kind][0]["geo"]), item["geo"]
+
+
+async def test_rest_shape_has_no_keys_beyond_v1(client: httpx.AsyncClient, users: Users) -> None:
+    uid = users.new_id()
+    t = utcnow()
+    current = await users.session(uid, ip=fresh_ip(), user_agent=CHROME_MAC)
+    await users.session(
+        uid, ip=fresh_ip(), created_at=t - timedelta(days=2), ended_at=t - timedelta(days=1)
+    )
+    response = await client.get(ROUTE, headers=cookie(current.token))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"sessions", "history"}
+    (session,) = body["sessions"]
+    assert set(session) == {
+        "token_suffix",
+        "created_at",
+        "expires_at",
+        "client_ip",
+        "user_agent",
+        "geo",
+        "is_current",
+    }
+    (past,) = body["history"]
+    assert set(past) == {"token_suffix", "created_at", "client_ip", "user_agent", "geo"}

@@ -1,0 +1,73 @@
+"""What the tests send as a client of the app: the session cookie, a fresh client address, GraphQL
+requests, and the checks most answers get."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import httpx
+
+ROUTE = "/v1/users/me/sessions"
+JSON = "application/json"
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+ME = "{ me { id } }"
+
+
+def cookie(token: str) -> dict[str, str]:
+    return {"cookie": f"psession={token}"}
+
+
+def fresh_ip(first_octet: int = 45) -> str:
+    """A random address (global for the default first octet), so tests never share geo cache
+    entries."""
+    b, c, d = secrets.randbelow(256), secrets.randbelow(256), 1 + secrets.randbelow(254)
+    return f"{first_octet}.{b}.{c}.{d}"
+
+
+def media_type(response: httpx.Response) -> str:
+    return str(response.headers.get("content-type", "")).split(";")[0].strip()
+
+
+async def post_graphql(
+    client: httpx.AsyncClient,
+    query: str,
+    *,
+    token: str | None = None,
+    variables: dict[str, Any] | None = None,
+    accept: str = GRAPHQL_RESPONSE,
+) -> httpx.Response:
+    headers = {"accept": accept, **(cookie(token) if token is not None else {})}
+    body: dict[str, Any] = {"query": query}
+    if variables is not None:
+        body["variables"] = variables
+    return await client.post("/graphql", json=body, headers=headers)
+
+
+async def graphql_data(
+    client: httpx.AsyncClient,
+    query: str,
+    *,
+    token: str | None = None,
+    variables: dict[str, Any] | None = None,
+    accept: str = GRAPHQL_RESPONSE,
+) -> dict[str, Any]:
+    """The `data` of a query that must succeed: status 200 and no errors."""
+    response = await post_graphql(client, query, token=token, variables=variables, accept=accept)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert "errors" not in body, body
+    data: dict[str, Any] = body["data"]
+    return data
+
+
+def error_codes(body: dict[str, Any]) -> list[str | None]:
+    """The `extensions.code` of each GraphQL error of a body."""
+    return [(e.get("extensions") or {}).get("code") for e in body.get("errors", [])]
+
+
+async def assert_still_serving(client: httpx.AsyncClient) -> None:
+    """The app still answers a plain query after whatever the test sent it."""
+    response = await client.post("/graphql", json={"query": ME}, headers={"accept": JSON})
+    assert response.status_code == 200, response.text
+    assert response.json()["data"] == {"me": None}
