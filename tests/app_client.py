@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from tests.http_errors import assert_rest_error
+
 ROUTE = "/v1/users/me/sessions"
 JSON = "application/json"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -44,16 +46,25 @@ async def post_graphql(
     return await client.post("/graphql", json=body, headers=headers)
 
 
+async def graphql_body(
+    client: httpx.AsyncClient, query: str, *, token: str | None = None
+) -> dict[str, Any]:
+    """The body of a query answered with 200: its data and errors."""
+    response = await post_graphql(client, query, token=token)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
 async def graphql_data(
     client: httpx.AsyncClient,
     query: str,
     *,
     token: str | None = None,
     variables: dict[str, Any] | None = None,
-    accept: str = GRAPHQL_RESPONSE,
 ) -> dict[str, Any]:
     """The `data` of a query that must succeed: status 200 and no errors."""
-    response = await post_graphql(client, query, token=token, variables=variables, accept=accept)
+    response = await post_graphql(client, query, token=token, variables=variables)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     assert "errors" not in body, body
@@ -71,3 +82,15 @@ async def assert_still_serving(client: httpx.AsyncClient) -> None:
     response = await client.post("/graphql", json={"query": ME}, headers={"accept": JSON})
     assert response.status_code == 200, response.text
     assert response.json()["data"] == {"me": None}
+
+
+async def signs_in(client: httpx.AsyncClient, token: str) -> bool:
+    """Whether the token signs in: REST lists its sessions with it as the current one, or answers
+    its 401."""
+    response = await client.get(ROUTE, headers=cookie(token))
+    if response.status_code == 401:
+        assert_rest_error(response, 401, "unauthenticated")
+        return False
+    assert response.status_code == 200, response.text
+    assert [s["is_current"] for s in response.json()["sessions"]].count(True) == 1
+    return True

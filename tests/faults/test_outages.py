@@ -1,4 +1,6 @@
-"""Partial data and clear errors while part of the storage is down (issue 6, points 11 and 12).
+"""Partial data and clear errors while part of the storage is down: with Postgres down, GraphQL
+still shows the active sessions (history and signals null, with UNAVAILABLE) and REST answers 503;
+a paused Redis is UNAVAILABLE, never an unexpected error; an outage is logged in one short line.
 
 The app here (fragile_server) runs on the run's own Postgres and Redis, which these tests
 kill, restart and pause; each leaves them running. Postgres is killed rather than paused: a
@@ -10,45 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
 
 import httpx
 import pytest
 
 from store.models import utcnow
+from tests.app_client import GRAPHQL_RESPONSE, ROUTE, cookie, fresh_ip, graphql_body
 from tests.conftest import Users
+from tests.http_errors import assert_rest_error
 from tests.infra import PostgresServer, RedisServer
 from tests.packages import is_ours
 
-ROUTE = "/v1/users/me/sessions"
-GRAPHQL_RESPONSE = "application/graphql-response+json"
-
 SESSIONS_AND_HISTORY = "{ me { sessions { id } history { edges { node { id } } } } }"
 SIGNALS = "{ me { sessions { id isNewLocation impossibleTravel } } }"
-
-
-def cookie(token: str) -> dict[str, str]:
-    return {"cookie": f"psession={token}"}
-
-
-async def gql(client: httpx.AsyncClient, token: str, query: str) -> dict[str, Any]:
-    response = await client.post(
-        "/graphql",
-        json={"query": query},
-        headers={**cookie(token), "accept": GRAPHQL_RESPONSE},
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def random_ip() -> str:
-    return f"81.{secrets.randbelow(256)}.{secrets.randbelow(256)}.{1 + secrets.randbelow(254)}"
 
 
 async def user_with_history(users: Users, *, active: int = 2, past: int = 2) -> tuple[str, str]:
@@ -59,13 +39,13 @@ async def user_with_history(users: Users, *, active: int = 2, past: int = 2) -> 
         created = now - timedelta(days=3, hours=i)
         await users.session(
             user_id,
-            ip=random_ip(),
+            ip=fresh_ip(81),
             created_at=created,
             ended_at=created + timedelta(hours=1),
             end_reason="logout",
         )
     tokens = [
-        (await users.session(user_id, ip=random_ip(), created_at=now - timedelta(minutes=i))).token
+        (await users.session(user_id, ip=fresh_ip(81), created_at=now - timedelta(minutes=i))).token
         for i in range(active)
     ]
     return user_id, tokens[0]
@@ -97,6 +77,26 @@ async def until_answers(client: httpx.AsyncClient, token: str) -> None:
             break
         await asyncio.sleep(0.2)
     assert response.status_code == 200, response.text
+    assert [s["is_current"] for s in response.json()["sessions"]].count(True) == 1
+
+
+async def twice_while_postgres_is_down(
+    own_postgres: PostgresServer,
+    caplog: pytest.LogCaptureFixture,
+    client: httpx.AsyncClient,
+    token: str,
+    check: Callable[[], Awaitable[None]],
+) -> None:
+    """Runs `check` twice while Postgres is down, each time with a fresh log capture: the first
+    request may meet a pooled connection that just died, the second a refused connection; both
+    are outages. Then waits for the app to answer this user in full again."""
+    try:
+        with postgres_down(own_postgres), caplog.at_level(logging.INFO):
+            for _ in range(2):
+                caplog.clear()
+                await check()
+    finally:
+        await until_answers(client, token)
 
 
 # -- Postgres down: the active sessions (Redis) still show -------------------------------------
@@ -109,33 +109,29 @@ async def test_postgres_down_graphql_still_shows_active_sessions_with_history_nu
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     _, token = await user_with_history(fragile_users, active=2, past=2)
-    up = await gql(fragile_client, token, SESSIONS_AND_HISTORY)
+    up = await graphql_body(fragile_client, token=token, query=SESSIONS_AND_HISTORY)
     assert "errors" not in up, up
-    try:
-        with postgres_down(own_postgres), caplog.at_level(logging.INFO):
-            # Twice: the first request may meet a pooled connection that just died, the second
-            # a refused connection; both are outages.
-            for _ in range(2):
-                caplog.clear()
-                body = await gql(fragile_client, token, SESSIONS_AND_HISTORY)
-                assert body["data"]["me"]["sessions"] == up["data"]["me"]["sessions"]
-                assert body["data"]["me"]["history"] is None
-                [error] = body["errors"]
-                assert error["path"] == ["me", "history"]
-                assert error["extensions"]["code"] == "UNAVAILABLE"
-                assert error["message"] != "Unexpected error."
-                assert str(own_postgres.port) not in str(body)
 
-                # One line for the operator: which dependency, what, why; no traceback.
-                [line] = outage_lines(caplog, "postgres")
-                assert line.levelno == logging.WARNING
-                message = line.getMessage()
-                assert "failed at me.history after " in message  # what, and how long it waited
-                assert "refused" in message.split(" s: ", 1)[1]  # and why
-                assert not [r for r in our_records(caplog) if r.exc_info]
-    finally:
-        await until_answers(fragile_client, token)
-    assert await gql(fragile_client, token, SESSIONS_AND_HISTORY) == up
+    async def check() -> None:
+        body = await graphql_body(fragile_client, token=token, query=SESSIONS_AND_HISTORY)
+        assert body["data"]["me"]["sessions"] == up["data"]["me"]["sessions"]
+        assert body["data"]["me"]["history"] is None
+        [error] = body["errors"]
+        assert error["path"] == ["me", "history"]
+        assert error["extensions"]["code"] == "UNAVAILABLE"
+        assert error["message"] != "Unexpected error."
+        assert str(own_postgres.port) not in str(body)
+
+        # One line for the operator: which dependency, what, why; no traceback.
+        [line] = outage_lines(caplog, "postgres")
+        assert line.levelno == logging.WARNING
+        message = line.getMessage()
+        assert "failed at me.history after " in message  # what, and how long it waited
+        assert "refused" in message.split(" s: ", 1)[1]  # and why
+        assert not [r for r in our_records(caplog) if r.exc_info]
+
+    await twice_while_postgres_is_down(own_postgres, caplog, fragile_client, token, check)
+    assert await graphql_body(fragile_client, token=token, query=SESSIONS_AND_HISTORY) == up
 
 
 async def test_postgres_down_signals_are_null_with_unavailable_and_sessions_still_show(
@@ -147,32 +143,28 @@ async def test_postgres_down_signals_are_null_with_unavailable_and_sessions_stil
     """The location signals read the user's timeline from Postgres: without it they are null
     with an UNAVAILABLE error each, and the sessions themselves are all there."""
     _, token = await user_with_history(fragile_users, active=3, past=1)
-    up = await gql(fragile_client, token, SIGNALS)
+    up = await graphql_body(fragile_client, token=token, query=SIGNALS)
     assert "errors" not in up, up
     assert len(up["data"]["me"]["sessions"]) == 3
-    try:
-        with postgres_down(own_postgres), caplog.at_level(logging.INFO):
-            for _ in range(2):
-                caplog.clear()
-                body = await gql(fragile_client, token, SIGNALS)
-                sessions = body["data"]["me"]["sessions"]
-                assert [s["id"] for s in sessions] == [
-                    s["id"] for s in up["data"]["me"]["sessions"]
-                ]
-                assert all(s["isNewLocation"] is None for s in sessions)
-                assert all(s["impossibleTravel"] is None for s in sessions)
-                assert {e["extensions"]["code"] for e in body["errors"]} == {"UNAVAILABLE"}
-                assert sorted(tuple(e["path"]) for e in body["errors"]) == sorted(
-                    ("me", "sessions", i, field)
-                    for i in range(3)
-                    for field in ("isNewLocation", "impossibleTravel")
-                )
-                # Six errors, one outage: one line.
-                [line] = outage_lines(caplog, "postgres")
-                assert "me.sessions.isNewLocation" in line.getMessage()
-                assert not [r for r in our_records(caplog) if r.exc_info]
-    finally:
-        await until_answers(fragile_client, token)
+
+    async def check() -> None:
+        body = await graphql_body(fragile_client, token=token, query=SIGNALS)
+        sessions = body["data"]["me"]["sessions"]
+        assert [s["id"] for s in sessions] == [s["id"] for s in up["data"]["me"]["sessions"]]
+        assert all(s["isNewLocation"] is None for s in sessions)
+        assert all(s["impossibleTravel"] is None for s in sessions)
+        assert {e["extensions"]["code"] for e in body["errors"]} == {"UNAVAILABLE"}
+        assert sorted(tuple(e["path"]) for e in body["errors"]) == sorted(
+            ("me", "sessions", i, field)
+            for i in range(3)
+            for field in ("isNewLocation", "impossibleTravel")
+        )
+        # Six errors, one outage: one line.
+        [line] = outage_lines(caplog, "postgres")
+        assert "me.sessions.isNewLocation" in line.getMessage()
+        assert not [r for r in our_records(caplog) if r.exc_info]
+
+    await twice_while_postgres_is_down(own_postgres, caplog, fragile_client, token, check)
 
 
 async def test_postgres_down_rest_is_503_unavailable(
@@ -183,18 +175,17 @@ async def test_postgres_down_rest_is_503_unavailable(
 ) -> None:
     """REST has no partial answers: the documented 503, logged in one line."""
     _, token = await user_with_history(fragile_users)
-    try:
-        with postgres_down(own_postgres), caplog.at_level(logging.INFO):
-            for _ in range(2):
-                caplog.clear()
-                response = await fragile_client.get(ROUTE, headers=cookie(token))
-                assert response.status_code == 503, response.text
-                assert response.json()["error"]["code"] == "unavailable"
-                assert response.headers["cache-control"] == "no-store"
-                assert len(outage_lines(caplog, "postgres")) == 1
-                assert not [r for r in our_records(caplog) if r.exc_info]
-    finally:
-        await until_answers(fragile_client, token)
+
+    async def check() -> None:
+        response = await fragile_client.get(ROUTE, headers=cookie(token))
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "unavailable"
+        assert response.headers["cache-control"] == "no-store"
+        assert_rest_error(response, 503, "unavailable")
+        assert len(outage_lines(caplog, "postgres")) == 1
+        assert not [r for r in our_records(caplog) if r.exc_info]
+
+    await twice_while_postgres_is_down(own_postgres, caplog, fragile_client, token, check)
 
 
 # -- Redis paused: nothing can be authenticated ------------------------------------------------
@@ -212,7 +203,7 @@ async def test_redis_paused_is_unavailable_not_unexpected(
     with own_redis.paused(), caplog.at_level(logging.INFO):
         # At once, so the test waits for the storage timeout once.
         answer, response = await asyncio.gather(
-            gql(fragile_client, token, SESSIONS_AND_HISTORY),
+            graphql_body(fragile_client, token=token, query=SESSIONS_AND_HISTORY),
             fragile_client.get(ROUTE, headers=cookie(token)),
         )
     assert answer["data"] == {"me": None}

@@ -1,4 +1,4 @@
-"""Hung, killed and restarted storage (issue 6, points 3 and 7).
+"""Hung, killed and restarted storage: every wait is bounded, and a restart costs no request.
 
 Every wait has a bound: under a hung (SIGSTOPped) Postgres or Redis, a burst of concurrent
 requests answers 503 within about STORAGE_TIMEOUT, /readyz names the hung dependency within

@@ -1,4 +1,4 @@
-"""Writes that cannot half-happen (issue 6, points 5 and 6).
+"""Writes that cannot half-happen: revoking, ending and importing under Redis and Postgres faults.
 
 Revoking or ending a session while Redis refuses writes, or while Postgres hangs, never leaves a
 session both in history and active, nor a revoked token that still works; a retry finishes the

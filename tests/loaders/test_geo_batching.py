@@ -26,6 +26,7 @@ from sessions_config.settings import Settings
 from store.models import utcnow
 from store.sessions import IssuedSession, NewSession
 from tests import ipapi_server
+from tests.app_client import cookie, graphql_data
 from tests.conftest import Users
 from tests.ipapi_server import IpApiServer, answer_for
 from tests.servers import serve
@@ -77,22 +78,10 @@ async def make_user(
     return created_sessions[0].token
 
 
-def cookie(token: str) -> dict[str, str]:
-    return {"cookie": f"psession={token}"}
-
-
 async def graphql_geo(base_url: str, token: str) -> list[tuple[str, dict[str, Any] | None]]:
     """(clientIp, geo) for every active and past session the GraphQL query returns."""
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
-        response = await client.post(
-            "/graphql",
-            json={"query": QUERY},
-            headers={**cookie(token), "accept": "application/graphql-response+json"},
-        )
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert "errors" not in body, body
-    me = body["data"]["me"]
+        me = (await graphql_data(client, QUERY, token=token))["me"]
     rows = [(s["clientIp"], s["geo"]) for s in me["sessions"]]
     rows += [(e["node"]["clientIp"], e["node"]["geo"]) for e in me["history"]["edges"]]
     return rows
@@ -128,6 +117,23 @@ def assert_geo_from_provider(rows: list[tuple[str, dict[str, Any] | None]]) -> N
         assert country == expected_country(ip), ip
 
 
+async def cold_then_warm(
+    base_url: str, fake: IpApiServer, token: str, ips: list[str]
+) -> tuple[list[tuple[str, dict[str, Any] | None]], int]:
+    """The page twice. Cold: every distinct IP goes to the provider once, in batches
+    (assert_batches), and each session's geo is the provider's. Warm: the provider hears nothing
+    and the page is the same. Returns the cold page and how many requests it made."""
+    cold = await graphql_geo(base_url, token)
+    assert_batches(fake, set(ips))
+    assert_geo_from_provider(cold)
+    requests = len(fake.requests)
+    fake.reset()
+    warm = await graphql_geo(base_url, token)
+    assert fake.requests == []
+    assert warm == cold
+    return cold, requests
+
+
 @contextmanager
 def own_app(base_settings: Settings, fake: IpApiServer, **settings: Any) -> Iterator[str]:
     """An app of this test's own, with the ip-api provider pointed at `fake`."""
@@ -159,15 +165,8 @@ async def test_cold_query_makes_one_request_per_100_ips_and_warm_none(
     ips = fresh_ips(n)
     token = await make_user(resources, active=ips[: n // 2 + 1], history=ips[n // 2 + 1 :])
 
-    cold = await graphql_geo(ipapi_app, token)
+    cold, _ = await cold_then_warm(ipapi_app, ipapi, token, ips)
     assert len(cold) == n
-    assert_batches(ipapi, set(ips))
-    assert_geo_from_provider(cold)
-
-    ipapi.reset()
-    warm = await graphql_geo(ipapi_app, token)
-    assert ipapi.requests == []
-    assert warm == cold
 
 
 async def test_150_ips_over_sessions_and_history_make_two_requests(
@@ -181,16 +180,9 @@ async def test_150_ips_over_sessions_and_history_make_two_requests(
     history = ips[90:] + ips[100:105]  # 20 IPs also active, 5 of them twice in history
     token = await make_user(resources, active=active, history=history)
 
-    cold = await graphql_geo(ipapi_app, token)
+    cold, requests = await cold_then_warm(ipapi_app, ipapi, token, ips)
     assert len(cold) == len(active) + len(history)
-    assert_batches(ipapi, set(ips))
-    assert len(ipapi.requests) == 2
-    assert_geo_from_provider(cold)
-
-    ipapi.reset()
-    warm = await graphql_geo(ipapi_app, token)
-    assert ipapi.requests == []
-    assert warm == cold
+    assert requests == 2
 
 
 async def test_a_new_ip_next_to_cached_ones_is_the_only_one_sent(

@@ -6,7 +6,6 @@ other's sessions, revocation seen at once by a second server process, and no mut
 from __future__ import annotations
 
 import asyncio
-import secrets
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -18,11 +17,10 @@ from sessions_config.settings import Settings
 from store.models import utcnow
 from store.sessions import IssuedSession
 from store.tokens import hash_token
+from tests.app_client import JSON, ROUTE, cookie, fresh_ip, signs_in
 from tests.conftest import Users
+from tests.http_errors import assert_graphql_http_error, assert_rest_error
 from tests.servers import serve_process
-
-ROUTE = "/v1/users/me/sessions"
-JSON = "application/json"
 
 REVOKE = "mutation Revoke($id: ID!) { revokeSession(id: $id) }"
 REVOKE_OTHERS = "mutation { revokeOtherSessions }"
@@ -34,15 +32,6 @@ STATE = """
   }
 }
 """
-
-
-def fresh_ip() -> str:
-    """A random global IPv4 address, so no test shares geo cache entries."""
-    return f"45.{secrets.randbelow(256)}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
-
-
-def cookie(token: str) -> dict[str, str]:
-    return {"cookie": f"psession={token}"}
 
 
 async def gql(
@@ -84,19 +73,13 @@ async def state(client: httpx.AsyncClient, token: str) -> dict[str, Any]:
     }
 
 
-async def authenticates(client: httpx.AsyncClient, token: str) -> bool:
-    response = await client.get(ROUTE, headers=cookie(token))
-    assert response.status_code in (200, 401), response.text
-    return response.status_code == 200
-
-
 async def active_user(users: Users, n: int) -> list[IssuedSession]:
     """A fresh user with n active sessions, each from its own address."""
     uid = users.new_id()
     return [await users.session(uid, ip=fresh_ip()) for _ in range(n)]
 
 
-# -- GraphQL: revokeSession ---------------------------------------------------------------------
+# -- GraphQL: revokeSession ------------------------------------------------------------------------
 
 
 async def test_revoke_session_ends_it_at_once_and_records_it(
@@ -105,12 +88,12 @@ async def test_revoke_session_ends_it_at_once_and_records_it(
     """revokeSession of another of my sessions answers true; its token gets 401 on its very next
     request; it leaves my sessions and appears in my history as REVOKED with endedAt."""
     me, other = await active_user(users, 2)
-    assert await authenticates(client, other.token)
+    assert await signs_in(client, other.token)
 
     body = await revoke(client, me.token, other.record.id)
     assert body == {"data": {"revokeSession": True}}
 
-    assert not await authenticates(client, other.token)
+    assert not await signs_in(client, other.token)
     seen = await state(client, me.token)
     assert seen["active"] == {me.record.id: True}
     ended_at, reason = seen["history"][other.record.id]
@@ -128,7 +111,7 @@ async def test_revoke_session_is_idempotent(client: httpx.AsyncClient, users: Us
     )  # so a second write of endedAt would show (timestamps are to the second)
     assert (await revoke(client, me.token, other.record.id))["data"] == {"revokeSession": True}
     assert (await state(client, me.token))["history"][other.record.id] == first
-    assert not await authenticates(client, other.token)
+    assert not await signs_in(client, other.token)
 
 
 async def test_revoking_a_session_that_ended_by_logout_keeps_its_end(
@@ -164,7 +147,7 @@ async def test_revoking_the_current_session_is_refused(
         assert body.get("data") is None, spelling
         assert error_code(body) == "CURRENT_SESSION"
         assert body["errors"][0]["message"]
-        assert await authenticates(client, me.token)
+        assert await signs_in(client, me.token)
     assert (await state(client, me.token))["active"] == {me.record.id: True, other.record.id: False}
 
 
@@ -184,7 +167,7 @@ async def test_unknown_malformed_and_other_users_ids_are_the_same_not_found(
     assert answers[1] == answers[0]
     assert answers[2] == answers[0]
 
-    assert await authenticates(client, theirs.token)
+    assert await signs_in(client, theirs.token)
     assert await state(client, theirs.token) == {"active": {theirs.record.id: True}, "history": {}}
     assert await state(client, me.token) == {"active": {me.record.id: True}, "history": {}}
 
@@ -195,10 +178,10 @@ async def test_revoke_needs_a_session(client: httpx.AsyncClient, users: Users) -
     for token in (None, "not-a-real-token-0123456789"):
         assert error_code(await revoke(client, token, victim.record.id)) == "UNAUTHENTICATED"  # type: ignore[arg-type]
         assert error_code(await gql(client, REVOKE_OTHERS, token)) == "UNAUTHENTICATED"
-    assert await authenticates(client, victim.token)
+    assert await signs_in(client, victim.token)
 
 
-# -- GraphQL: revokeOtherSessions ---------------------------------------------------------------
+# -- GraphQL: revokeOtherSessions ------------------------------------------------------------------
 
 
 async def test_revoke_other_sessions(client: httpx.AsyncClient, users: Users) -> None:
@@ -213,8 +196,8 @@ async def test_revoke_other_sessions(client: httpx.AsyncClient, users: Users) ->
         o.record.id: "REVOKED" for o in others
     }
     for other in others:
-        assert not await authenticates(client, other.token)
-    assert await authenticates(client, me.token)
+        assert not await signs_in(client, other.token)
+    assert await signs_in(client, me.token)
 
     assert await gql(client, REVOKE_OTHERS, me.token) == {"data": {"revokeOtherSessions": 0}}
     assert (await state(client, me.token))["history"] == seen["history"]
@@ -232,7 +215,7 @@ async def test_revoke_other_sessions_leaves_past_sessions_alone(
     assert history[done.record.id][1] == "LOGOUT"
 
 
-# -- REST -------------------------------------------------------------------------------------
+# -- REST ------------------------------------------------------------------------------------------
 
 
 async def test_rest_delete_one_session(client: httpx.AsyncClient, users: Users) -> None:
@@ -243,11 +226,12 @@ async def test_rest_delete_one_session(client: httpx.AsyncClient, users: Users) 
     assert response.status_code == 204
     assert response.content == b""
     assert response.headers.get("cache-control") == "no-store"
-    assert not await authenticates(client, other.token)
+    assert not await signs_in(client, other.token)
     assert (await state(client, me.token))["history"][other.record.id][1] == "REVOKED"
 
     again = await client.delete(f"{ROUTE}/{other.record.id}", headers=cookie(me.token))
     assert again.status_code == 204
+    assert again.content == b""
 
 
 async def test_rest_unknown_and_other_users_ids_are_identical_404s(
@@ -264,9 +248,10 @@ async def test_rest_unknown_and_other_users_ids_are_identical_404s(
         assert response.headers.get("cache-control") == "no-store"
         assert response.headers["content-type"].startswith(JSON)
     assert unknown.json()["error"]["code"] == "not_found"
+    assert_rest_error(unknown, 404, "not_found")
     assert other.content == unknown.content
     assert malformed.content == unknown.content
-    assert await authenticates(client, theirs.token)
+    assert await signs_in(client, theirs.token)
 
 
 async def test_rest_delete_current_session_is_409(client: httpx.AsyncClient, users: Users) -> None:
@@ -277,7 +262,7 @@ async def test_rest_delete_current_session_is_409(client: httpx.AsyncClient, use
         assert response.json()["error"]["code"] == "current_session"
         assert response.json()["error"]["message"]
         assert response.headers.get("cache-control") == "no-store"
-        assert await authenticates(client, me.token)
+        assert await signs_in(client, me.token)
 
 
 async def test_an_id_another_writer_spelt_in_upper_case_is_still_the_current_session(
@@ -290,7 +275,8 @@ async def test_an_id_another_writer_spelt_in_upper_case_is_still_the_current_ses
     await store.redis.hset(store.keys.session(me.record.token_hash), "id", me.record.id.upper())
     response = await client.delete(f"{ROUTE}/{me.record.id.upper()}", headers=cookie(me.token))
     assert response.status_code == 409, response.text
-    assert await authenticates(client, me.token)
+    assert_rest_error(response, 409, "current_session")
+    assert await signs_in(client, me.token)
     sessions = (await client.get(ROUTE, headers=cookie(me.token))).json()["sessions"]
     assert [s["is_current"] for s in sessions].count(True) == 1
 
@@ -301,7 +287,8 @@ async def test_another_spelling_of_an_id_revokes_that_session(
     me, other = await active_user(users, 2)
     response = await client.delete(f"{ROUTE}/{other.record.id.upper()}", headers=cookie(me.token))
     assert response.status_code == 204
-    assert not await authenticates(client, other.token)
+    assert response.content == b""
+    assert not await signs_in(client, other.token)
 
 
 async def test_rest_delete_without_a_session_is_401(
@@ -315,8 +302,8 @@ async def test_rest_delete_without_a_session_is_401(
             assert response.status_code == 401, (url, response.text)
             assert response.json()["error"]["code"] == "unauthenticated"
             assert response.headers.get("cache-control") == "no-store"
-    assert await authenticates(client, victim.token)
-    assert await authenticates(client, other.token)
+    assert await signs_in(client, victim.token)
+    assert await signs_in(client, other.token)
 
 
 async def test_rest_delete_all_other_sessions(client: httpx.AsyncClient, users: Users) -> None:
@@ -327,7 +314,7 @@ async def test_rest_delete_all_other_sessions(client: httpx.AsyncClient, users: 
     assert response.json() == {"count": 2}
     assert response.headers.get("cache-control") == "no-store"
     for other in others:
-        assert not await authenticates(client, other.token)
+        assert not await signs_in(client, other.token)
     listed = (await client.get(ROUTE, headers=cookie(me.token))).json()
     assert [s["token_suffix"] for s in listed["sessions"]] == [me.token[-6:]]
 
@@ -335,7 +322,7 @@ async def test_rest_delete_all_other_sessions(client: httpx.AsyncClient, users: 
     assert (again.status_code, again.json()) == (200, {"count": 0})
 
 
-# -- two users ----------------------------------------------------------------------------------
+# -- two users -------------------------------------------------------------------------------------
 
 
 async def _attack(
@@ -348,6 +335,7 @@ async def _attack(
     rest_baseline = await client.delete(f"{ROUTE}/{baseline_id}", headers=cookie(attacker.token))
     assert error_code(gql_baseline) == "NOT_FOUND"
     assert rest_baseline.status_code == 404
+    assert_rest_error(rest_baseline, 404, "not_found")
     for victim in victims:
         for guess in (victim.record.id, victim.token, hash_token(victim.token)):
             assert await revoke(client, attacker.token, guess) == gql_baseline, guess
@@ -386,18 +374,18 @@ async def test_two_users_cannot_touch_each_others_sessions(
     assert await state(client, b[0].token) == b_before
     assert await state(client, a.token) == a_before
     for session in b:
-        assert await authenticates(client, session.token)
+        assert await signs_in(client, session.token)
 
     # B against A: A keeps everything. B's "all others" only ever ends B's own.
     await _attack(client, b[0], [a, a_past])
     assert await gql(client, REVOKE_OTHERS, b[0].token) == {"data": {"revokeOtherSessions": 2}}
     assert await state(client, a.token) == a_before
-    assert await authenticates(client, a.token)
+    assert await signs_in(client, a.token)
     b_after = await state(client, b[0].token)
     assert set(b_after["active"]) | set(b_after["history"]) == b_ids
 
 
-# -- a second server process --------------------------------------------------------------------
+# -- a second server process -----------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -422,20 +410,21 @@ async def test_revocation_in_one_process_is_seen_by_another_at_once(
     me, first_victim, second_victim = await active_user(users, 3)
     async with httpx.AsyncClient(base_url=second_process, timeout=20) as other_process:
         # Revoked here, seen there.
-        assert await authenticates(other_process, first_victim.token)
+        assert await signs_in(other_process, first_victim.token)
         response = await client.delete(
             f"{ROUTE}/{first_victim.record.id}", headers=cookie(me.token)
         )
         assert response.status_code == 204
-        assert not await authenticates(other_process, first_victim.token)
+        assert response.content == b""
+        assert not await signs_in(other_process, first_victim.token)
         body = await gql(other_process, "{ me { id } }", first_victim.token)
         assert error_code(body) == "UNAUTHENTICATED"
 
         # Revoked there, seen here.
-        assert await authenticates(client, second_victim.token)
+        assert await signs_in(client, second_victim.token)
         body = await revoke(other_process, me.token, second_victim.record.id)
         assert body == {"data": {"revokeSession": True}}
-        assert not await authenticates(client, second_victim.token)
+        assert not await signs_in(client, second_victim.token)
 
         # Both processes tell the same story.
         assert await state(client, me.token) == await state(other_process, me.token)
@@ -447,15 +436,15 @@ async def test_revoke_others_in_one_process_is_seen_by_another(
     me, *others = await active_user(users, 3)
     async with httpx.AsyncClient(base_url=second_process, timeout=20) as other_process:
         for other in others:
-            assert await authenticates(client, other.token)
+            assert await signs_in(client, other.token)
         response = await other_process.delete(ROUTE, headers=cookie(me.token))
         assert (response.status_code, response.json()) == (200, {"count": 2})
         for other in others:
-            assert not await authenticates(client, other.token)
-            assert not await authenticates(other_process, other.token)
+            assert not await signs_in(client, other.token)
+            assert not await signs_in(other_process, other.token)
 
 
-# -- no mutations over GET ------------------------------------------------------------------------
+# -- no mutations over GET -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -479,7 +468,8 @@ async def test_mutations_over_get_are_405_and_change_nothing(
         )
         assert response.status_code == 405, response.text
         assert "POST" in response.headers.get("allow", "")
-    assert await authenticates(client, other.token)
+        assert_graphql_http_error(response, 405, "METHOD_NOT_ALLOWED")
+    assert await signs_in(client, other.token)
     assert (await state(client, me.token))["active"] == {me.record.id: True, other.record.id: False}
 
 

@@ -260,6 +260,19 @@ async def test_impossible_travel_london_to_mountain_view(
     assert sessions[viewer.record.id]["impossibleTravel"] is False
 
 
+async def past_sessions(users: Users, user_id: str, ips: list[str]) -> None:
+    """One past session of the user from each address: the first a day ago, the next a day
+    before, and so on; each an hour long."""
+    t = utcnow()
+    for n, ip in enumerate(ips):
+        await users.session(
+            user_id,
+            ip=ip,
+            created_at=t - timedelta(days=n + 1),
+            ended_at=t - timedelta(days=n + 1) + timedelta(hours=1),
+        )
+
+
 async def test_signals_need_one_batched_lookup_for_all_sessions(
     ipapi_app: str, ipapi: IpApiServer, users: Users
 ) -> None:
@@ -272,13 +285,7 @@ async def test_signals_need_one_batched_lookup_for_all_sessions(
     created: list[IssuedSession] = []
     for n, ip in enumerate(active_ips):
         created.append(await users.session(uid, ip=ip, created_at=t - timedelta(hours=n)))
-    for n, ip in enumerate(past_ips):
-        await users.session(
-            uid,
-            ip=ip,
-            created_at=t - timedelta(days=n + 1),
-            ended_at=t - timedelta(days=n + 1) + timedelta(hours=1),
-        )
+    await past_sessions(users, uid, past_ips)
 
     ipapi.reset()
     query = "{ me { sessions { id isNewLocation impossibleTravel } } }"
@@ -306,13 +313,7 @@ async def test_signals_geo_and_history_share_one_lookup(
     ips = [fresh_ip() for _ in range(6)]
     current = await users.session(uid, ip=ips[0])
     await users.session(uid, ip=ips[1], created_at=t - timedelta(hours=1))
-    for n, ip in enumerate(ips[2:]):
-        await users.session(
-            uid,
-            ip=ip,
-            created_at=t - timedelta(days=n + 1),
-            ended_at=t - timedelta(days=n + 1) + timedelta(hours=1),
-        )
+    await past_sessions(users, uid, ips[2:])
     ipapi.reset()
     data = await graphql(
         ipapi_app,

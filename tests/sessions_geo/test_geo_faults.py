@@ -36,8 +36,9 @@ from sessions_geo.ipapi import (
 from sessions_geo.lookup import GeoLookup
 from sessions_geo.model import MAX_TEXT, GeoInfo
 from store.geo_cache import GeoCache
+from tests.app_client import cookie
 from tests.ipapi_server import IpApiServer, answer_for
-from tests.loaders.test_geo_batching import cookie, fake_ipapi, fresh_ips, make_user, own_app
+from tests.loaders.test_geo_batching import fake_ipapi, fresh_ips, make_user, own_app
 from tests.sessions_geo import test_ipapi_provider as provider_tests
 from tests.sessions_geo.test_ipapi_provider import GOOGLE_DNS, FakeClock
 

@@ -290,6 +290,7 @@ async def test_fake_server_speaks_the_batch_protocol(server: IpApiServer) -> Non
     async with httpx.AsyncClient(base_url=server.url) as client:
         too_many = await client.post("/batch", json=[{"query": ip} for ip in many_ips(101)])
         assert too_many.status_code == 422
+        assert too_many.text == "too many queries\n"
 
         response = await client.post(
             "/batch",

@@ -9,17 +9,21 @@ import json
 import httpx
 import pytest
 
-from tests.app_client import JSON, ME, ROUTE, cookie, fresh_ip, media_type
+from store.sessions import IssuedSession
+from tests.app_client import JSON, ME, ROUTE, cookie, fresh_ip, media_type, signs_in
 from tests.conftest import Users
 from tests.http_errors import assert_rest_error
 
 REVOKE_OTHERS = "mutation { revokeOtherSessions }"
 
 
-async def signs_in(client: httpx.AsyncClient, token: str) -> bool:
-    response = await client.get(ROUTE, headers=cookie(token))
-    assert response.status_code in (200, 401), response.text
-    return response.status_code == 200
+async def two_sessions(users: Users) -> tuple[IssuedSession, IssuedSession]:
+    """Two active sessions of a fresh user: the one making requests, and another."""
+    user_id = users.new_id()
+    return (
+        await users.session(user_id, ip=fresh_ip()),
+        await users.session(user_id, ip=fresh_ip()),
+    )
 
 
 # -- HEAD ------------------------------------------------------------------------------------------
@@ -28,9 +32,7 @@ async def signs_in(client: httpx.AsyncClient, token: str) -> bool:
 async def test_head_with_a_mutation_body_changes_nothing(
     client: httpx.AsyncClient, users: Users
 ) -> None:
-    user_id = users.new_id()
-    current = await users.session(user_id, ip=fresh_ip())
-    other = await users.session(user_id, ip=fresh_ip())
+    current, other = await two_sessions(users)
 
     response = await client.request(
         "HEAD",
@@ -46,9 +48,7 @@ async def test_head_with_a_mutation_body_changes_nothing(
 async def test_head_with_a_mutation_in_the_query_string_is_405(
     client: httpx.AsyncClient, users: Users
 ) -> None:
-    user_id = users.new_id()
-    current = await users.session(user_id, ip=fresh_ip())
-    other = await users.session(user_id, ip=fresh_ip())
+    current, other = await two_sessions(users)
 
     response = await client.head(
         "/graphql", params={"query": REVOKE_OTHERS}, headers=cookie(current.token)
@@ -96,8 +96,7 @@ async def test_a_trailing_slash_is_not_redirected_to_another_route(
 ) -> None:
     """`DELETE /v1/users/me/sessions/` (an id left empty) must not turn into "revoke all
     others" by way of a redirect that a client follows with the same method."""
-    me = await users.session(users.new_id(), ip=fresh_ip())
-    other = await users.session(me.record.user_id, ip=fresh_ip())
+    me, other = await two_sessions(users)
     response = await client.request(method, f"{ROUTE}/", headers=cookie(me.token))
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
