@@ -1,7 +1,7 @@
 """Location signals (sessions_rules/signals.py, docs/SIGNALS.md): pure tests, no services.
 signals_for is checked against the one-session-at-a-time reference (tests/signals_reference.py).
 
-Run alone with `pytest --noconftest tests/test_signals.py`.
+Run alone with `pytest --noconftest tests/sessions_rules/test_signals.py`.
 """
 
 from __future__ import annotations
