@@ -107,13 +107,13 @@ ACTIVE = (True, True, False)
 ENDED = (False, False, True)
 
 
-# -- point 5: a revoke that fails half-way -------------------------------------------------------
+# -- a revoke that fails half-way ---------------------------------------------------------------
 
 
 async def test_a_revoke_while_redis_holds_writes_changes_nothing_and_a_retry_finishes_it(
     fragile_server: str, fragile_resources: Resources, own_redis: RedisServer
 ) -> None:
-    """The issue's trigger: Redis writes paused for longer than the storage timeout (5 s). The
+    """Redis writes paused for longer than the storage timeout (5 s). The
     DELETE answers 503, and the session is still simply active (not also in history); once
     Redis takes writes again, the same DELETE revokes it."""
     store = fragile_resources.store
@@ -269,7 +269,7 @@ async def test_a_session_in_redis_only_can_be_revoked(
     assert [r.id for r in await store.list_active_for_user(user_id=user_id)] == [current.record.id]
 
 
-# -- point 6 and "a write never runs late" ---------------------------------------------------------
+# -- an import cut off: a write never runs late --------------------------------------------------
 
 
 async def redis_sessions_of(store: SessionStore, user_ids: list[str]) -> set[str]:
@@ -334,7 +334,7 @@ async def test_a_write_sent_to_a_hung_redis_never_lands_late(
             assert named == []
 
 
-# -- point 6 through the CLI ---------------------------------------------------------------------
+# -- an import cut off, through the CLI --------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -402,7 +402,7 @@ async def test_an_import_while_redis_is_stopped_leaves_no_phantoms(
     fragile_resources: Resources,
     own_redis: RedisServer,
 ) -> None:
-    """The issue's trigger: Redis stopped (SIGSTOP) mid-import for 15 s, then woken. The batch
+    """Redis stopped (SIGSTOP) mid-import for 15 s, then woken. The batch
     sent to it runs late and writes nothing; the undo removes whatever landed; Redis and
     Postgres hold exactly the printed sessions."""
     store = fragile_resources.store
@@ -411,7 +411,7 @@ async def test_an_import_while_redis_is_stopped_leaves_no_phantoms(
     async def stop_for_a_while() -> None:
         own_redis.pause()
         try:
-            await asyncio.sleep(15)  # as in the issue; three times the 5 s storage timeout
+            await asyncio.sleep(15)  # three times the 5 s storage timeout
         finally:
             own_redis.resume()
 
