@@ -13,6 +13,7 @@ from strawberry.types.graphql import OperationType
 
 from graph.context import Context
 from graph.schema import schema
+from resolvers.errors import RateLimited
 from sessions_config.resources import Resources
 
 
@@ -82,6 +83,6 @@ def retry_after(errors: Iterable[GraphQLError] | None) -> int | None:
     """Seconds a RATE_LIMITED client is told to wait (for a Retry-After header), if it was."""
     for error in errors or ():
         extensions = error.extensions or {}
-        if extensions.get("code") == "RATE_LIMITED":
+        if extensions.get("code") == RateLimited.code:
             return int(extensions.get("retryAfter", 1))
     return None

@@ -117,4 +117,4 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     # A bug outside GraphQL execution (storage failures inside it are answered there).
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     message = "The request could not be completed."
-    return error_response(request.scope["path"], 500, "internal", message)
+    return error_response(request.scope, 500, "internal", message)

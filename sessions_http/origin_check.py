@@ -65,5 +65,5 @@ class OriginCheck(HttpMiddleware):
             await self.app(scope, receive, send)
             return
         log.warning("refused %s %s: %s", scope["method"], scope["path"], reason)
-        refusal = error_response(scope["path"], 403, "forbidden_origin", REFUSAL)
+        refusal = error_response(scope, 403, "forbidden_origin", REFUSAL)
         await refusal(scope, receive, send)

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sessions_http.asgi import HttpMiddleware
-from sessions_http.responses import UNAVAILABLE, error_response
+from sessions_http.responses import MESSAGE_TRY_LATER, error_response
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +64,11 @@ class RequestTimeout(HttpMiddleware):
         if reading_body:
             log.debug("%s %s: body not received in time", scope["method"], scope["path"])
             # The rest of the body may still come: the connection cannot serve another request.
-            return error_response(
-                scope["path"], 408, "request_timeout", SLOW_BODY, {"Connection": "close"}
-            )
+            return error_response(scope, 408, "request_timeout", SLOW_BODY, {"Connection": "close"})
         log.warning(
             "%s %s: no answer within REQUEST_TIMEOUT (%g s); answered 503",
             scope["method"],
             scope["path"],
             self.seconds,
         )
-        return error_response(scope["path"], 503, "unavailable", UNAVAILABLE)
+        return error_response(scope, 503, "unavailable", MESSAGE_TRY_LATER)

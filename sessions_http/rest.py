@@ -18,10 +18,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from strawberry.types.graphql import OperationType
 
+from graph.errors import UNAVAILABLE
 from graph.execution import execute, first_code, retry_after
+from resolvers.errors import BadUserInput, CurrentSession, NotFound, RateLimited, Unauthenticated
 from resolvers.history import DEFAULT_PAGE, MAX_PAGE
 from sessions_http.graphql_endpoint import COOKIE
-from sessions_http.responses import NO_STORE, UNAVAILABLE, HttpError
+from sessions_http.responses import MESSAGE_TRY_LATER, NO_STORE, HttpError
 
 _GEO = """
   city
@@ -74,12 +76,12 @@ mutation RestV1RevokeOtherSessions { revokeOtherSessions }
 
 # GraphQL error code -> (HTTP status, REST error code). Anything else is our failure: 503.
 _STATUS = {
-    "UNAUTHENTICATED": (401, "unauthenticated"),
-    "NOT_FOUND": (404, "not_found"),
-    "CURRENT_SESSION": (409, "current_session"),
-    "BAD_USER_INPUT": (400, "bad_request"),
-    "RATE_LIMITED": (429, "rate_limited"),
-    "UNAVAILABLE": (503, "unavailable"),
+    Unauthenticated.code: (401, "unauthenticated"),
+    NotFound.code: (404, "not_found"),
+    CurrentSession.code: (409, "current_session"),
+    BadUserInput.code: (400, "bad_request"),
+    RateLimited.code: (429, "rate_limited"),
+    UNAVAILABLE: (503, "unavailable"),
 }
 
 
@@ -107,7 +109,7 @@ def _rest_error(errors: list[GraphQLError] | None) -> HttpError:
     status, code = _STATUS.get(first_code(errors) or "", (503, "unavailable"))
     if status == 503 or not errors:
         # The schema already logged the cause; the client learns it was not its fault.
-        return HttpError(503, "unavailable", UNAVAILABLE)
+        return HttpError(503, "unavailable", MESSAGE_TRY_LATER)
     wait = retry_after(errors)
     headers = {"Retry-After": str(wait)} if wait is not None else None
     return HttpError(status, code, errors[0].message, headers)

@@ -23,8 +23,9 @@ from sessions_http.serving import uvicorn_options
 
 
 @contextmanager
-def serve(settings: Settings) -> Iterator[str]:
-    """Serves the app with these settings; yields its base URL."""
+def serve(settings: Settings, *, root_path: str = "") -> Iterator[str]:
+    """Serves the app with these settings (under `root_path`, as `uvicorn --root-path` does);
+    yields its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -34,6 +35,7 @@ def serve(settings: Settings) -> Iterator[str]:
         ws="none",
         lifespan="on",
         access_log=False,
+        root_path=root_path,
         **uvicorn_options(settings),
     )
     server = uvicorn.Server(config)
