@@ -1,1 +1,2 @@
-"""The GraphQL surface and the HTTP app of the sessions API."""
+"""GraphQL only: the schema, its types, the request context, the error policy, scalars, query
+limits, execution, and the per-user limit on executions in flight (fairness)."""

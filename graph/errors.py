@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 MESSAGE_UNAVAILABLE = "This cannot be read right now: part of the storage is not answering."
 UNAVAILABLE = "UNAVAILABLE"
 
-# Raised by Strawberry for a request that names no usable operation, or one the HTTP method
-# does not allow (a mutation over GET): the client's mistake, said plainly.
+# Errors meant for the client: GraphQL's own (syntax, validation), refusals (resolvers/errors.py),
+# and what Strawberry raises for a request that names no usable operation, or one the HTTP
+# method does not allow (a mutation over GET): the client's mistake, said plainly.
 _CLIENT_MISTAKES = (GraphQLError, InvalidOperationTypeError, CannotGetOperationTypeError, Refused)
 
 

@@ -8,6 +8,10 @@ The count is per process (each worker of `serve --workers N` counts on its own).
 only for users with a request in flight, so the bookkeeping never outgrows the requests being
 served, and a user's count is keyed by the user id their session belongs to, never by anything
 the client sends.
+
+It lives with GraphQL because what it limits is executions: the slot is taken when the context
+authenticates the cookie (graph/context.py) and given back when the execution ends, for the
+GraphQL endpoint and the REST routes alike (both execute a document).
 """
 
 from __future__ import annotations

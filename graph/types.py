@@ -7,7 +7,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import fields
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import strawberry
 
@@ -32,12 +32,15 @@ IMPOSSIBLE_TRAVEL_DESCRIPTION = (
     "session history cannot be read."
 )
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
 def _copy(cls: type[T], source: Any) -> T:
-    """A GraphQL type from a plain record with the same field names."""
-    return cls(**{f.name: getattr(source, f.name) for f in fields(source)})
+    """A GraphQL type from a plain record that has (at least) the type's fields."""
+    return cls(**{f.name: getattr(source, f.name) for f in fields(cls)})
 
 
 def _selects(info: Info, *names: str) -> bool:

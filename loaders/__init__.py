@@ -1,1 +1,2 @@
-"""DataLoaders, and the geolocation behind them (cache and providers)."""
+"""The request's DataLoader, GeoByIpLoader: one batched geolocation round per request. The
+geolocation itself (providers, cache policy) is in sessions_geo."""

@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from sessions_geo import metrics
 from sessions_geo.model import GeoInfo
 from sessions_geo.provider import GeoProvider
-from store.geo_cache import GeoCache
+from store.geo_cache import CacheEntry, GeoCache
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ class GeoLookup:
         except (RedisError, OSError) as exc:
             log.warning("geo cache write failed: %r", exc)
 
-    async def _ask(self, ips: list[str]) -> tuple[Found, dict[str, tuple[str, int]]]:
+    async def _ask(self, ips: list[str]) -> tuple[Found, dict[str, CacheEntry]]:
         """The provider's checked answers, and the cache entries to write for them."""
         size = self.provider.max_batch
         batches = [ips[i : i + size] for i in range(0, len(ips), size)]
@@ -194,7 +194,7 @@ class GeoLookup:
             *(self.provider.lookup(batch) for batch in batches), return_exceptions=True
         )
         found: Found = {}
-        entries: dict[str, tuple[str, int]] = {}
+        entries: dict[str, CacheEntry] = {}
         for answer in answers:
             if isinstance(answer, BaseException):
                 # Providers report their own trouble and return no answer; this is a bug.
@@ -203,7 +203,7 @@ class GeoLookup:
             for ip, geo in answer.items():
                 if geo is None:
                     found[ip] = None
-                    entries[ip] = ("null", self._failure_ttl)
+                    entries[ip] = CacheEntry("null", self._failure_ttl)
                     continue
                 # What is cached and shown is what a later cache read would accept, whatever
                 # the provider: nothing unchecked (no NaN, no infinity) is kept.
@@ -213,5 +213,5 @@ class GeoLookup:
                 except (ValueError, TypeError):
                     log.error("geo provider %s gave an unusable answer", self.provider.name)
                     continue
-                entries[ip] = (text, self._ttl)
+                entries[ip] = CacheEntry(text, self._ttl)
         return found, entries

@@ -20,9 +20,9 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from graph.execution import execute, is_request_error, retry_after, to_json
+from sessions_http.cookie import session_token
 from sessions_http.responses import NO_STORE, HttpError
 
-COOKIE = "psession"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 MAX_BODY_BYTES = 64 * 1024
@@ -128,7 +128,7 @@ async def graphql_endpoint(request: Request) -> Response:
     result = await execute(
         request.app.state.resources,
         query=query,
-        token=request.cookies.get(COOKIE),
+        token=session_token(request),
         variables=variables,
         operation_name=operation_name,
         allowed=(OperationType.QUERY,) if is_get else (OperationType.QUERY, OperationType.MUTATION),

@@ -22,7 +22,7 @@ from graph.errors import UNAVAILABLE
 from graph.execution import execute, first_code, retry_after
 from resolvers.errors import BadUserInput, CurrentSession, NotFound, RateLimited, Unauthenticated
 from resolvers.history import DEFAULT_PAGE, MAX_PAGE
-from sessions_http.graphql_endpoint import COOKIE
+from sessions_http.cookie import session_token
 from sessions_http.responses import MESSAGE_TRY_LATER, NO_STORE, HttpError
 
 _GEO = """
@@ -96,7 +96,7 @@ async def _run(
     result = await execute(
         request.app.state.resources,
         query=document,
-        token=request.cookies.get(COOKIE),
+        token=session_token(request),
         variables=variables,
         allowed=(OperationType.MUTATION,) if mutation else (OperationType.QUERY,),
     )

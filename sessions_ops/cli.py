@@ -255,7 +255,7 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from sessions_config.resources import open_resources
-    from sessions_http.graphql_endpoint import COOKIE
+    from sessions_http.cookie import COOKIE
     from sessions_ops.demo import DEMO_USER, seed_demo
 
     async with open_resources(settings, geo=False) as res:

@@ -177,25 +177,25 @@ class _Row:
     kept_token: bool  # the row brought its own token (which may already be in use)
 
 
-def _row(line: int, raw: bytes, now: datetime) -> _Row | ImportStopped | None:
-    """Line number `line` as a row to write, an ImportStopped naming what is wrong with it, or
-    None when it is blank."""
+def _row(line: int, raw: bytes, now: datetime) -> _Row | None:
+    """Line number `line` as a row to write, or None when it is blank. Raises ImportStopped
+    naming what is wrong with it."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return ImportStopped(line, "not valid UTF-8")
+        raise ImportStopped(line, "not valid UTF-8") from None
     if not text.strip():
         return None
     try:
         new = parse_row(text)
         return _Row(line, prepare(new, now), kept_token=new.token is not None)
     except InvalidSession as exc:
-        return ImportStopped(line, str(exc))
+        raise ImportStopped(line, str(exc)) from None
 
 
-async def _next_line(lines: AsyncIterator[bytes], line: int) -> bytes | ImportStopped | None:
-    """Line number `line`, an ImportStopped naming it if it cannot be read, or None at the end.
-    Raises ImportInterrupted once `lines` is stopped."""
+async def _next_line(lines: AsyncIterator[bytes], line: int) -> bytes | None:
+    """Line number `line`, or None at the end. Raises ImportStopped naming it if it cannot be
+    read, ImportInterrupted once `lines` is stopped."""
     try:
         return await anext(lines)
     except StopAsyncIteration:
@@ -203,27 +203,23 @@ async def _next_line(lines: AsyncIterator[bytes], line: int) -> bytes | ImportSt
     except _Stopped:
         raise ImportInterrupted(line, "interrupted") from None
     except ReadFailed as exc:
-        return ImportStopped(line, f"standard input could not be read: {exc}")
+        raise ImportStopped(line, f"standard input could not be read: {exc}") from None
     except LineTooLong:
-        return ImportStopped(line, f"longer than {MAX_LINE_BYTES} bytes")
+        raise ImportStopped(line, f"longer than {MAX_LINE_BYTES} bytes") from None
 
 
-async def _read_rows(
-    lines: AsyncIterable[bytes], now: datetime
-) -> AsyncIterator[_Row | ImportStopped]:
-    """The rows of `lines`, numbered from 1 (blank lines count), up to the first bad line: an
-    ImportStopped naming it comes last. Raises ImportInterrupted, naming the line it was
-    waiting for, when `lines` is stopped."""
+async def _read_rows(lines: AsyncIterable[bytes], now: datetime) -> AsyncIterator[_Row]:
+    """The rows of `lines`, numbered from 1 (blank lines count). Raises ImportStopped at the
+    first bad line, naming it, and ImportInterrupted, naming the line it was waiting for, when
+    `lines` is stopped."""
     iterator = aiter(lines)
     for line in itertools.count(1):
         got = await _next_line(iterator, line)
         if got is None:
             return
-        row = _row(line, got, now) if isinstance(got, bytes) else got
+        row = _row(line, got, now)
         if row is not None:
             yield row
-        if isinstance(row, ImportStopped):
-            return
 
 
 class _BatchWriter:
@@ -311,14 +307,20 @@ async def import_lines(
     whose token was emitted is stored, and no other."""
     now = utcnow()
     writer = _BatchWriter(store, now, emit)
-    try:
-        async for row in _read_rows(lines, now):
-            if isinstance(row, ImportStopped):
-                await writer.flush()
-                raise row
-            await writer.add(row)
-    except ImportInterrupted as exc:
-        # Rows read since the last batch are dropped; every batch before was written whole.
-        raise ImportInterrupted(writer.first_unwritten(exc.line), "interrupted") from None
+    rows = _read_rows(lines, now)
+    while True:
+        # Only the reading is guarded here: the writer's own stops (a token in use, storage
+        # failing) leave its batch as it is, and must not flush it again.
+        try:
+            row = await anext(rows)
+        except StopAsyncIteration:
+            break
+        except ImportInterrupted as exc:
+            # Rows read since the last batch are dropped; every batch before was written whole.
+            raise ImportInterrupted(writer.first_unwritten(exc.line), "interrupted") from None
+        except ImportStopped:
+            await writer.flush()  # every row before the bad line is written, and printed
+            raise
+        await writer.add(row)
     await writer.flush()
     return writer.total

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 from redis.asyncio import Redis
 
@@ -17,6 +18,11 @@ def _text(value: bytes | str) -> str | None:
         return value.decode()
     except UnicodeDecodeError:
         return None
+
+
+class CacheEntry(NamedTuple):
+    json: str  # GeoInfo.to_json(), or "null" for an IP the provider knows nothing of
+    ttl: int  # seconds
 
 
 class GeoCache:
@@ -34,11 +40,11 @@ class GeoCache:
         texts = {ip: _text(v) for ip, v in zip(ips, values, strict=True) if v is not None}
         return {ip: text for ip, text in texts.items() if text is not None}
 
-    async def put_many(self, entries: Mapping[str, tuple[str, int]]) -> None:
-        """Stores {ip: (json, ttl_seconds)} in one pipelined round trip."""
+    async def put_many(self, entries: Mapping[str, CacheEntry]) -> None:
+        """Stores an entry for each IP, in one pipelined round trip."""
         if not entries:
             return
         async with self._redis.pipeline(transaction=False) as pipe:
-            for ip, (value, ttl) in entries.items():
-                pipe.set(self._keys.geo(self._provider, ip), value, ex=ttl)
+            for ip, entry in entries.items():
+                pipe.set(self._keys.geo(self._provider, ip), entry.json, ex=entry.ttl)
             await pipe.execute()

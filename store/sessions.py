@@ -304,21 +304,19 @@ class SessionStore:
         then the still-active ones to Redis (one pipeline). Nothing is written if any is invalid;
         if Redis fails, the Postgres rows are removed again and the error is raised."""
         now = utcnow()
-        created = [prepare(new, now) for new in batch]
-        await self.write(created, now=now)
-        return created
+        issued = [prepare(new, now) for new in batch]
+        await self.write(issued, now=now)
+        return issued
 
-    async def write(self, created: Sequence[IssuedSession], *, now: datetime) -> None:
+    async def write(self, issued: Sequence[IssuedSession], *, now: datetime) -> None:
         """Writes prepared sessions (see create_many). If the write fails, it is undone before
         the error is raised; what the undo could not remove is named by a NotUndone error."""
-        if not created:
+        if not issued:
             return
-        live = [
-            c.record for c in created if c.record.ended_at is None and c.record.expires_at > now
-        ]
+        live = [c.record for c in issued if c.record.ended_at is None and c.record.expires_at > now]
         sent = False  # whether anything may have reached Redis
         try:
-            await records.create_many(self.pool, records=[c.record for c in created])
+            await records.create_many(self.pool, records=[c.record for c in issued])
             if live:
                 # Past this deadline the writes do nothing, so a pipeline that a hung Redis runs
                 # late cannot bring back what the undo below removed.
@@ -329,7 +327,7 @@ class SessionStore:
             # Cut off half-way (Redis failing, Ctrl-C, a lost connection): undo whatever part
             # landed. The undo goes by these rows' own ids, so after a COPY that failed whole
             # (a token already taken) it removes nothing of anyone else's.
-            left = await asyncio.shield(self._undo(created, redis=sent))
+            left = await asyncio.shield(self._undo(issued, redis=sent))
             if left:
                 if isinstance(exc, Exception):
                     raise NotUndone(left) from exc
@@ -337,15 +335,15 @@ class SessionStore:
                     log.error("session %s may remain in Redis with no Postgres row", token_hash)
             raise
 
-    async def discard(self, created: Sequence[IssuedSession]) -> None:
+    async def discard(self, issued: Sequence[IssuedSession]) -> None:
         """Removes sessions just written whose tokens never reached anyone (a write or its
         report cut off half-way): their rows, and their Redis entries. Raises NotUndone naming
         what it could not remove."""
-        left = await self._undo(created, redis=True)
+        left = await self._undo(issued, redis=True)
         if left:
             raise NotUndone(left)
 
-    async def _undo(self, created: Sequence[IssuedSession], *, redis: bool) -> list[str]:
+    async def _undo(self, issued: Sequence[IssuedSession], *, redis: bool) -> list[str]:
         """Removes these new sessions' rows, then each of their Redis entries (with `redis`),
         retrying what fails: after the pauses of UNDO_BACKOFF, and no attempt begins later than
         UNDO_TIMEOUTS Redis timeouts after the first. Returns the token hashes of the sessions
@@ -354,7 +352,7 @@ class SessionStore:
         give_up = loop.time() + UNDO_TIMEOUTS * self.active.timeout
         rows_removed: list[str] | None = None
         pending: dict[str, str] = {}  # token hash -> user id, still to remove from Redis
-        users = {c.record.token_hash: c.record.user_id for c in created}
+        users = {c.record.token_hash: c.record.user_id for c in issued}
         for attempt, pause in enumerate((0.0, *UNDO_BACKOFF)):
             if attempt and loop.time() + pause > give_up:
                 break
@@ -362,7 +360,7 @@ class SessionStore:
             try:
                 if rows_removed is None:
                     rows_removed = await records.delete(
-                        self.pool, ids=[c.record.id for c in created]
+                        self.pool, ids=[c.record.id for c in issued]
                     )
                     # Only entries of rows just removed: a token another writer holds stays
                     # theirs.
