@@ -4,6 +4,7 @@ requests, and the checks most answers get."""
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -25,6 +26,15 @@ def fresh_ip(first_octet: int = 45) -> str:
     entries."""
     b, c, d = secrets.randbelow(256), secrets.randbelow(256), 1 + secrets.randbelow(254)
     return f"{first_octet}.{b}.{c}.{d}"
+
+
+def ts(text: str) -> datetime:
+    """A timestamp as the API writes it (`...Z`)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def by_id(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {item["id"]: item for item in items}
 
 
 def media_type(response: httpx.Response) -> str:
@@ -77,11 +87,33 @@ def error_codes(body: dict[str, Any]) -> list[str | None]:
     return [(e.get("extensions") or {}).get("code") for e in body.get("errors", [])]
 
 
-async def assert_still_serving(client: httpx.AsyncClient) -> None:
-    """The app still answers a plain query after whatever the test sent it."""
-    response = await client.post("/graphql", json={"query": ME}, headers={"accept": JSON})
+def assert_healthy(response: httpx.Response) -> None:
+    """/healthz's answer: the process serves."""
     assert response.status_code == 200, response.text
-    assert response.json()["data"] == {"me": None}
+    assert response.json() == {"status": "ok"}
+
+
+def assert_ready(response: httpx.Response) -> None:
+    """/readyz's answer when Postgres and Redis both answer."""
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "ready", "postgres": "ok", "redis": "ok"}
+
+
+async def assert_still_serving(client: httpx.AsyncClient) -> None:
+    """The app still answers /healthz and a plain query after whatever the test sent it."""
+    assert_healthy(await client.get("/healthz"))
+    for accept in (JSON, GRAPHQL_RESPONSE):
+        response = await client.post("/graphql", json={"query": ME}, headers={"accept": accept})
+        assert response.status_code == 200, response.text
+        assert response.json()["data"] == {"me": None}
+
+
+async def rest_sessions(client: httpx.AsyncClient, token: str) -> dict[str, Any]:
+    """The REST page of the token's user, which must answer 200."""
+    response = await client.get(ROUTE, headers=cookie(token))
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
 
 
 async def signs_in(client: httpx.AsyncClient, token: str) -> bool:

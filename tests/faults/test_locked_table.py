@@ -8,8 +8,9 @@ import asyncpg
 import httpx
 
 from sessions_config.settings import Settings
-from tests.app_client import JSON, cookie, fresh_ip, media_type
+from tests.app_client import JSON, ROUTE, cookie, fresh_ip, media_type
 from tests.conftest import Users
+from tests.http_errors import assert_rest_error
 
 
 async def test_locked_sessions_table_answers_503_within_the_storage_timeout(
@@ -24,15 +25,16 @@ async def test_locked_sessions_table_answers_503_within_the_storage_timeout(
         await locker.execute("BEGIN")
         await locker.execute("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
         async with httpx.AsyncClient(base_url=str(client.base_url), timeout=20) as patient:
-            response = await patient.get("/v1/users/me/sessions", headers=cookie(created.token))
+            response = await patient.get(ROUTE, headers=cookie(created.token))
         assert response.status_code == 503, response.text
         assert media_type(response) == JSON
         assert response.json()["error"]["code"] == "unavailable"
         assert response.headers["cache-control"] == "no-store"
+        assert_rest_error(response, 503, "unavailable")
     finally:
         await locker.execute("ROLLBACK")
         await locker.close()
 
-    response = await client.get("/v1/users/me/sessions", headers=cookie(created.token))
+    response = await client.get(ROUTE, headers=cookie(created.token))
     assert response.status_code == 200, response.text
     assert len(response.json()["sessions"]) == 1

@@ -214,6 +214,7 @@ async def test_redis_paused_is_unavailable_not_unexpected(
 
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "unavailable"
+    assert_rest_error(response, 503, "unavailable")
 
     lines = sorted(r.getMessage() for r in outage_lines(caplog, "redis"))
     assert len(lines) == 2, lines

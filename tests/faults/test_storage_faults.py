@@ -27,12 +27,13 @@ import pytest
 from sessions_config.resources import Resources
 from sessions_config.settings import Settings
 from store.models import utcnow
+from tests.app_client import JSON, ROUTE, assert_ready, cookie
 from tests.conftest import Users
+from tests.http_errors import assert_rest_error
 from tests.infra import PostgresServer, RedisServer
 from tests.packages import is_ours
 from tests.servers import serve
 
-JSON = "application/json"
 # The bounded app: short bounds, and pools far smaller than the bursts below, so that most
 # requests of a burst wait for a pooled connection.
 STORAGE_TIMEOUT = 2.0
@@ -42,7 +43,6 @@ READY_TIMEOUT = 1.0
 REQUEST_TIMEOUT = 1.0  # the impatient app's REQUEST_TIMEOUT (its storage bounds are far longer)
 CONCURRENT = 24
 BURST = 32
-SESSIONS_PAGE = "/v1/users/me/sessions"
 GRAPHQL_PAGE = "{ me { id sessions { id } history(first: 5) { edges { node { id } } } } }"
 
 
@@ -92,10 +92,6 @@ async def impatient(impatient_server: str) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-def cookie(token: str) -> dict[str, str]:
-    return {"cookie": f"psession={token}"}
-
-
 async def signed_in(users: Users, count: int) -> list[str]:
     """Tokens of `count` fresh users, one session each."""
     return [(await users.session(users.new_id())).token for _ in range(count)]
@@ -114,7 +110,7 @@ async def timed_burst(
                 json={"query": GRAPHQL_PAGE},
                 headers={**cookie(token), "accept": JSON},
             )
-        return await client.get(SESSIONS_PAGE, headers=cookie(token))
+        return await client.get(ROUTE, headers=cookie(token))
 
     started = time.monotonic()
     answers = await asyncio.gather(*(one(t) for t in tokens), return_exceptions=True)
@@ -130,6 +126,7 @@ def assert_unavailable(answer: httpx.Response | BaseException) -> None:
     assert answer.status_code == 503, answer.text
     assert answer.json()["error"]["code"] == "unavailable"
     assert answer.headers["cache-control"] == "no-store"
+    assert_rest_error(answer, 503, "unavailable")
 
 
 def assert_graphql_error(answer: httpx.Response | BaseException) -> dict[str, Any]:
@@ -142,7 +139,7 @@ def assert_graphql_error(answer: httpx.Response | BaseException) -> dict[str, An
 
 
 async def assert_page_answers(client: httpx.AsyncClient, token: str) -> None:
-    response = await client.get(SESSIONS_PAGE, headers=cookie(token))
+    response = await client.get(ROUTE, headers=cookie(token))
     assert response.status_code == 200, response.text
     assert len(response.json()["sessions"]) == 1
 
@@ -190,7 +187,7 @@ async def test_readyz_names_the_hung_dependency_within_its_bound(
 ) -> None:
     server = own_postgres if hung == "postgres" else own_redis
     other = "redis" if hung == "postgres" else "postgres"
-    assert (await bounded.get("/readyz")).status_code == 200
+    assert_ready(await bounded.get("/readyz"))
     with server.paused():
         started = time.monotonic()
         response = await bounded.get("/readyz")
@@ -204,6 +201,7 @@ async def test_readyz_names_the_hung_dependency_within_its_bound(
     assert response.headers["cache-control"] == "no-store"
     response = await bounded.get("/readyz")
     assert response.status_code == 200, response.text
+    assert_ready(response)
 
 
 async def test_request_timeout_bounds_the_whole_request(
@@ -276,7 +274,7 @@ async def test_a_read_only_redis_is_an_outage_not_a_bug(
     own_redis.cli("REPLICAOF", "127.0.0.1", "1")  # a master that never answers: data is kept
     try:
         with caplog.at_level(logging.WARNING):
-            rest = await fragile_client.delete(SESSIONS_PAGE, headers=cookie(current.token))
+            rest = await fragile_client.delete(ROUTE, headers=cookie(current.token))
             graphql = await fragile_client.post(
                 "/graphql",
                 json={"query": "mutation { revokeOtherSessions }"},
@@ -290,7 +288,7 @@ async def test_a_read_only_redis_is_an_outage_not_a_bug(
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert [r for r in caplog.records if "redis unavailable" in r.getMessage()]
     # Nothing was revoked: both sessions are still listed.
-    page = await fragile_client.get(SESSIONS_PAGE, headers=cookie(current.token))
+    page = await fragile_client.get(ROUTE, headers=cookie(current.token))
     assert page.status_code == 200, page.text
     assert {s["token_suffix"] for s in page.json()["sessions"]} == {
         current.record.token_suffix,
@@ -313,9 +311,9 @@ async def test_the_app_starts_while_postgres_is_down_and_serves_once_it_is_back(
                 assert response.status_code == 503, response.text
                 assert response.json()["postgres"] == "unavailable"
                 assert response.json()["redis"] == "ok"
-                assert_unavailable(await client.get(SESSIONS_PAGE, headers=cookie(token)))
+                assert_unavailable(await client.get(ROUTE, headers=cookie(token)))
                 own_postgres.start()
-                assert (await client.get("/readyz")).status_code == 200
+                assert_ready(await client.get("/readyz"))
                 await assert_page_answers(client, token)
     finally:
         if own_postgres.process is None:
@@ -371,7 +369,7 @@ async def test_a_postgres_connection_dropped_under_a_read_costs_no_request(
         # The history query waits for this lock: a statement surely in flight.
         await locker.execute("BEGIN")
         await locker.execute("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
-        page = asyncio.ensure_future(fragile_client.get(SESSIONS_PAGE, headers=cookie(token)))
+        page = asyncio.ensure_future(fragile_client.get(ROUTE, headers=cookie(token)))
         waiting: list[int] = []
         deadline = time.monotonic() + 4  # before the app's own 5 s statement bound
         while not waiting and time.monotonic() < deadline:
@@ -412,7 +410,7 @@ async def test_the_page_answers_while_redis_holds_writes(
     own_redis.cli("CLIENT", "PAUSE", str(int(3 * STORAGE_TIMEOUT * 1000)), "WRITE")
     try:
         started = time.monotonic()
-        response = await bounded.get(SESSIONS_PAGE, headers=cookie(created.token))
+        response = await bounded.get(ROUTE, headers=cookie(created.token))
         elapsed = time.monotonic() - started
     finally:
         own_redis.cli("CLIENT", "UNPAUSE")

@@ -33,8 +33,10 @@ from store.keys import Keys
 from store.models import SessionRecord, utcnow
 from store.sessions import IssuedSession, NewSession, NotUndone, SessionStore
 from store.tokens import hash_token
+from tests.app_client import ROUTE, cookie
+from tests.cli_runner import import_row, run_cli, start_import
+from tests.http_errors import assert_rest_error
 from tests.infra import PostgresServer, RedisServer
-from tests.sessions_ops.test_cli import cookie, import_row, run_cli, start_import
 
 # Timeouts of the stores these tests build themselves, to keep the tests short.
 SHORT = 1.0
@@ -126,10 +128,11 @@ async def test_a_revoke_while_redis_holds_writes_changes_nothing_and_a_retry_fin
             started = time.monotonic()
             failed = await client.delete(route, headers=cookie(current.token))
             assert failed.status_code == 503, failed.text
+            assert_rest_error(failed, 503, "unavailable")
             assert time.monotonic() - started < 2 * 5.0
             # Still paused: what the next requests see.
             assert await where(store, target) == ACTIVE
-            page = await client.get("/v1/users/me/sessions", headers=cookie(target.token))
+            page = await client.get(ROUTE, headers=cookie(target.token))
             assert page.status_code == 200
             body = page.json()
             assert target.record.token_suffix in {s["token_suffix"] for s in body["sessions"]}
@@ -140,8 +143,8 @@ async def test_a_revoke_while_redis_holds_writes_changes_nothing_and_a_retry_fin
         assert retried.status_code == 204, retried.text
         assert await where(store, target) == ENDED
         assert (await history_entry(store, target)).end_reason == "revoked"
-        rejected = await client.get("/v1/users/me/sessions", headers=cookie(target.token))
-        assert rejected.status_code == 401
+        rejected = await client.get(ROUTE, headers=cookie(target.token))
+        assert_rest_error(rejected, 401, "unauthenticated")
 
 
 async def test_revoking_all_others_while_redis_holds_writes_never_shows_one_twice(
@@ -219,13 +222,13 @@ async def test_the_users_next_look_finishes_an_end_left_half_done(
     )
     assert await where(store, victim) == (False, False, False)
 
-    first = await client.get("/v1/users/me/sessions", headers=cookie(current.token))
+    first = await client.get(ROUTE, headers=cookie(current.token))
     assert first.status_code == 200, first.text
     assert [s["token_suffix"] for s in first.json()["sessions"]] == [current.record.token_suffix]
     assert await where(store, victim) == ENDED
     assert (await history_entry(store, victim)).end_reason == "revoked"
     assert not await store.redis.exists(store.keys.session(victim.record.token_hash))
-    second = await client.get("/v1/users/me/sessions", headers=cookie(current.token))
+    second = await client.get(ROUTE, headers=cookie(current.token))
     assert [h["token_suffix"] for h in second.json()["history"]] == [victim.record.token_suffix]
 
 

@@ -27,13 +27,11 @@ from graph.context import POSTGRES_READS_PER_REQUEST
 from graph.fairness import IN_FLIGHT
 from sessions_config.settings import Settings
 from store.models import utcnow
-from tests.app_client import cookie, fresh_ip, graphql_body, signs_in
+from tests.app_client import GRAPHQL_RESPONSE, ROUTE, cookie, fresh_ip, graphql_body, signs_in
 from tests.conftest import Users
 from tests.http_errors import assert_rest_error
 from tests.infra import PostgresServer, RedisServer
 
-ROUTE = "/v1/users/me/sessions"
-GRAPHQL_RESPONSE = "application/graphql-response+json"
 ALIASES = 40
 
 
@@ -184,6 +182,7 @@ async def test_a_user_over_the_limit_gets_429_and_rate_limited_while_others_go_o
         assert refused.headers["retry-after"] == str(fragile_settings.rate_limit_retry_after)
         assert refused.json()["error"]["code"] == "rate_limited"
         assert refused.headers["cache-control"] == "no-store"
+        assert_rest_error(refused, 429, "rate_limited")
 
         limited = await fragile_client.post(
             "/graphql",

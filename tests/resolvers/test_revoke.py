@@ -262,6 +262,7 @@ async def test_rest_delete_current_session_is_409(client: httpx.AsyncClient, use
         assert response.json()["error"]["code"] == "current_session"
         assert response.json()["error"]["message"]
         assert response.headers.get("cache-control") == "no-store"
+        assert_rest_error(response, 409, "current_session")
         assert await signs_in(client, me.token)
 
 
@@ -302,6 +303,7 @@ async def test_rest_delete_without_a_session_is_401(
             assert response.status_code == 401, (url, response.text)
             assert response.json()["error"]["code"] == "unauthenticated"
             assert response.headers.get("cache-control") == "no-store"
+            assert_rest_error(response, 401, "unauthenticated")
     assert await signs_in(client, victim.token)
     assert await signs_in(client, other.token)
 

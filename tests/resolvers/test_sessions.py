@@ -14,7 +14,7 @@ import pytest
 
 from store.models import format_timestamp, utcnow
 from store.sessions import IssuedSession
-from tests.app_client import fresh_ip, graphql_data
+from tests.app_client import by_id, fresh_ip, graphql_data
 from tests.conftest import Users
 from tests.ipapi_server import IpApiServer, answer_for
 
@@ -55,10 +55,6 @@ async def graphql(url: str, token: str, query: str) -> dict[str, Any]:
     """The `data` of a query to the app at `url` (the offline one, or the one on ip-api)."""
     async with httpx.AsyncClient(base_url=url, timeout=20) as c:
         return await graphql_data(c, query, token=token)
-
-
-def by_id(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {item["id"]: item for item in items}
 
 
 # -- the list --------------------------------------------------------------------------------------

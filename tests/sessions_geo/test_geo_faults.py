@@ -36,11 +36,10 @@ from sessions_geo.ipapi import (
 from sessions_geo.lookup import GeoLookup
 from sessions_geo.model import MAX_TEXT, GeoInfo
 from store.geo_cache import GeoCache
-from tests.app_client import cookie
+from tests.app_client import GRAPHQL_RESPONSE, ROUTE, cookie
+from tests.geo_app import fake_ipapi, fresh_ips, make_user, own_app
+from tests.ipapi_provider import GOOGLE_DNS, FakeClock
 from tests.ipapi_server import IpApiServer, answer_for
-from tests.loaders.test_geo_batching import fake_ipapi, fresh_ips, make_user, own_app
-from tests.sessions_geo import test_ipapi_provider as provider_tests
-from tests.sessions_geo.test_ipapi_provider import GOOGLE_DNS, FakeClock
 
 GEO_FIELDS = "city regionName countryCode lat lon isp org isMobile isProxy isHosting"
 QUERY = f"""
@@ -157,21 +156,18 @@ BAD_ANSWERS: dict[str, tuple[Body, dict[str, str]]] = {
 # -- the provider alone --------------------------------------------------------------------------
 
 
-# The provider's own fixtures: a fresh ip-api server, a clock the test moves, the provider.
-server = provider_tests.server
-clock = provider_tests.clock
-provider = provider_tests.provider
+# The provider's fixtures are conftest.py's: `fake` (a fresh ip-api server), `clock`, `provider`.
 
 
 @pytest.mark.parametrize(("field", "raw"), list(BAD_VALUES.values()), ids=list(BAD_VALUES))
 async def test_an_unusable_value_is_unknown_and_the_rest_is_kept(
     provider: IpApiProvider,
-    server: IpApiServer,
+    fake: IpApiServer,
     caplog: pytest.LogCaptureFixture,
     field: str,
     raw: str,
 ) -> None:
-    server.body = with_field(field, raw)
+    fake.body = with_field(field, raw)
     with caplog.at_level(logging.WARNING, logger="sessions_geo"):
         answer = await provider.lookup(["8.8.8.8"])
     ours = OURS[field]
@@ -187,13 +183,13 @@ async def test_an_unusable_value_is_unknown_and_the_rest_is_kept(
 @pytest.mark.parametrize(("body", "headers"), list(BAD_ANSWERS.values()), ids=list(BAD_ANSWERS))
 async def test_an_unusable_answer_is_a_failure_with_backoff(
     provider: IpApiProvider,
-    server: IpApiServer,
+    fake: IpApiServer,
     clock: FakeClock,
     caplog: pytest.LogCaptureFixture,
     body: Body,
     headers: dict[str, str],
 ) -> None:
-    server.body, server.headers = body, headers
+    fake.body, fake.headers = body, headers
     before = bad_answers()
     with caplog.at_level(logging.WARNING):
         assert await provider.lookup(["8.8.8.8"]) == {}
@@ -203,10 +199,10 @@ async def test_an_unusable_answer_is_a_failure_with_backoff(
     assert len(line.getMessage()) < 300
     assert_no_traceback(caplog)
 
-    server.reset()  # the provider is fine again, but stays alone for the quiet period
+    fake.reset()  # the provider is fine again, but stays alone for the quiet period
     clock.advance(FAILURE_BACKOFF_SECONDS - 1)
     assert await provider.lookup(["8.8.8.8"]) == {}
-    assert len(server.requests) == 0
+    assert len(fake.requests) == 0
     clock.advance(1.5)
     assert await provider.lookup(["8.8.8.8"]) == {"8.8.8.8": GOOGLE_DNS}
 
@@ -221,23 +217,23 @@ async def test_an_unusable_answer_is_a_failure_with_backoff(
     ],
 )
 async def test_an_absurd_x_ttl_neither_raises_nor_silences_lookups_for_long(
-    provider: IpApiProvider, server: IpApiServer, clock: FakeClock, ttl: str, quiet: float
+    provider: IpApiProvider, fake: IpApiServer, clock: FakeClock, ttl: str, quiet: float
 ) -> None:
-    server.headers = {"X-Rl": "0", "X-Ttl": ttl}
+    fake.headers = {"X-Rl": "0", "X-Ttl": ttl}
     assert await provider.lookup(["8.8.8.8"]) == {"8.8.8.8": GOOGLE_DNS}
-    server.reset()
+    fake.reset()
     clock.advance(quiet - 1)
     assert await provider.lookup(["8.8.8.8"]) == {}
-    assert len(server.requests) == 0
+    assert len(fake.requests) == 0
     clock.advance(1.5)
     assert await provider.lookup(["8.8.8.8"]) == {"8.8.8.8": GOOGLE_DNS}
 
 
 async def test_a_drip_fed_answer_is_a_timeout_within_geo_timeout(
-    server: IpApiServer, clock: FakeClock
+    fake: IpApiServer, clock: FakeClock
 ) -> None:
-    server.drip = 0.05  # a few hundred bytes, one every 50 ms: many seconds in all
-    provider = IpApiProvider(server.url, timeout=0.5, clock=clock)
+    fake.drip = 0.05  # a few hundred bytes, one every 50 ms: many seconds in all
+    provider = IpApiProvider(fake.url, timeout=0.5, clock=clock)
     before = metric("sessions_api_geo_provider_failures_total", provider="ip-api", reason="timeout")
     try:
         started = time.monotonic()
@@ -423,7 +419,7 @@ async def test_a_cache_entry_that_fails_the_checks_is_a_miss_and_is_repaired(
 async def rest_page(base_url: str, token: str) -> dict[str, dict[str, Any] | None]:
     """client_ip -> geo on GET /v1/users/me/sessions, which must answer 200 with strict JSON."""
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
-        response = await client.get("/v1/users/me/sessions", headers=cookie(token))
+        response = await client.get(ROUTE, headers=cookie(token))
     assert response.status_code == 200, response.text
     body = json.loads(response.content, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
     return {s["client_ip"]: s["geo"] for s in body["sessions"] + body["history"]}
@@ -435,7 +431,7 @@ async def graphql_page(base_url: str, token: str) -> dict[str, dict[str, Any] | 
         response = await client.post(
             "/graphql",
             json={"query": QUERY},
-            headers={**cookie(token), "accept": "application/graphql-response+json"},
+            headers={**cookie(token), "accept": GRAPHQL_RESPONSE},
         )
     assert response.status_code == 200, response.text
     body = json.loads(response.content, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))

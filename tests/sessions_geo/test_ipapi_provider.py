@@ -5,58 +5,16 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 
 from sessions_geo.ipapi import FAILURE_BACKOFF_SECONDS, IpApiProvider
 from sessions_geo.model import GeoInfo
+from tests.ipapi_provider import GOOGLE_DNS, FakeClock
 from tests.ipapi_server import IpApiServer, Mode
 
 KEY = "s3cret-pro-key"
-
-GOOGLE_DNS = GeoInfo(
-    city="Mountain View",
-    region_name="California",
-    country_code="US",
-    lat=37.4056,
-    lon=-122.0775,
-    isp="Google LLC",
-    org="Google Public DNS",
-    is_mobile=False,
-    is_proxy=False,
-    is_hosting=True,
-)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def server() -> Iterator[IpApiServer]:
-    with IpApiServer() as s:
-        yield s
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def provider(server: IpApiServer, clock: FakeClock) -> AsyncIterator[IpApiProvider]:
-    p = IpApiProvider(server.url, clock=clock)
-    yield p
-    await p.aclose()
 
 
 def many_ips(n: int) -> list[str]:
@@ -96,11 +54,9 @@ async def test_maps_every_field(provider: IpApiProvider) -> None:
     assert mobile is not None and mobile.is_mobile is True and mobile.is_proxy is True
 
 
-async def test_asks_only_for_the_fields_it_uses(
-    provider: IpApiProvider, server: IpApiServer
-) -> None:
+async def test_asks_only_for_the_fields_it_uses(provider: IpApiProvider, fake: IpApiServer) -> None:
     await provider.lookup(["8.8.8.8"])
-    (request,) = server.requests
+    (request,) = fake.requests
     assert (request.method, request.path) == ("POST", "/batch")
     assert request.body == [{"query": "8.8.8.8"}]
     assert set(request.params) == {"fields"}  # and no key on the free tier
@@ -121,30 +77,30 @@ async def test_asks_only_for_the_fields_it_uses(
     }
 
 
-async def test_sends_the_key_when_configured(server: IpApiServer, clock: FakeClock) -> None:
-    provider = IpApiProvider(server.url + "/", key=KEY, clock=clock)
+async def test_sends_the_key_when_configured(fake: IpApiServer, clock: FakeClock) -> None:
+    provider = IpApiProvider(fake.url + "/", key=KEY, clock=clock)
     try:
         answer = await provider.lookup(["8.8.8.8"])
     finally:
         await provider.aclose()
     assert answer == {"8.8.8.8": GOOGLE_DNS}
-    (request,) = server.requests
+    (request,) = fake.requests
     assert request.path == "/batch"
     assert request.params["key"] == [KEY]
     assert "fields" in request.params
 
 
 async def test_failure_log_has_url_but_never_the_key(
-    server: IpApiServer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    fake: IpApiServer, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server.mode = "error"
-    provider = IpApiProvider(server.url, key=KEY, clock=clock)
+    fake.mode = "error"
+    provider = IpApiProvider(fake.url, key=KEY, clock=clock)
     try:
         with caplog.at_level(logging.WARNING, logger="sessions_geo.ipapi"):
             assert await provider.lookup(["8.8.8.8"]) == {}
     finally:
         await provider.aclose()
-    assert f"{server.url}/batch " in caplog.text
+    assert f"{fake.url}/batch " in caplog.text
     assert "500" in caplog.text
     assert KEY not in caplog.text
     assert "fields=" not in caplog.text
@@ -155,99 +111,97 @@ async def test_fail_items_map_to_none(provider: IpApiProvider) -> None:
     assert answer == {"10.1.2.3": None, "127.0.0.1": None, "8.8.8.8": GOOGLE_DNS, "fd00::1": None}
 
 
-async def test_100_ips_in_one_request(provider: IpApiProvider, server: IpApiServer) -> None:
+async def test_100_ips_in_one_request(provider: IpApiProvider, fake: IpApiServer) -> None:
     ips = many_ips(100)
     answer = await provider.lookup(ips)
-    assert len(server.requests) == 1
-    assert server.queried_ips == ips
+    assert len(fake.requests) == 1
+    assert fake.queried_ips == ips
     assert list(answer) == ips
     assert all(isinstance(geo, GeoInfo) and geo.country_code for geo in answer.values())
 
 
 async def test_more_than_100_ips_is_a_caller_error(
-    provider: IpApiProvider, server: IpApiServer
+    provider: IpApiProvider, fake: IpApiServer
 ) -> None:
     with pytest.raises(ValueError, match="100"):
         await provider.lookup(many_ips(101))
-    assert server.requests == []
+    assert fake.requests == []
 
 
-async def test_nothing_to_look_up_sends_nothing(
-    provider: IpApiProvider, server: IpApiServer
-) -> None:
+async def test_nothing_to_look_up_sends_nothing(provider: IpApiProvider, fake: IpApiServer) -> None:
     assert await provider.lookup([]) == {}
-    assert server.requests == []
+    assert fake.requests == []
 
 
 async def test_quiet_after_last_allowed_request_until_ttl_passes(
-    provider: IpApiProvider, server: IpApiServer, clock: FakeClock
+    provider: IpApiProvider, fake: IpApiServer, clock: FakeClock
 ) -> None:
-    server.remaining, server.ttl = 1, 40
+    fake.remaining, fake.ttl = 1, 40
     assert await provider.lookup(["8.8.8.8"]) == {"8.8.8.8": GOOGLE_DNS}  # answered X-Rl: 0
 
     assert await provider.lookup(["81.2.69.142"]) == {}
     clock.advance(39)
     assert await provider.lookup(["81.2.69.142"]) == {}
-    assert len(server.requests) == 1  # never got a 429: nothing was sent
+    assert len(fake.requests) == 1  # never got a 429: nothing was sent
 
     clock.advance(1.5)
-    server.remaining = 15  # the server's window has reset too
+    fake.remaining = 15  # the fake's window has reset too
     answer = await provider.lookup(["81.2.69.142"])
     assert set(answer) == {"81.2.69.142"}
-    assert len(server.requests) == 2
+    assert len(fake.requests) == 2
 
 
 async def test_quiet_after_429_until_ttl_passes(
-    provider: IpApiProvider, server: IpApiServer, clock: FakeClock
+    provider: IpApiProvider, fake: IpApiServer, clock: FakeClock
 ) -> None:
-    server.remaining, server.ttl = 0, 20
+    fake.remaining, fake.ttl = 0, 20
     assert await provider.lookup(["8.8.8.8"]) == {}
     clock.advance(19)
     assert await provider.lookup(["8.8.8.8"]) == {}
-    assert len(server.requests) == 1
+    assert len(fake.requests) == 1
 
     clock.advance(1.5)
-    server.remaining = 15
+    fake.remaining = 15
     assert await provider.lookup(["8.8.8.8"]) == {"8.8.8.8": GOOGLE_DNS}
-    assert len(server.requests) == 2
+    assert len(fake.requests) == 2
 
 
 @pytest.mark.parametrize("rate_headers", [True, False])
 async def test_429_without_ttl_waits_a_minute(
-    provider: IpApiProvider, server: IpApiServer, clock: FakeClock, rate_headers: bool
+    provider: IpApiProvider, fake: IpApiServer, clock: FakeClock, rate_headers: bool
 ) -> None:
-    server.remaining, server.ttl, server.rate_headers = 0, None, rate_headers
+    fake.remaining, fake.ttl, fake.rate_headers = 0, None, rate_headers
     assert await provider.lookup(["8.8.8.8"]) == {}
-    server.remaining = 15
+    fake.remaining = 15
     clock.advance(59)
     assert await provider.lookup(["8.8.8.8"]) == {}
-    assert len(server.requests) == 1
+    assert len(fake.requests) == 1
     clock.advance(1.5)
     assert await provider.lookup(["8.8.8.8"]) == {"8.8.8.8": GOOGLE_DNS}
 
 
 @pytest.mark.parametrize("own_client", [True, False])
 async def test_timeout_gives_empty_answer_then_backs_off(
-    server: IpApiServer, clock: FakeClock, own_client: bool
+    fake: IpApiServer, clock: FakeClock, own_client: bool
 ) -> None:
-    server.delay = 5.0
+    fake.delay = 5.0
     # A client passed in (httpx's default timeout is 5 s) gets the provider's timeout too.
     client = None if own_client else httpx.AsyncClient()
-    provider = IpApiProvider(server.url, timeout=0.2, client=client, clock=clock)
+    provider = IpApiProvider(fake.url, timeout=0.2, client=client, clock=clock)
     try:
         started = time.monotonic()
         assert await provider.lookup(["8.8.8.8"]) == {}
         assert time.monotonic() - started < 2.0  # did not wait for the slow server
 
-        server.delay = 0.0
+        fake.delay = 0.0
         assert await provider.lookup(["8.8.8.8"]) == {}  # backing off
         clock.advance(FAILURE_BACKOFF_SECONDS - 1)
         assert await provider.lookup(["8.8.8.8"]) == {}
-        assert len(server.requests) == 1
+        assert len(fake.requests) == 1
 
         clock.advance(1.5)
         assert await provider.lookup(["8.8.8.8"]) == {"8.8.8.8": GOOGLE_DNS}
-        assert len(server.requests) == 2
+        assert len(fake.requests) == 2
     finally:
         await provider.aclose()
         if client is not None:
@@ -256,13 +210,13 @@ async def test_timeout_gives_empty_answer_then_backs_off(
 
 @pytest.mark.parametrize("mode", ["error", "broken-json"])
 async def test_bad_answer_gives_empty_answer_then_backs_off(
-    provider: IpApiProvider, server: IpApiServer, clock: FakeClock, mode: Mode
+    provider: IpApiProvider, fake: IpApiServer, clock: FakeClock, mode: Mode
 ) -> None:
-    server.mode = mode
+    fake.mode = mode
     assert await provider.lookup(["8.8.8.8", "81.2.69.142"]) == {}
-    server.mode = "ok"
+    fake.mode = "ok"
     assert await provider.lookup(["8.8.8.8"]) == {}
-    assert len(server.requests) == 1
+    assert len(fake.requests) == 1
     clock.advance(FAILURE_BACKOFF_SECONDS + 0.5)
     assert await provider.lookup(["8.8.8.8"]) == {"8.8.8.8": GOOGLE_DNS}
 
@@ -278,16 +232,16 @@ async def test_unreachable_server_gives_empty_answer(clock: FakeClock) -> None:
         await provider.aclose()
 
 
-async def test_leaves_a_client_it_was_given_open(server: IpApiServer) -> None:
+async def test_leaves_a_client_it_was_given_open(fake: IpApiServer) -> None:
     async with httpx.AsyncClient() as client:
-        provider = IpApiProvider(server.url, client=client)
+        provider = IpApiProvider(fake.url, client=client)
         assert await provider.lookup(["8.8.8.8"]) == {"8.8.8.8": GOOGLE_DNS}
         await provider.aclose()
         assert not client.is_closed
 
 
-async def test_fake_server_speaks_the_batch_protocol(server: IpApiServer) -> None:
-    async with httpx.AsyncClient(base_url=server.url) as client:
+async def test_fake_server_speaks_the_batch_protocol(fake: IpApiServer) -> None:
+    async with httpx.AsyncClient(base_url=fake.url) as client:
         too_many = await client.post("/batch", json=[{"query": ip} for ip in many_ips(101)])
         assert too_many.status_code == 422
         assert too_many.text == "too many queries\n"

@@ -14,12 +14,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sessions_config.settings import Settings
 from sessions_geo.ipapi import IpApiProvider
+from tests.app_client import ROUTE, assert_healthy, cookie, fresh_ip, signs_in
 from tests.conftest import Users
 from tests.http_errors import assert_rest_error
 from tests.ipapi_server import IpApiServer
 from tests.servers import serve_process
 
-ROUTE = "/v1/users/me/sessions"
 Samples = Mapping[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -64,14 +64,6 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-def cookie(token: str) -> dict[str, str]:
-    return {"cookie": f"psession={token}"}
-
-
-def fresh_ip() -> str:
-    return f"45.{secrets.randbelow(256)}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
-
-
 REQUESTS = "sessions_api_http_requests_total"
 DURATIONS = "sessions_api_http_request_duration_seconds_count"
 AUTH = "sessions_api_authentications_total"
@@ -87,14 +79,16 @@ async def test_requests_are_counted_by_route_template_and_status(
     probe = f"/no-such-page-{secrets.token_hex(4)}"
     before, _ = await scrape(client)
 
-    assert (await client.get(ROUTE, headers=cookie(me.token))).status_code == 200
+    assert await signs_in(client, me.token)
     assert_rest_error(await client.get(ROUTE), 401, "unauthenticated")
     deleted = await client.delete(f"{ROUTE}/{other.record.id}", headers=cookie(me.token))
     assert_rest_error(deleted, 404, "not_found")
     assert_rest_error(await client.get(probe), 404, "not_found")
     assert_rest_error(await client.put(ROUTE), 405, "method_not_allowed")
     assert_rest_error(await client.request("PURGE", ROUTE), 405, "method_not_allowed")
-    assert (await client.get("/static/graphiql/index.html")).status_code == 200
+    page = await client.get("/static/graphiql/index.html")
+    assert page.status_code == 200
+    assert "/static/graphiql/graphiql.min.js" in page.text
 
     # A request is counted when the app has finished with it, which can be just after the
     # client has its answer (a file response closes its file afterwards): wait for all 7.
@@ -155,9 +149,9 @@ async def test_geolocation_counts_provider_answers_then_cache_hits(
         await users.session(user_id, ip=ip)
     # 8.8.8.8 may be cached by an earlier test; the two fresh ones cannot be.
     before, _ = await scrape(client)
-    assert (await client.get(ROUTE, headers=cookie(first.token))).status_code == 200
+    assert await signs_in(client, first.token)
     middle, _ = await scrape(client)
-    assert (await client.get(ROUTE, headers=cookie(first.token))).status_code == 200
+    assert await signs_in(client, first.token)
     after, _ = await scrape(client)
 
     def delta(a: Samples, b: Samples, source: str) -> float:
@@ -219,7 +213,7 @@ async def test_several_workers_report_their_sum(
             # New connections each time, so both workers answer some of them.
             for _ in range(40):
                 async with httpx.AsyncClient(base_url=url, timeout=20) as once:
-                    assert (await once.get("/healthz")).status_code == 200
+                    assert_healthy(await once.get("/healthz"))
             # Whichever worker answers the scrape, it reports all 40.
             for _ in range(4):
                 async with httpx.AsyncClient(base_url=url, timeout=20) as once:

@@ -21,23 +21,14 @@ import pytest
 from sessions_config.resources import Resources
 from store.models import format_timestamp, utcnow
 from store.sessions import IssuedSession, NewSession
+from tests.app_client import JSON, ROUTE, cookie, fresh_ip, media_type, signs_in
 from tests.conftest import Users
 from tests.http_errors import assert_rest_error
 
-ROUTE = "/v1/users/me/sessions"
 EXAMPLE = json.loads(
     (Path(__file__).parent.parent / "contract" / "sessions-v1-example.json").read_text("utf-8")
 )
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
-
-
-def fresh_ip(first: int = 45) -> str:
-    """A random global IPv4 address (first octet 45 or 11), so no test shares geo cache entries."""
-    return f"{first}.{secrets.randbelow(256)}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
-
-
-def cookie(token: str) -> dict[str, str]:
-    return {"cookie": f"psession={token}"}
 
 
 def hours_ago(n: float) -> datetime:
@@ -336,7 +327,7 @@ async def test_ended_session_is_401(
     client: httpx.AsyncClient, users: Users, resources: Resources
 ) -> None:
     created = await users.session(users.new_id(), ip=fresh_ip())
-    assert (await client.get(ROUTE, headers=cookie(created.token))).status_code == 200
+    assert await signs_in(client, created.token)
     await resources.store.end(created.token)
     assert_unauthenticated(await client.get(ROUTE, headers=cookie(created.token)))
 
@@ -399,6 +390,16 @@ async def test_200_is_no_store(client: httpx.AsyncClient, users: Users) -> None:
 
 
 # -- damaged data in Redis ----------------------------------------------------------------------
+
+
+async def test_redis_down_rest_route_is_json_503(down_client: httpx.AsyncClient) -> None:
+    token = secrets.token_urlsafe(32)
+    response = await down_client.get(ROUTE, headers=cookie(token))
+    assert response.status_code == 503
+    assert media_type(response) == JSON
+    assert response.json()["error"]["code"] == "unavailable"
+    assert response.headers["cache-control"] == "no-store"
+    assert_rest_error(response, 503, "unavailable")
 
 
 async def test_damaged_session_hashes_do_not_break_the_page(

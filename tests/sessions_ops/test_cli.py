@@ -13,9 +13,7 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,118 +26,27 @@ from sessions_config.settings import Settings
 from store.models import utcnow
 from store.sessions import InvalidSession, NewSession, prepare
 from store.tokens import hash_token, new_token
+from tests.app_client import ROUTE, cookie, fresh_ip, rest_sessions, ts
+from tests.cli_runner import (
+    Result,
+    assert_usage_error,
+    cli_command,
+    create,
+    import_row,
+    iso,
+    now,
+    run_cli,
+    run_create,
+    start_import,
+)
 from tests.conftest import Users, with_database
+from tests.http_errors import assert_rest_error
 
 URL_SAFE = re.compile(r"[A-Za-z0-9_-]+")
 GRAPHQL_HEADERS = {"accept": "application/graphql-response+json"}
 HISTORY_QUERY = """
 query { me { history(first: 200) { edges { node { tokenSuffix endedAt } } } } }
 """
-
-
-def _command() -> list[str]:
-    """The installed console script next to this interpreter, else `python -m sessions_ops.cli`."""
-    script = Path(sys.executable).with_name("sessions-api")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "sessions_ops.cli"]
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def lines(self) -> list[str]:
-        return self.stdout.splitlines()
-
-
-async def run_cli(
-    settings: Settings, *args: str, stdin: str | bytes | None = None, **env_overrides: str
-) -> Result:
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=settings.database_url,
-        REDIS_URL=settings.redis_url,
-        REDIS_KEY_PREFIX=settings.redis_key_prefix,
-    )
-    env.update(env_overrides)
-    proc = await asyncio.create_subprocess_exec(
-        *_command(),
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    try:
-        # A bound that proves "no hang", not a speed check.
-        out, err = await asyncio.wait_for(
-            proc.communicate(stdin.encode() if isinstance(stdin, str) else stdin or b""),
-            timeout=120,
-        )
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    return Result(proc.returncode, out.decode(), err.decode())
-
-
-def cookie(token: str) -> dict[str, str]:
-    return {"cookie": f"psession={token}"}
-
-
-def ts(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def iso(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
-
-def random_ip() -> str:
-    return f"45.{secrets.randbelow(256)}.{secrets.randbelow(256)}.{1 + secrets.randbelow(254)}"
-
-
-def assert_usage_error(result: Result, *words: str) -> None:
-    """Exit status 2, nothing on stdout, and a short message without a traceback."""
-    assert result.code == 2, result
-    assert result.stdout == ""
-    assert "Traceback" not in result.stderr
-    message = result.stderr.strip().splitlines()[-1]
-    for word in words:
-        assert word in message, result.stderr
-
-
-async def run_create(
-    settings: Settings, user_id: str, *extra: str, ip: str | None = None
-) -> Result:
-    """`sessions create --user-id USER_ID --ip IP EXTRA...` (a random public IP by default)."""
-    return await run_cli(
-        settings, "sessions", "create", "--user-id", user_id, "--ip", ip or random_ip(), *extra
-    )
-
-
-async def create(
-    settings: Settings, user_id: str, *extra: str, ip: str | None = None
-) -> dict[str, Any]:
-    result = await run_create(settings, user_id, "--user-agent", "cli-test", *extra, ip=ip)
-    assert result.code == 0, result
-    assert len(result.lines) == 1, result
-    created: dict[str, Any] = json.loads(result.lines[0])
-    return created
-
-
-async def rest_sessions(client: httpx.AsyncClient, token: str) -> dict[str, Any]:
-    response = await client.get("/v1/users/me/sessions", headers=cookie(token))
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 # -- sessions create --------------------------------------------------------------------------
@@ -286,9 +193,10 @@ async def test_end_signs_the_session_out_and_moves_it_to_history(
     result = await run_cli(base_settings, "sessions", "end", "--token", ending["token"])
     assert result.code == 0, result
 
-    gone = await client.get("/v1/users/me/sessions", headers=cookie(ending["token"]))
+    gone = await client.get(ROUTE, headers=cookie(ending["token"]))
     assert gone.status_code == 401
     assert gone.json()["error"]["code"]
+    assert_rest_error(gone, 401, "unauthenticated")
 
     body = await rest_sessions(client, staying["token"])
     assert [s["token_suffix"] for s in body["sessions"]] == [staying["token_suffix"]]
@@ -330,8 +238,8 @@ async def test_end_with_reason_revoked_is_kept_and_ending_again_changes_nothing(
     [after], _ = await resources.store.list_history_for_user(user_id=user_id, first=10)
     assert after.end_reason == "revoked"
     assert after.ended_at == record.ended_at
-    response = await client.get("/v1/users/me/sessions", headers=cookie(created["token"]))
-    assert response.status_code == 401
+    response = await client.get(ROUTE, headers=cookie(created["token"]))
+    assert_rest_error(response, 401, "unauthenticated")
 
 
 async def test_end_of_an_unknown_token_fails_with_a_message(base_settings: Settings) -> None:
@@ -401,18 +309,6 @@ async def test_end_refuses_an_unknown_reason(base_settings: Settings) -> None:
 
 
 # -- sessions import --------------------------------------------------------------------------
-
-
-def import_row(user_id: str, index: int, **fields: Any) -> dict[str, Any]:
-    row = {
-        "user_id": user_id,
-        "ip": random_ip(),
-        "user_agent": f"row-{index}",
-        "created_at": iso(now() - timedelta(days=1)),
-        "expires_at": iso(now() + timedelta(days=10)),
-    }
-    row.update(fields)
-    return row
 
 
 async def test_import_prints_one_token_per_row_in_order_and_routes_past_rows_to_history(
@@ -589,24 +485,6 @@ async def test_import_names_the_physical_line_when_blank_lines_come_before(
     assert sorted(r.user_agent for r in active) == ["row-0", "row-1"]
 
 
-async def start_import(settings: Settings) -> asyncio.subprocess.Process:
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=settings.database_url,
-        REDIS_URL=settings.redis_url,
-        REDIS_KEY_PREFIX=settings.redis_key_prefix,
-    )
-    return await asyncio.create_subprocess_exec(
-        *_command(),
-        "sessions",
-        "import",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-
-
 async def assert_printed_rows_are_exactly_the_stored_ones(
     resources: Resources, user_id: str, printed: list[str]
 ) -> None:
@@ -667,7 +545,7 @@ async def test_ctrl_c_in_the_middle_of_an_import_leaves_exactly_the_printed_rows
 async def test_import_with_stdin_closed_is_a_usage_error(base_settings: Settings) -> None:
     env = dict(os.environ, DATABASE_URL=base_settings.database_url)
     proc = await asyncio.create_subprocess_exec(
-        *_command(),
+        *cli_command(),
         "sessions",
         "import",
         stdin=subprocess.DEVNULL,
@@ -700,13 +578,13 @@ async def test_bytes_that_are_not_utf_8_in_arguments_are_a_usage_error(
 ) -> None:
     user_id = users.new_id()
     proc = await asyncio.create_subprocess_exec(
-        *_command(),
+        *cli_command(),
         "sessions",
         "create",
         "--user-id",
         user_id,
         "--ip",
-        random_ip(),
+        fresh_ip(),
         "--user-agent",
         b"agent-\xff",
         stdout=asyncio.subprocess.PIPE,
@@ -728,7 +606,7 @@ async def test_import_into_a_closed_output_stops_cleanly_and_keeps_both_stores_a
         DATABASE_URL=base_settings.database_url,
         REDIS_KEY_PREFIX=base_settings.redis_key_prefix,
     )
-    shell = f"{' '.join(_command())} sessions import < {rows} 2> {tmp_path / 'err'} | head -1"
+    shell = f"{' '.join(cli_command())} sessions import < {rows} 2> {tmp_path / 'err'} | head -1"
     proc = await asyncio.create_subprocess_shell(
         f"set -o pipefail; {shell}",
         executable="/bin/bash",
@@ -799,7 +677,7 @@ async def test_ended_at_a_little_ahead_of_this_clock_is_accepted_far_ahead_refus
     def row(ended_in: timedelta) -> NewSession:
         return NewSession(
             user_id=users.new_id(),
-            ip=random_ip(),
+            ip=fresh_ip(),
             created_at=started,
             expires_at=utcnow() + timedelta(days=1),
             ended_at=utcnow() + ended_in,
@@ -819,7 +697,7 @@ async def test_unreadable_standard_input_stops_the_import_with_exit_1(
     os.set_blocking(read_end, False)
     try:
         proc = await asyncio.create_subprocess_exec(
-            *_command(),
+            *cli_command(),
             "sessions",
             "import",
             stdin=read_end,
@@ -869,7 +747,7 @@ async def test_demo_seeds_a_user_and_prints_a_cookie_that_signs_in(
     body = await rest_sessions(client, again)
     assert len(body["sessions"]) == 3
     assert len(body["history"]) == 6
-    assert (await client.get("/v1/users/me/sessions", headers=cookie(token))).status_code == 401
+    assert_rest_error(await client.get(ROUTE, headers=cookie(token)), 401, "unauthenticated")
 
 
 async def test_demos_run_at_once_leave_one_demo_user(

@@ -11,15 +11,9 @@ import pytest
 
 from sessions_config.resources import Resources
 from sessions_config.settings import Settings
+from tests.app_client import rest_sessions
+from tests.cli_runner import assert_usage_error, create, iso, now, run_create
 from tests.conftest import Users
-from tests.sessions_ops.test_cli import (
-    assert_usage_error,
-    create,
-    iso,
-    now,
-    rest_sessions,
-    run_create,
-)
 
 
 async def test_create_with_a_huge_ttl_is_a_usage_error(

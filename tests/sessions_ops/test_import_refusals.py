@@ -14,8 +14,8 @@ from sessions_config.resources import Resources
 from sessions_config.settings import Settings
 from store.tokens import new_token
 from tests.app_client import fresh_ip
+from tests.cli_runner import Result, import_row, run_cli
 from tests.conftest import Users
-from tests.sessions_ops.test_cli import Result, import_row, run_cli
 
 
 async def run_import(settings: Settings, rows: list[dict[str, Any]]) -> Result:

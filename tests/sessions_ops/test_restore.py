@@ -13,8 +13,10 @@ from sessions_config.resources import Resources
 from sessions_config.settings import Settings
 from store.models import utcnow
 from store.sessions import NewSession, SessionStore, prepare
+from tests.app_client import ROUTE, cookie
+from tests.cli_runner import run_cli
 from tests.conftest import Users
-from tests.sessions_ops.test_cli import cookie, run_cli
+from tests.http_errors import assert_rest_error
 
 
 async def forget_in_redis(resources: Resources, user_id: str, token_hashes: list[str]) -> None:
@@ -41,14 +43,14 @@ async def test_restore_brings_back_lost_active_sessions_only(
     await forget_in_redis(
         resources, user, [c.record.token_hash for c in (first, second, ended, expired)]
     )
-    lost = await client.get("/v1/users/me/sessions", headers=cookie(first.token))
-    assert lost.status_code == 401
+    lost = await client.get(ROUTE, headers=cookie(first.token))
+    assert_rest_error(lost, 401, "unauthenticated")
 
     result = await run_cli(base_settings, "sessions", "restore")
     assert result.code == 0, result
     assert json.loads(result.lines[-1])["restored"] >= 2
 
-    page = await client.get("/v1/users/me/sessions", headers=cookie(first.token))
+    page = await client.get(ROUTE, headers=cookie(first.token))
     assert page.status_code == 200
     body = page.json()
     # Both were created in the same second: their order is by id, so compare as sets.
@@ -61,8 +63,8 @@ async def test_restore_brings_back_lost_active_sessions_only(
         expired.record.token_suffix,
     }
     for gone in (ended, expired):
-        answer = await client.get("/v1/users/me/sessions", headers=cookie(gone.token))
-        assert answer.status_code == 401
+        answer = await client.get(ROUTE, headers=cookie(gone.token))
+        assert_rest_error(answer, 401, "unauthenticated")
 
 
 async def test_restore_leaves_sessions_redis_still_has_untouched(

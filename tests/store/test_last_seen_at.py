@@ -1,46 +1,31 @@
 """lastSeenAt: when a session last made a request. The store writes it on a request (GraphQL or
-REST) at most once a minute, however many requests run at once; `sessions-api sessions touch` and
-the store's `touch` set it for writers; GraphQL shows what is stored."""
+REST) at most once a minute, however many requests run at once; the store's `touch` sets it for
+writers (`sessions-api sessions touch`: tests/sessions_ops/test_touch.py); GraphQL shows what is
+stored."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 import httpx
 
 from sessions_config.resources import Resources
-from sessions_config.settings import Settings
 from store.models import format_timestamp, utcnow
 from store.sessions import TOUCH_INTERVAL, IssuedSession
-from tests.app_client import ROUTE, cookie, error_codes, fresh_ip, graphql_data, post_graphql
+from tests.app_client import (
+    ROUTE,
+    by_id,
+    cookie,
+    error_codes,
+    fresh_ip,
+    graphql_data,
+    post_graphql,
+    ts,
+)
 from tests.conftest import Users
-from tests.sessions_ops.test_cli import Result, run_cli
-
-SESSIONS_QUERY = "{ me { sessions { id createdAt lastSeenAt isCurrent } } }"
-
-
-def ts(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def by_id(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {item["id"]: item for item in items}
-
-
-async def stored_last_seen(resources: Resources, created: IssuedSession) -> str:
-    """The last_seen_at field of the session's Redis hash, as stored."""
-    store = resources.store
-    value = await store.redis.hget(store.keys.session(created.record.token_hash), "last_seen_at")
-    assert value is not None
-    return value.decode() if isinstance(value, bytes) else str(value)
+from tests.last_seen import SESSIONS_QUERY, assert_about_now, stored_last_seen
 
 
 async def set_stored_last_seen(resources: Resources, created: IssuedSession, at: datetime) -> None:
@@ -49,15 +34,6 @@ async def set_stored_last_seen(resources: Resources, created: IssuedSession, at:
     await store.redis.hset(
         store.keys.session(created.record.token_hash), "last_seen_at", format_timestamp(at)
     )
-
-
-def assert_about_now(text: str) -> None:
-    assert abs((ts(text) - now()).total_seconds()) < 10, text
-
-
-async def touch(settings: Settings, token: str) -> Result:
-    """`sessions-api sessions touch --token TOKEN`."""
-    return await run_cli(settings, "sessions", "touch", "--token", token)
 
 
 async def test_a_new_session_was_last_seen_when_it_was_created(
@@ -166,45 +142,6 @@ async def test_concurrent_touches_write_once(users: Users, resources: Resources)
     assert written.count(True) == 1, written
     winner = attempts[written.index(True)]
     assert await stored_last_seen(resources, session) == format_timestamp(winner)
-
-
-async def test_cli_touch_sets_last_seen_at(
-    client: httpx.AsyncClient, users: Users, resources: Resources, base_settings: Settings
-) -> None:
-    uid = users.new_id()
-    touched = await users.session(uid, ip=fresh_ip(), created_at=utcnow() - timedelta(minutes=10))
-    viewer = await users.session(uid, ip=fresh_ip())
-
-    result = await touch(base_settings, touched.token)
-    assert result.code == 0, result.stderr
-    printed = json.loads(result.stdout)
-    assert printed["token_suffix"] == touched.record.token_suffix
-    assert_about_now(printed["last_seen_at"])
-    assert touched.token not in result.stdout
-
-    sessions = by_id(
-        (await graphql_data(client, SESSIONS_QUERY, token=viewer.token))["me"]["sessions"]
-    )
-    assert sessions[touched.record.id]["lastSeenAt"] == printed["last_seen_at"]
-    assert await stored_last_seen(resources, touched) == printed["last_seen_at"]
-
-
-async def test_cli_touch_of_an_unknown_or_ended_token_fails(
-    users: Users, resources: Resources, base_settings: Settings
-) -> None:
-    # Any string, including one that looks like an option, is only an unknown token.
-    result = await touch(base_settings, "-" + secrets.token_urlsafe(32))
-    assert result.code == 1, result.stderr
-    assert result.stdout == ""
-    assert "Traceback" not in result.stderr
-
-    ended = await users.session(users.new_id(), ip=fresh_ip())
-    await resources.store.end(ended.token)
-    result = await touch(base_settings, ended.token)
-    assert result.code == 1
-    assert result.stdout == ""
-    # Touching never brings an ended session back.
-    assert await resources.store.authenticate(ended.token) is None
 
 
 async def test_store_touch_python_api(

@@ -13,7 +13,7 @@ import pytest
 
 from sessions_config.settings import Settings
 from store.migrate import available, migrate
-from tests.sessions_ops.test_cli import run_cli
+from tests.cli_runner import run_cli
 
 FIRST = "0001_sessions.sql"
 
