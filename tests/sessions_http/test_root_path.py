@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from sessions_config.settings import Settings
+from tests.app_client import ME, ROUTE, assert_healthy
 from tests.http_errors import assert_graphql_http_error, assert_rest_error
 from tests.servers import serve
 
@@ -31,12 +32,11 @@ async def rooted(rooted_server: str) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def test_the_routes_answer_under_the_root_path(rooted: httpx.AsyncClient) -> None:
-    health = await rooted.get("/healthz")
-    assert health.status_code == 200 and health.json() == {"status": "ok"}
-    answer = await rooted.post("/graphql", json={"query": "{ me { id } }"})
+    assert_healthy(await rooted.get("/healthz"))
+    answer = await rooted.post("/graphql", json={"query": ME})
     assert answer.status_code == 200
     assert answer.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
-    assert_rest_error(await rooted.get("/v1/users/me/sessions"), 401, "unauthenticated")
+    assert_rest_error(await rooted.get(ROUTE), 401, "unauthenticated")
 
 
 async def test_graphql_endpoint_errors_keep_their_shape_under_the_root_path(
@@ -46,7 +46,7 @@ async def test_graphql_endpoint_errors_keep_their_shape_under_the_root_path(
         "/graphql", content=b"{ me { id } }", headers={"content-type": "text/plain"}
     )
     assert_graphql_http_error(unsupported, 415, "UNSUPPORTED_MEDIA_TYPE")
-    put = await rooted.put("/graphql", json={"query": "{ me { id } }"})
+    put = await rooted.put("/graphql", json={"query": ME})
     assert_graphql_http_error(put, 405, "METHOD_NOT_ALLOWED")
     forged = await rooted.post(
         "/graphql",
@@ -60,4 +60,4 @@ async def test_other_paths_keep_the_rest_shape_under_the_root_path(
     rooted: httpx.AsyncClient,
 ) -> None:
     assert_rest_error(await rooted.get("/graphql-not"), 404, "not_found")
-    assert_rest_error(await rooted.put("/v1/users/me/sessions"), 405, "method_not_allowed")
+    assert_rest_error(await rooted.put(ROUTE), 405, "method_not_allowed")
