@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from importlib import resources as package_files
-from typing import Any
+from typing import Any, NamedTuple
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -60,7 +60,15 @@ def _bad_request(message: str) -> HttpError:
     return HttpError(400, "bad_request", message)
 
 
-def _parse_params(raw: dict[str, Any]) -> tuple[str, dict[str, Any] | None, str | None]:
+class _Params(NamedTuple):
+    """What a GraphQL-over-HTTP request asks for."""
+
+    query: str
+    variables: dict[str, Any] | None
+    operation_name: str | None
+
+
+def _parse_params(raw: dict[str, Any]) -> _Params:
     query = raw.get("query")
     if not isinstance(query, str) or not query.strip():
         raise _bad_request("The request has no `query` string.")
@@ -83,7 +91,7 @@ def _parse_params(raw: dict[str, Any]) -> tuple[str, dict[str, Any] | None, str 
         json.dumps([query, variables, operation_name], ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         raise _bad_request("The request holds invalid Unicode (a lone surrogate).") from None
-    return query, variables, operation_name
+    return _Params(query, variables, operation_name)
 
 
 async def _read_json_body(request: Request) -> dict[str, Any]:
@@ -124,13 +132,13 @@ async def graphql_endpoint(request: Request) -> Response:
         message = f"This endpoint answers {GRAPHQL_RESPONSE} or {JSON}."
         raise HttpError(406, "not_acceptable", message)
     params = dict(request.query_params) if is_get else await _read_json_body(request)
-    query, variables, operation_name = _parse_params(params)
+    asked = _parse_params(params)
     result = await execute(
         request.app.state.resources,
-        query=query,
+        query=asked.query,
         token=session_token(request),
-        variables=variables,
-        operation_name=operation_name,
+        variables=asked.variables,
+        operation_name=asked.operation_name,
         allowed=(OperationType.QUERY,) if is_get else (OperationType.QUERY, OperationType.MUTATION),
     )
     if is_get and _mutation_over_get(result):
