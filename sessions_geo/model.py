@@ -8,6 +8,7 @@ cache entry that breaks one is not used at all (the lookup treats it as a miss).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -106,20 +107,38 @@ class GeoInfo:
         that to_json could have written: not JSON, not an object, or a field that fails its check
         (say "Infinity" written by an older version). Fields it does not know are ignored.
         """
-        data: Any = json.loads(text)
-        if data is None:
-            return None
-        if not isinstance(data, dict):
-            raise ValueError("a geo cache entry must be a JSON object or null")
-        values: dict[str, Any] = {}
-        for name, check in _CHECKS.items():
-            value = data.get(name)
-            checked = check(value)
-            # Exactly what to_json writes: same value, same type (51 is not 51.0, "us" not "US").
-            if value is not None and (checked != value or type(checked) is not type(value)):
-                raise ValueError(f"geo cache entry has an invalid {name}")
-            values[name] = value
-        return cls(**values)
+        if len(text) > DECODED_MAX_TEXT:
+            return _decode(text)
+        return _cached_decode(text)
+
+
+def _decode(text: str | bytes) -> GeoInfo | None:
+    data: Any = json.loads(text)
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise ValueError("a geo cache entry must be a JSON object or null")
+    values: dict[str, Any] = {}
+    for name, check in _CHECKS.items():
+        value = data.get(name)
+        checked = check(value)
+        # Exactly what to_json writes: same value, same type (51 is not 51.0, "us" not "US").
+        if value is not None and (checked != value or type(checked) is not type(value)):
+            raise ValueError(f"geo cache entry has an invalid {name}")
+        values[name] = value
+    return GeoInfo(**values)
+
+
+# Cache entries decoded per process, keyed by their text: every page reads the same entries
+# again, and a GeoInfo is an immutable value, so one decoded entry serves every reader. Only what
+# decodes is kept (an exception is never cached), so an entry that fails the checks is refused,
+# and looked up again, every time. Bounded by entries, and by the key: a text longer than
+# DECODED_MAX_TEXT is decoded without the cache (to_json writes at most ~1.3 k characters for
+# ASCII names; only long non-ASCII ones, which JSON escapes, go past it). At most 8 M characters
+# of keys in all, a few MB in practice.
+DECODED_CACHE_SIZE = 4096
+DECODED_MAX_TEXT = 2048
+_cached_decode = functools.lru_cache(maxsize=DECODED_CACHE_SIZE)(_decode)
 
 
 def _given(value: object) -> bool:

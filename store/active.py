@@ -16,6 +16,7 @@ so a pipeline of them never depends on two sessions' keys being on one server.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -123,6 +124,23 @@ class TooLate(RedisTimeoutError):
     """Redis ran a write after its deadline, so the write did nothing."""
 
 
+# Stored fields read per process: every look at a user's sessions reads the same ids and times
+# again. Only what parses is kept (a ValueError is never cached). Bounded by entries, and by the
+# key: a longer text (longer than any id or time this service writes) is parsed uncached.
+PARSE_CACHE_SIZE = 16384
+PARSE_MAX_TEXT = 64
+_cached_session_id = functools.lru_cache(maxsize=PARSE_CACHE_SIZE)(canonical_session_id)
+_cached_timestamp = functools.lru_cache(maxsize=PARSE_CACHE_SIZE)(parse_timestamp)
+
+
+def _session_id(text: str) -> str | None:
+    return _cached_session_id(text) if len(text) <= PARSE_MAX_TEXT else canonical_session_id(text)
+
+
+def _timestamp(text: str) -> datetime:
+    return _cached_timestamp(text) if len(text) <= PARSE_MAX_TEXT else parse_timestamp(text)
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
@@ -163,7 +181,7 @@ def _from_hash(token_hash: str, data: Mapping[Any, Any]) -> SessionRecord | None
     fields = _fields(data)
     try:
         # Other writers may spell the UUID otherwise; ids are compared in one spelling.
-        session_id = canonical_session_id(fields["id"])
+        session_id = _session_id(fields["id"])
         if session_id is None:
             raise ValueError(f"id is not a UUID: {fields['id'][:40]!r}")
         record = SessionRecord(
@@ -171,13 +189,11 @@ def _from_hash(token_hash: str, data: Mapping[Any, Any]) -> SessionRecord | None
             user_id=fields["user_id"],
             token_hash=token_hash,
             token_suffix=fields.get("token_suffix", ""),
-            created_at=parse_timestamp(fields["created_at"]),
-            expires_at=parse_timestamp(fields["expires_at"]),
+            created_at=_timestamp(fields["created_at"]),
+            expires_at=_timestamp(fields["expires_at"]),
             client_ip=fields.get("client_ip", ""),
             user_agent=fields.get("user_agent", ""),
-            last_seen_at=parse_timestamp(fields["last_seen_at"])
-            if fields.get("last_seen_at")
-            else None,
+            last_seen_at=_timestamp(fields["last_seen_at"]) if fields.get("last_seen_at") else None,
         )
     except (KeyError, ValueError) as exc:
         log.warning("skipping unreadable session hash %s…: %r", token_hash[:12], exc)
@@ -196,7 +212,7 @@ def _mark_of(
         return None
     # Any ended_at means ended, even one another writer spelt in a way this reader cannot parse.
     try:
-        ended_at = parse_timestamp(fields["ended_at"])
+        ended_at = _timestamp(fields["ended_at"])
     except ValueError:
         ended_at = utcnow()
     reason = fields.get("end_reason")

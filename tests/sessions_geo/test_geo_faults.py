@@ -413,6 +413,51 @@ async def test_a_cache_entry_that_fails_the_checks_is_a_miss_and_is_repaired(
         assert_no_traceback(caplog)
 
 
+@pytest.mark.parametrize("entry", list(POISON.values()), ids=list(POISON))
+def test_an_entry_that_fails_the_checks_fails_them_on_every_read(entry: bytes) -> None:
+    """Decoded entries are kept per process; a refusal never is."""
+    for text in (entry, entry.decode("utf-8", "replace")):
+        for _ in range(2):
+            with pytest.raises((ValueError, TypeError, RecursionError)):
+                GeoInfo.from_json(text)
+
+
+def test_an_entry_reads_the_same_every_time_whatever_its_length() -> None:
+    geo = GeoInfo(city="Zürich", country_code="CH", lat=47.37, lon=8.54, is_mobile=False)
+    text = geo.to_json()
+    # Fields it does not know are ignored, however long (past what is kept decoded).
+    long_text = text[:-1] + ',"note":"' + "x" * 10_000 + '"}'
+    for entry in (text, text.encode(), long_text, long_text.encode()):
+        assert GeoInfo.from_json(entry) == geo
+        assert GeoInfo.from_json(entry) == geo
+    assert GeoInfo.from_json("null") is None
+
+
+async def repaired(resources: Resources, ip: str) -> None:
+    """Waits for the lookup's cache write (it follows the answer) to replace the poison."""
+    deadline = time.monotonic() + 5
+    while await cached(resources, ip) == POISON["lat as int"]:
+        assert time.monotonic() < deadline, "the entry was never repaired"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_poisoned_entry_is_a_miss_each_time_it_is_found(resources: Resources) -> None:
+    """An entry that fails the checks, found again after the lookup repaired it, is again a miss:
+    the text once refused is never taken from a cache of decoded entries."""
+    [ip] = fresh_ips(1)
+    key = resources.store.keys.geo("ip-api", ip)
+    async with fake_ipapi() as fake, ipapi_lookup(resources, fake) as lookup:
+        for _ in range(2):
+            fake.reset()
+            await resources.store.redis.set(key, POISON["lat as int"])
+            assert await lookup.many([ip]) == [expected_geo(ip)]
+            assert fake.queried_ips == [ip]
+            await repaired(resources, ip)
+        fake.reset()
+        assert await lookup.many([ip]) == [expected_geo(ip)]  # the repaired entry is used
+        assert fake.queried_ips == []
+
+
 # -- a real app ----------------------------------------------------------------------------------
 
 

@@ -181,6 +181,23 @@ async def test_non_global_ips_never_reach_the_provider(
     assert provider.asked == ["8.8.8.8"]
 
 
+async def test_text_that_is_not_an_address_is_null_on_every_lookup(
+    resources: Resources, offline: OfflineProvider
+) -> None:
+    """What a stored client_ip may hold: damaged text is null (never an error), padded or
+    IPv4-mapped text is its address, and asking again (answered from per-process caches) gives
+    the same. Text longer than any address, padded or not, is classified the same way."""
+    provider = RecordingProvider(offline)
+    lookup = lookup_over(provider, resources)
+    damaged = ["x", "", "   ", "999.1.2.3", "8.8.8.8 junk", "8.8.8.8/32", "a" * 100, "1" * 100]
+    padded = [" 8.8.8.8 ", "\t8.8.8.8\n", " " * 100 + "8.8.8.8", "::ffff:8.8.8.8"]
+    for _ in range(2):
+        geos = await lookup.many(damaged + padded)
+        assert geos[: len(damaged)] == [None] * len(damaged)
+        assert [g.country_code if g else None for g in geos[len(damaged) :]] == ["US"] * 4
+    assert provider.asked == ["8.8.8.8"]
+
+
 # -- a MaxMind City database (GEO_MMDB_PATH) -----------------------------------------------------
 
 
