@@ -18,7 +18,6 @@ still running.
 from __future__ import annotations
 
 import asyncio
-import functools
 import ipaddress
 import logging
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ from sessions_geo import metrics
 from sessions_geo.model import GeoInfo
 from sessions_geo.provider import GeoProvider
 from store.geo_cache import CacheEntry, GeoCache
+from store.memo import memo_of_short_texts
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +45,10 @@ class _Fetch:
     answer: asyncio.Future[Found]
 
 
-# Addresses classified per process: a page asks for the same IPs on every request, and parsing
-# one with ipaddress costs more than the rest of its lookup. Bounded by entries, and by the key:
-# a longer text (no address is) is classified without the cache, so an entry stays small.
-IP_CACHE_SIZE = 65536
-IP_CACHE_MAX_TEXT = 64
-
-
+# Addresses are classified once per process (store/memo.py): a page asks for the same IPs on every
+# request, and parsing one with ipaddress costs more than the rest of its lookup. No address is
+# longer than 64 characters.
+@memo_of_short_texts(entries=65536, max_text=64)
 def global_ip(text: str) -> str | None:
     """The canonical form of a global (publicly routable) address, else None.
 
@@ -59,12 +56,6 @@ def global_ip(text: str) -> str | None:
     and are never sent to a provider. IPv4-mapped IPv6 addresses count as their IPv4 address.
     Text that is not an address (say, damaged stored data) is None too: it never raises.
     """
-    if len(text) > IP_CACHE_MAX_TEXT:
-        return _global_ip(text)
-    return _cached_global_ip(text)
-
-
-def _global_ip(text: str) -> str | None:
     try:
         address = ipaddress.ip_address(text.strip())
     except ValueError:
@@ -72,9 +63,6 @@ def _global_ip(text: str) -> str | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return str(address) if address.is_global else None
-
-
-_cached_global_ip = functools.lru_cache(maxsize=IP_CACHE_SIZE)(_global_ip)
 
 
 class GeoLookup:

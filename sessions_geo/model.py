@@ -8,12 +8,13 @@ cache entry that breaks one is not used at all (the lookup treats it as a miss).
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, NamedTuple
+
+from store.memo import memo_of_short_texts
 
 # Longer than any real city, region or network name; bounds what one IP can put in a page.
 MAX_TEXT = 200
@@ -107,11 +108,15 @@ class GeoInfo:
         that to_json could have written: not JSON, not an object, or a field that fails its check
         (say "Infinity" written by an older version). Fields it does not know are ignored.
         """
-        if len(text) > DECODED_MAX_TEXT:
-            return _decode(text)
-        return _cached_decode(text)
+        return _decode(text)
 
 
+# Cache entries are decoded once per process (store/memo.py), keyed by their text: every page
+# reads the same entries again, and a GeoInfo is an immutable value, so one decoded entry serves
+# every reader. to_json writes at most ~1.3 k characters for ASCII names; only long non-ASCII
+# ones, which JSON escapes, go past 2048 and are decoded each time. At most 8 M characters of
+# keys in all, a few MB in practice.
+@memo_of_short_texts(entries=4096, max_text=2048)
 def _decode(text: str | bytes) -> GeoInfo | None:
     data: Any = json.loads(text)
     if data is None:
@@ -127,18 +132,6 @@ def _decode(text: str | bytes) -> GeoInfo | None:
             raise ValueError(f"geo cache entry has an invalid {name}")
         values[name] = value
     return GeoInfo(**values)
-
-
-# Cache entries decoded per process, keyed by their text: every page reads the same entries
-# again, and a GeoInfo is an immutable value, so one decoded entry serves every reader. Only what
-# decodes is kept (an exception is never cached), so an entry that fails the checks is refused,
-# and looked up again, every time. Bounded by entries, and by the key: a text longer than
-# DECODED_MAX_TEXT is decoded without the cache (to_json writes at most ~1.3 k characters for
-# ASCII names; only long non-ASCII ones, which JSON escapes, go past it). At most 8 M characters
-# of keys in all, a few MB in practice.
-DECODED_CACHE_SIZE = 4096
-DECODED_MAX_TEXT = 2048
-_cached_decode = functools.lru_cache(maxsize=DECODED_CACHE_SIZE)(_decode)
 
 
 def _given(value: object) -> bool:

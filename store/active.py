@@ -16,7 +16,6 @@ so a pipeline of them never depends on two sessions' keys being on one server.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -27,6 +26,7 @@ from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from store.keys import Keys
+from store.memo import memo_of_short_texts
 from store.models import (
     END_REASONS,
     EndReason,
@@ -124,21 +124,11 @@ class TooLate(RedisTimeoutError):
     """Redis ran a write after its deadline, so the write did nothing."""
 
 
-# Stored fields read per process: every look at a user's sessions reads the same ids and times
-# again. Only what parses is kept (a ValueError is never cached). Bounded by entries, and by the
-# key: a longer text (longer than any id or time this service writes) is parsed uncached.
-PARSE_CACHE_SIZE = 16384
-PARSE_MAX_TEXT = 64
-_cached_session_id = functools.lru_cache(maxsize=PARSE_CACHE_SIZE)(canonical_session_id)
-_cached_timestamp = functools.lru_cache(maxsize=PARSE_CACHE_SIZE)(parse_timestamp)
-
-
-def _session_id(text: str) -> str | None:
-    return _cached_session_id(text) if len(text) <= PARSE_MAX_TEXT else canonical_session_id(text)
-
-
-def _timestamp(text: str) -> datetime:
-    return _cached_timestamp(text) if len(text) <= PARSE_MAX_TEXT else parse_timestamp(text)
+# Stored ids and times are parsed once per process (store/memo.py): every look at a user's
+# sessions reads the same ones again. None this service writes is longer than 64 characters.
+_memo = memo_of_short_texts(entries=16384, max_text=64)
+_session_id = _memo(canonical_session_id)
+_timestamp = _memo(parse_timestamp)
 
 
 def _text(value: Any) -> str:
