@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from graphql import GraphQLError
+from prometheus_client import Counter
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
@@ -15,6 +16,14 @@ from graph.context import Context
 from graph.schema import schema
 from resolvers.errors import RateLimited
 from sessions_config.resources import Resources
+
+EXECUTIONS = Counter(
+    "sessions_api_graphql_executions_total",
+    "GraphQL operations run, by engine: compiled (a cached plan, graph/compiled/) or fallback "
+    "(Strawberry and graphql-core: introspection, mutations, invalid documents, anything the "
+    "compiler does not handle).",
+    ["engine"],
+)
 
 
 async def execute(
@@ -25,9 +34,13 @@ async def execute(
     variables: Mapping[str, Any] | None = None,
     operation_name: str | None = None,
     allowed: Iterable[OperationType] = (OperationType.QUERY,),
+    compiled: bool = True,
 ) -> ExecutionResult:
+    """Runs the document through its compiled plan when there is one (and `compiled`), else
+    through Strawberry. Both give the same result; tests compare them."""
     context = Context.for_request(resources, token=token, operation_name=operation_name)
     try:
+        EXECUTIONS.labels("fallback").inc()
         return await schema.execute(
             query,
             variable_values=dict(variables) if variables else None,
