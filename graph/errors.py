@@ -53,30 +53,58 @@ def _located(error: GraphQLError, message: str, extensions: dict[str, object]) -
     )
 
 
+MESSAGE_UNEXPECTED = "Unexpected error."
+
+
+def shaped(error: GraphQLError) -> GraphQLError:
+    """What the client sees of one error: a refusal with its code, an outage as UNAVAILABLE,
+    a bug of ours as "Unexpected error.", anything else (the client's mistakes) as it is."""
+    cause = error.original_error
+    if isinstance(cause, Refused):
+        return _located(error, cause.message, {"code": cause.code, **cause.details})
+    if not is_unexpected(error):
+        return error
+    if outage_of(cause) is not None:
+        return _located(error, MESSAGE_UNAVAILABLE, {"code": UNAVAILABLE})
+    return GraphQLError(
+        MESSAGE_UNEXPECTED,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None,
+    )
+
+
 class ShapeErrors(MaskErrors):
-    """What clients see of errors: refusals with their code, storage outages as UNAVAILABLE,
-    our bugs as "Unexpected error."."""
+    """The error policy (`shaped`) as Strawberry's error-masking extension, for the operations
+    Strawberry runs (graph/execution.py)."""
 
     def __init__(self) -> None:
-        super().__init__(should_mask_error=self._reshaped)
-
-    @staticmethod
-    def _reshaped(error: GraphQLError) -> bool:
-        return is_unexpected(error) or isinstance(error.original_error, Refused)
+        super().__init__(should_mask_error=lambda error: shaped(error) is not error)
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        cause = error.original_error
-        if isinstance(cause, Refused):
-            return _located(error, cause.message, {"code": cause.code, **cause.details})
-        if outage_of(cause) is not None:
-            return _located(error, MESSAGE_UNAVAILABLE, {"code": UNAVAILABLE})
-        return super().anonymise_error(error)
+        return shaped(error)
 
 
 def log_errors(errors: list[GraphQLError], execution_context: ExecutionContext | None) -> None:
+    """Strawberry's `process_errors`: `report_errors` for the operations it runs."""
+    operation = "operation"
+    context = None
+    if execution_context is not None:
+        with contextlib.suppress(RuntimeError):  # a document without a usable operation
+            operation = execution_context.operation_type.value
+        if execution_context.operation_name:
+            operation += f" {execution_context.operation_name}"
+        if isinstance(execution_context.context, Context):
+            context = execution_context.context
+    report_errors(errors, operation=operation, context=context)
+
+
+def report_errors(errors: list[GraphQLError], *, operation: str, context: Context | None) -> None:
     """Client mistakes (bad query, no session) are routine and not logged. A storage outage is
     one line per dependency and request; only our own bugs get a traceback (once per exception,
-    however many aliases it failed)."""
+    however many aliases it failed). `operation` is e.g. "query RestV1Sessions"."""
     outages: dict[Dependency, list[GraphQLError]] = {}
     logged: set[int] = set()
     for error in errors:
@@ -92,7 +120,7 @@ def log_errors(errors: list[GraphQLError], execution_context: ExecutionContext |
                 exc_info=error.original_error,
             )
     for dependency, failed in outages.items():
-        _log_outage(dependency, failed, execution_context)
+        _log_outage(dependency, failed, operation, context)
 
 
 def _field(error: GraphQLError) -> str:
@@ -101,23 +129,18 @@ def _field(error: GraphQLError) -> str:
 
 
 def _log_outage(
-    dependency: Dependency, errors: list[GraphQLError], execution_context: ExecutionContext | None
+    dependency: Dependency, errors: list[GraphQLError], operation: str, context: Context | None
 ) -> None:
     """One line: which dependency, which operation and fields, how long it held the request,
     and why (e.g. "postgres unavailable: query RestV1Sessions failed at me.history after 5.0 s:
     no connection within 5.0 s")."""
     fields = list(dict.fromkeys(_field(e) for e in errors))
     where = ", ".join(fields[:5]) + (f" and {len(fields) - 5} more" if len(fields) > 5 else "")
-    operation = "operation"
-    held = ""
-    if execution_context is not None:
-        with contextlib.suppress(RuntimeError):  # a document without a usable operation
-            operation = execution_context.operation_type.value
-        if execution_context.operation_name:
-            # The client chose the name (a GraphQL name, any length): the log keeps 80 characters.
-            operation += f" {execution_context.operation_name[:80]}"
-        if isinstance(execution_context.context, Context):
-            held = f" after {time.monotonic() - execution_context.context.started:.1f} s"
+    # The client chose the operation's name (a GraphQL name, any length): the log keeps 80
+    # characters of it.
+    kind, _, name = operation.partition(" ")
+    operation = f"{kind} {name[:80]}" if name else kind
+    held = f" after {time.monotonic() - context.started:.1f} s" if context is not None else ""
     log.warning(
         "%s unavailable: %s failed at %s%s: %s",
         dependency,

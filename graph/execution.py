@@ -7,12 +7,16 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from graphql import GraphQLError
+from graphql.execution.values import get_variable_values
 from prometheus_client import Counter
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from graph.compiled.documents import Documents
+from graph.compiled.run import Run
 from graph.context import Context
+from graph.errors import report_errors, shaped
 from graph.schema import schema
 from resolvers.errors import RateLimited
 from sessions_config.resources import Resources
@@ -24,6 +28,9 @@ EXECUTIONS = Counter(
     "compiler does not handle).",
     ["engine"],
 )
+
+# The compiled documents of this process (a bounded cache).
+DOCUMENTS = Documents()
 
 
 async def execute(
@@ -40,7 +47,66 @@ async def execute(
     through Strawberry. Both give the same result; tests compare them."""
     context = Context.for_request(resources, token=token, operation_name=operation_name)
     try:
+        if compiled and OperationType.QUERY in allowed:
+            result = await _run_compiled(query, variables, operation_name, context)
+            if result is not None:
+                return result
         EXECUTIONS.labels("fallback").inc()
+        return await _run_strawberry(query, variables, operation_name, allowed, context)
+    finally:
+        # Also when the client went away mid-request: its user's slot is given back, and
+        # nothing it started keeps running.
+        context.close()
+
+
+def compile_at_start(*queries: str) -> None:
+    """Prepares documents before the first request needs them (the REST routes' own)."""
+    for query in queries:
+        prepared = DOCUMENTS.get(query, None)
+        if prepared is None:
+            raise ValueError(f"the compiler does not take this document: {query}")
+        prepared.compile_now()
+
+
+async def _run_compiled(
+    query: str,
+    variables: Mapping[str, Any] | None,
+    operation_name: str | None,
+    context: Context,
+) -> ExecutionResult | None:
+    """The document's plan, run; None when the compiler does not take this request."""
+    prepared = DOCUMENTS.get(query, operation_name)
+    if prepared is None:
+        return None
+    coerced = get_variable_values(
+        schema._schema, prepared.operation.variable_definitions or (), dict(variables or {})
+    )
+    if isinstance(coerced, list):
+        return None  # graphql-core words these errors; the fallback reports them
+    plan = prepared.plan_for(coerced)
+    if plan is None:
+        return None
+    EXECUTIONS.labels("compiled").inc()
+    run = Run(schema._schema, prepared.operation, prepared.fragment_definitions, coerced, context)
+    result = await run.execute(plan)
+    errors = result.errors
+    if errors:
+        # As Strawberry does: the log sees the errors as raised, the client as shaped.
+        name = prepared.operation.name
+        operation = "query" + (f" {name.value}" if name is not None else "")
+        report_errors(errors, operation=operation, context=context)
+        errors = [shaped(error) for error in errors]
+    return ExecutionResult(data=result.data, errors=errors)
+
+
+async def _run_strawberry(
+    query: str,
+    variables: Mapping[str, Any] | None,
+    operation_name: str | None,
+    allowed: Iterable[OperationType],
+    context: Context,
+) -> ExecutionResult:
+    try:
         return await schema.execute(
             query,
             variable_values=dict(variables) if variables else None,
@@ -57,10 +123,6 @@ async def execute(
             else "This operation type is not allowed here."
         )
         return ExecutionResult(data=None, errors=[GraphQLError(message, original_error=exc)])
-    finally:
-        # Also when the client went away mid-request: its user's slot is given back, and
-        # nothing it started keeps running.
-        context.close()
 
 
 def is_request_error(result: ExecutionResult) -> bool:

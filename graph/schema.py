@@ -54,7 +54,7 @@ class OneOperationUnlessNamed(SchemaExtension):
 
 # The rule class is made once, here: the validation cache is keyed by the rules, and a fresh
 # class per request would never hit it.
-_LIMIT_RULES: list[type[ASTValidationRule]] = [
+LIMIT_RULES: list[type[ASTValidationRule]] = [
     query_limits(max_depth=MAX_DEPTH, max_aliases=MAX_ALIASES)
 ]
 
@@ -69,7 +69,7 @@ schema = SessionsSchema(
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
         OneOperationUnlessNamed,
-        lambda: AddValidationRules(_LIMIT_RULES),
+        lambda: AddValidationRules(LIMIT_RULES),
         ShapeErrors,
     ],
 )

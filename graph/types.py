@@ -4,6 +4,7 @@ the mutations. Each type has one constructor from what the resolvers return (`of
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterable
 from dataclasses import fields
 from datetime import datetime
@@ -40,7 +41,12 @@ T = TypeVar("T", bound="DataclassInstance")
 
 def _copy(cls: type[T], source: Any) -> T:
     """A GraphQL type from a plain record that has (at least) the type's fields."""
-    return cls(**{f.name: getattr(source, f.name) for f in fields(cls)})
+    return cls(**{name: getattr(source, name) for name in _field_names(cls)})
+
+
+@functools.cache
+def _field_names(cls: type[DataclassInstance]) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
 
 
 def _selects(info: Info, *names: str) -> bool:
@@ -72,7 +78,7 @@ class Geo:
 
     @classmethod
     def of(cls, info: GeoInfo | None) -> Geo | None:
-        return None if info is None else _copy(cls, info)
+        return None if info is None else _geo_of(info)
 
 
 @strawberry.type(description="The device a session signed in from, read from its user agent.")
@@ -88,7 +94,19 @@ class Device:
 
     @classmethod
     def of(cls, user_agent: str) -> Device:
-        return _copy(cls, device.parse_device(user_agent))
+        return _device_of(device.parse_device(user_agent))
+
+
+# One GraphQL value per distinct place and device: a page shows the same few many times over,
+# and nothing changes them once made.
+@functools.lru_cache(maxsize=4096)
+def _geo_of(info: GeoInfo) -> Geo:
+    return _copy(Geo, info)
+
+
+@functools.lru_cache(maxsize=1024)
+def _device_of(info: device.DeviceInfo) -> Device:
+    return _copy(Device, info)
 
 
 @strawberry.enum(description="Why a session is over.")

@@ -93,6 +93,7 @@ def _lifespan(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # The user-agent rules compile on first use; do it before taking traffic.
         await asyncio.to_thread(device.warm_up)
+        rest.compile_documents()
         async with open_resources(settings) as resources:
             app.state.resources = resources
             log.info(

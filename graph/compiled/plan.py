@@ -1,0 +1,294 @@
+"""The compiler: an operation's collected fields, made into steps once.
+
+graphql-core's executor decides, for every field of every object of every request, how to
+resolve it, which subfields to collect and how to complete its type. Those decisions depend only
+on the document, the schema and the values of the variables `@skip`/`@include` read, so the
+compiler takes them once, with graphql-core's own `collect_fields`, and leaves the plan only
+what the data changes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from graphql import (
+    FieldNode,
+    GraphQLField,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    is_abstract_type,
+    is_leaf_type,
+    is_list_type,
+    is_non_null_type,
+    is_object_type,
+)
+from graphql.execution.collect_fields import (
+    FieldDetailsList,
+    FragmentDetails,
+    GroupedFieldSet,
+    collect_fields,
+    collect_subfields,
+)
+from graphql.execution.values import VariableValues
+from graphql.pyutils import Path, Undefined, inspect
+from graphql.type.scalars import (
+    serialize_boolean,
+    serialize_float,
+    serialize_id,
+    serialize_string,
+)
+
+if TYPE_CHECKING:
+    from graph.compiled.run import Run
+
+# Completes a value of a field's type at a path (or raises, as graphql-core's completeValue).
+Complete = Callable[["Run", "Step", Path, Any], Any]
+# Completes a leaf value: what the step's scalar or enum type writes for it (or raises).
+CompleteLeaf = Callable[[Any], Any]
+
+
+class Unsupported(Exception):
+    """Something the compiler does not take; the document goes through graphql-core instead."""
+
+
+@dataclass(slots=True, eq=False)
+class Step:
+    """One response key of an object: where its value comes from and how it is completed."""
+
+    key: str
+    field_name: str
+    nodes: list[FieldNode]
+    first: FieldNode
+    definition: GraphQLField
+    parent: GraphQLObjectType
+    non_null: bool
+    complete: Complete
+    # Exactly one way to get the value: a plain attribute of the object (no resolver, no info),
+    # the type's name (`__typename`), or the field's resolver.
+    attribute: str | None = None
+    typename: str | None = None
+    resolve: Callable[..., Any] | None = None
+    takes_arguments: bool = False
+    # Set for a plain attribute of a leaf type: the whole step is `leaf(getattr(...))`.
+    leaf: CompleteLeaf | None = None
+
+
+@dataclass(slots=True, eq=False)
+class ObjectPlan:
+    type: GraphQLObjectType
+    name: str
+    steps: list[Step]
+
+
+@dataclass(slots=True, eq=False)
+class _Compiler:
+    schema: GraphQLSchema
+    fragments: dict[str, FragmentDetails]
+    variables: VariableValues
+    operation: OperationDefinitionNode
+
+    def root(self) -> ObjectPlan:
+        root_type = self.schema.get_root_type(self.operation.operation)
+        if root_type is None:
+            raise Unsupported("no root type for this operation")
+        collected = collect_fields(
+            self.schema, self.fragments, self.variables, root_type, self.operation
+        )
+        return self.object(root_type, collected.grouped_field_set)
+
+    def object(self, type_: GraphQLObjectType, grouped: GroupedFieldSet) -> ObjectPlan:
+        if type_.is_type_of is not None:
+            raise Unsupported(f"{type_.name} has is_type_of")
+        steps = []
+        for key, details in grouped.items():
+            if any(d.fragment_variable_values is not None for d in details):
+                raise Unsupported("fragment variables")
+            step = self.step(type_, key, details)
+            if step is not None:
+                steps.append(step)
+        return ObjectPlan(type_, type_.name, steps)
+
+    def step(self, parent: GraphQLObjectType, key: str, details: FieldDetailsList) -> Step | None:
+        first = details[0].node
+        name = first.name.value
+        definition = self.schema.get_field(parent, name)
+        if definition is None:
+            return None  # graphql-core leaves it out of the response too
+        if name in ("__schema", "__type"):
+            raise Unsupported("introspection")
+        return_type = definition.type
+        step = Step(
+            key=key,
+            field_name=name,
+            nodes=[d.node for d in details],
+            first=first,
+            definition=definition,
+            parent=parent,
+            non_null=is_non_null_type(return_type),
+            complete=self.completer(return_type, details, parent, name),
+        )
+        strawberry_field = definition.extensions.get("strawberry-definition")
+        if name == "__typename":
+            step.typename = parent.name
+        elif getattr(definition.resolve, "_is_default", False) and strawberry_field is not None:
+            # A field without a resolver: Strawberry itself only reads the attribute.
+            step.attribute = strawberry_field.python_name
+            step.leaf = self.leaf_completer(return_type, parent, name)
+        elif definition.resolve is not None:
+            step.resolve = definition.resolve
+            step.takes_arguments = bool(definition.args or first.arguments)
+        else:
+            raise Unsupported(f"{parent.name}.{name} has no resolver")
+        return step
+
+    def completer(
+        self,
+        type_: GraphQLOutputType,
+        details: FieldDetailsList,
+        parent: GraphQLObjectType,
+        name: str,
+    ) -> Complete:
+        """graphql-core's completeValue for one type, with every type test taken now."""
+        if is_non_null_type(type_):
+            assert isinstance(type_, GraphQLNonNull)
+            if is_leaf_type(type_.of_type):
+                leaf = _leaf(type_.of_type, _null_message(parent, name))
+                return lambda run, step, path, value: leaf(value)
+            return _non_null(self.completer(type_.of_type, details, parent, name), parent, name)
+        if is_list_type(type_):
+            assert isinstance(type_, GraphQLList)
+            item_type = type_.of_type
+            return _list(
+                self.completer(item_type, details, parent, name),
+                is_non_null_type(item_type),
+                f"{parent}.{name}",
+            )
+        if is_leaf_type(type_):
+            nullable = _leaf(type_)
+            return lambda run, step, path, value: nullable(value)
+        if is_abstract_type(type_):
+            raise Unsupported("interfaces and unions")
+        if is_object_type(type_):
+            assert isinstance(type_, GraphQLObjectType)
+            sub = collect_subfields(
+                self.schema, self.fragments, self.variables, self.operation, type_, details
+            )
+            return _object(self.object(type_, sub.grouped_field_set))
+        raise Unsupported(f"output type {type_}")
+
+    def leaf_completer(
+        self, type_: GraphQLOutputType, parent: GraphQLObjectType, name: str
+    ) -> CompleteLeaf | None:
+        """The whole completion of a plain attribute of a leaf type, or None."""
+        if isinstance(type_, GraphQLNonNull):
+            return (
+                _leaf(type_.of_type, _null_message(parent, name))
+                if is_leaf_type(type_.of_type)
+                else None
+            )
+        return _leaf(type_) if is_leaf_type(type_) else None
+
+
+def compile_operation(
+    schema: GraphQLSchema,
+    fragments: dict[str, FragmentDetails],
+    variables: VariableValues,
+    operation: OperationDefinitionNode,
+) -> ObjectPlan:
+    """The plan of one operation for these values of the variables its directives read;
+    Unsupported for what only graphql-core runs."""
+    try:
+        return _Compiler(schema, fragments, variables, operation).root()
+    except RecursionError:
+        raise Unsupported("selections nested too deeply") from None
+
+
+def _leaf(type_: Any, non_null: str | None = None) -> CompleteLeaf:
+    """graphql-core's completeValue for a scalar or enum type; `non_null` is the message for a
+    null where the type is non-null. The built-in scalars keep a value of their own Python type
+    unchanged, so such a value is checked first and returned as it is."""
+    coerce = type_.coerce_output_value
+    same: type | None = {
+        serialize_string: str,
+        serialize_id: str,
+        serialize_boolean: bool,
+    }.get(coerce)
+    is_float = coerce is serialize_float
+
+    def coerced(value: Any) -> Any:
+        if isinstance(value, Exception):
+            raise value
+        if is_float and type(value) is float and math.isfinite(value):
+            return value
+        result = coerce(value)
+        if result is Undefined or result is None:
+            raise TypeError(
+                f"Expected `{inspect(type_)}.coerce_output_value({inspect(value)})`"
+                f" to return non-nullable value, returned: {inspect(result)}"
+            )
+        return result
+
+    if non_null is None:
+
+        def nullable(value: Any) -> Any:
+            if type(value) is same:
+                return value
+            if value is None or value is Undefined:
+                return None
+            return coerced(value)
+
+        return nullable
+
+    def required(value: Any) -> Any:
+        if type(value) is same:
+            return value
+        if value is None or value is Undefined:
+            raise TypeError(non_null)
+        return coerced(value)
+
+    return required
+
+
+def _null_message(parent: GraphQLObjectType, name: str) -> str:
+    return f"Cannot return null for non-nullable field {parent}.{name}."
+
+
+def _non_null(inner: Complete, parent: GraphQLObjectType, name: str) -> Complete:
+    message = _null_message(parent, name)
+
+    def complete(run: Run, step: Step, path: Path, value: Any) -> Any:
+        completed = inner(run, step, path, value)
+        if completed is None:
+            raise TypeError(message)
+        return completed
+
+    return complete
+
+
+def _list(item: Complete, item_non_null: bool, field: str) -> Complete:
+    def complete(run: Run, step: Step, path: Path, value: Any) -> Any:
+        if isinstance(value, Exception):
+            raise value
+        if value is None or value is Undefined:
+            return None
+        return run.complete_list(item, item_non_null, field, step, path, value)
+
+    return complete
+
+
+def _object(plan: ObjectPlan) -> Complete:
+    def complete(run: Run, step: Step, path: Path, value: Any) -> Any:
+        if isinstance(value, Exception):
+            raise value
+        if value is None or value is Undefined:
+            return None
+        return run.execute_fields(plan, value, path)
+
+    return complete
