@@ -40,6 +40,24 @@ class Bounds:
     statement: float = 5.0
 
 
+class _Connection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg has no type hints
+    """A connection that skips asyncpg's reset query when it goes back to the pool (a round
+    trip each time) unless it took session state. Only `user_lock` does (an advisory lock); the
+    other statements here set nothing that outlives them. A transaction left open is rolled back
+    by the pool all the same."""
+
+    _session_state = False
+
+    def took_session_state(self) -> None:
+        self._session_state = True
+
+    def get_reset_query(self) -> str:
+        if not self._session_state:
+            return ""
+        self._session_state = False
+        return str(super().get_reset_query())
+
+
 class Pool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg has no type hints
     """An asyncpg pool that carries the bounds of every call made on it here."""
 
@@ -63,7 +81,7 @@ async def open_pool(
         max_queries=50_000,
         max_inactive_connection_lifetime=300.0,
         loop=None,
-        connection_class=asyncpg.Connection,
+        connection_class=_Connection,
         record_class=asyncpg.Record,
         timeout=connect_timeout,
         command_timeout=statement_timeout,
@@ -379,6 +397,8 @@ async def user_lock(pool: asyncpg.Pool, *, user_id: str) -> AsyncIterator[None]:
     """Holds a Postgres advisory lock named after the user: one holder at a time, across
     processes."""
     async with _connection(pool) as conn:
+        # Marked first: if the lock is taken but never given back, the reset releases it.
+        conn.took_session_state()
         await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"user:{user_id}")
         try:
             yield

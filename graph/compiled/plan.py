@@ -85,6 +85,8 @@ class ObjectPlan:
     type: GraphQLObjectType
     name: str
     steps: list[Step]
+    # The steps as one generated function (graph/compiled/generate.py), made on first use.
+    execute: Callable[[Any, Any, Path | None], Any] | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -244,6 +246,7 @@ def _leaf(type_: Any, non_null: str | None = None) -> CompleteLeaf:
                 return None
             return coerced(value)
 
+        nullable.kept = same  # type: ignore[attr-defined]
         return nullable
 
     def required(value: Any) -> Any:
@@ -253,6 +256,7 @@ def _leaf(type_: Any, non_null: str | None = None) -> CompleteLeaf:
             raise TypeError(non_null)
         return coerced(value)
 
+    required.kept = same  # type: ignore[attr-defined]
     return required
 
 

@@ -26,6 +26,7 @@ from graphql.pyutils import Path, gather_with_cancel, is_iterable
 from graphql.type.definition import GraphQLResolveInfoHelpers
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 
+from graph.compiled.generate import generate
 from graph.compiled.plan import Complete, ObjectPlan, Step
 
 # Strawberry's check, as the fallback engine uses it (primitives first).
@@ -77,39 +78,14 @@ class Run:
 
     def execute_fields(self, plan: ObjectPlan, source: Any, path: Path | None) -> Any:
         """Executor.execute_fields and execute_field: the object's fields in order, awaitables
-        gathered together at the end."""
-        results: dict[str, Any] = {}
-        pending: list[str] | None = None
-        name = plan.name
-        try:
-            for step in plan.steps:
-                key = step.key
-                leaf = step.leaf
-                if leaf is not None:
-                    # The common case: a plain attribute of a leaf type. No path unless it fails.
-                    try:
-                        results[key] = leaf(getattr(source, step.attribute))  # type: ignore[arg-type]
-                    except Exception as raw:
-                        results[key] = self.field_error(raw, step, Path(path, key, name))
-                    continue
-                if step.typename is not None:
-                    results[key] = step.typename
-                    continue
-                value = self._execute_field(step, source, Path(path, key, name))
-                results[key] = value
-                if is_awaitable(value):
-                    if pending is None:
-                        pending = []
-                    pending.append(key)
-        except Exception:
-            if pending:
-                self._settle_in_background([results[key] for key in pending])
-            raise
-        if not pending:
-            return results
-        return self._gather_fields(results, pending)
+        gathered together at the end, as one generated function per object type
+        (graph/compiled/generate.py)."""
+        execute = plan.execute
+        if execute is None:
+            execute = plan.execute = generate(plan, is_awaitable)
+        return execute(self, source, path)
 
-    async def _gather_fields(self, results: dict[str, Any], pending: list[str]) -> Any:
+    async def gather_fields(self, results: dict[str, Any], pending: list[str]) -> Any:
         if len(pending) == 1:
             results[pending[0]] = await results[pending[0]]
         else:
@@ -117,7 +93,7 @@ class Run:
             results.update(zip(pending, awaited, strict=True))
         return results
 
-    def _execute_field(self, step: Step, source: Any, path: Path) -> Any:
+    def execute_field(self, step: Step, source: Any, path: Path) -> Any:
         """Executor.execute_field for a step that is not a plain leaf attribute."""
         try:
             if step.resolve is None:
@@ -245,7 +221,7 @@ class Run:
             self._helpers,
         )
 
-    def _settle_in_background(self, awaitables: Sequence[Awaitable[Any]]) -> None:
+    def settle_in_background(self, awaitables: Sequence[Awaitable[Any]]) -> None:
         future = asyncio.gather(*awaitables, return_exceptions=True)
         self._background.add(future)
         future.add_done_callback(self._background.discard)
@@ -256,4 +232,4 @@ class Run:
     def _track(self, values: Iterable[Any]) -> None:
         awaitables = [value for value in values if is_awaitable(value)]
         if awaitables:
-            self._settle_in_background(awaitables)
+            self.settle_in_background(awaitables)
