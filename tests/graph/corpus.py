@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from graphql import OperationDefinitionNode, parse
+from graphql import OperationDefinitionNode, get_introspection_query, parse
 from strawberry.types.graphql import OperationType
 
 from sessions_http.rest import REVOKE_DOCUMENT, REVOKE_OTHERS_DOCUMENT, SESSIONS_DOCUMENT
@@ -380,6 +380,13 @@ HAND_WRITTEN: list[Case] = [
         "too-many-aliases",
         "{ me { " + " ".join(f"a{i}: id" for i in range(41)) + " } }",
     ),
+    Case(
+        "operation-name-picks-mutation",
+        "query A { me { id } } mutation B { revokeOtherSessions }",
+        operation_name="B",
+        who="fresh",
+    ),
+    Case("graphiql-introspection", get_introspection_query(descriptions=True)),
     Case(
         "introspection",
         '{ __schema { queryType { name } } __type(name: "Me") { fields { name } } }',

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hypothesis_graphql
 from graphql import (
@@ -42,6 +42,7 @@ from graphql import (
     VariableNode,
     build_schema,
     get_named_type,
+    parse,
     print_ast,
 )
 from hypothesis import HealthCheck, Phase, given, settings
@@ -83,6 +84,12 @@ GARBAGE_CURSORS = st.one_of(
 IN_RANGE = st.integers(0, 200)
 OUT_OF_RANGE = st.one_of(
     st.integers(-1000, -1), st.integers(201, 10_000), st.sampled_from([2**31 - 1, -(2**31)])
+)
+
+
+_HISTORY = parse("{ history { edges { cursor node { id endReason } } pageInfo { endCursor } } }")
+HISTORY = cast(
+    FieldNode, cast(OperationDefinitionNode, _HISTORY.definitions[0]).selection_set.selections[0]
 )
 
 
@@ -165,7 +172,7 @@ class _Dresser:
         arguments = []
         how = self.draw(st.sampled_from(["omit", "literal", "variable"]))
         if how != "omit":
-            first = self.draw(IN_RANGE if self.chance(80) else OUT_OF_RANGE)
+            first = self.draw(IN_RANGE if self.chance(75) else OUT_OF_RANGE)
             value: ValueNode
             if how == "literal":
                 value = IntValueNode(value=str(first))
@@ -173,7 +180,7 @@ class _Dresser:
                 default = IntValueNode(value=str(self.draw(IN_RANGE))) if self.chance(30) else None
                 value = self.variable("f", "Int", first, default, required=False)
             arguments.append(ArgumentNode(name=_name("first"), value=value))
-        how = self.draw(st.sampled_from(["omit", "omit", "literal", "variable"]))
+        how = self.draw(st.sampled_from(["omit", "literal", "variable"]))
         if how != "omit":
             after: str | None
             kind = self.draw(st.integers(0, 9))
@@ -192,8 +199,13 @@ class _Dresser:
 
     def selection_set(self, node: SelectionSetNode, parent: GraphQLObjectType) -> SelectionSetNode:
         out: list[SelectionNode] = []
-        for selection in node.selections:
-            assert isinstance(selection, FieldNode)
+        fields = [selection for selection in node.selections if isinstance(selection, FieldNode)]
+        # History is where arguments, cursors and their errors are: ask for it more often than
+        # a plain draw of the fields of Me would.
+        if parent.name == "Me" and all(f.name.value != "history" for f in fields):
+            if self.chance(40):
+                fields.append(HISTORY)
+        for selection in fields:
             out.append(self.selection(selection, parent))
             if self.chance(10):  # the same field again, dressed otherwise
                 out.append(self.selection(selection, parent))
