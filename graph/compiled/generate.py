@@ -28,6 +28,7 @@ def generate(plan: ObjectPlan, is_awaitable: Callable[[Any], bool]) -> ExecuteOb
         "    results = {}",
         "    pending = None",
         "    try:",
+        "        pass",  # an object whose fields are all skipped has no step
     ]
     names: dict[str, Any] = {"Path": Path, "is_awaitable": is_awaitable}
     type_name = repr(plan.name)

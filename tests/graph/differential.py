@@ -308,7 +308,6 @@ async def compare(
     prepare: Prepare,
     operation_name: str | None = None,
     allowed: Sequence[StrawberryOperationType] = QUERIES_AND_MUTATIONS,
-    compiler_merged: bool,
 ) -> dict[str, Any]:
     """Asserts that both engines answer the document alike (data, and errors with their
     message, path, locations, extensions and order), and that the compiled=True run counted the
@@ -358,7 +357,7 @@ async def compare(
         assert counted == (0, 1), f"not counted as a fallback: {counted}" + describe(
             query, variables, token
         )
-    elif engine == "compiled" and compiler_merged:
+    elif engine == "compiled":
         assert counted == (1, 0), f"not counted as compiled: {counted}" + describe(
             query, variables, token
         )

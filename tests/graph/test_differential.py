@@ -9,7 +9,6 @@ valid queries run compiled.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -30,11 +29,6 @@ from tests.graph.differential import (
 )
 from tests.graph.generated import Generated, generate
 from tests.ipapi_server import IpApiServer
-
-# Until the compiler is merged every run falls back, and "ran compiled" cannot hold: flip this
-# (or set GRAPH_COMPILER_MERGED=1) once it is.
-COMPILER_MERGED = False
-CHECK_COMPILED = COMPILER_MERGED or os.environ.get("GRAPH_COMPILER_MERGED") == "1"
 
 GENERATED_DOCUMENTS = 300
 
@@ -116,7 +110,6 @@ async def test_both_engines_answer_alike(
         prepare=prepare,
         operation_name=case.operation_name,
         allowed=case.allowed,
-        compiler_merged=CHECK_COMPILED,
     )
     if case.check is not None:
         case.check(answer)
@@ -135,7 +128,6 @@ async def test_partial_answer_while_postgres_is_down(
           history(first: 3) {{ edges {{ node {{ id }} }} }} }} }}
         """,
         prepare=fixed(world.token),
-        compiler_merged=CHECK_COMPILED,
     )
     me = answer["data"]["me"]
     assert me["id"] == world.user_id
@@ -164,5 +156,4 @@ async def test_generated_documents(
             located,
             query=world.resolve(document.query),
             prepare=fixed(world.token, world.resolve(document.variables)),
-            compiler_merged=CHECK_COMPILED,
         )
