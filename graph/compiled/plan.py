@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from graphql import (
@@ -44,6 +44,8 @@ from graphql.type.scalars import (
     serialize_id,
     serialize_string,
 )
+
+from graph.compiled.generate import generate
 
 if TYPE_CHECKING:
     from graph.compiled.run import Run
@@ -78,6 +80,14 @@ class Step:
     takes_arguments: bool = False
     # Set for a plain attribute of a leaf type: the whole step is `leaf(getattr(...))`.
     leaf: CompleteLeaf | None = None
+    # Set for a plain attribute of an object type: that object's plan.
+    sub: ObjectPlan | None = None
+    # True when neither this field nor any below it has a resolver: it never awaits.
+    is_sync: bool = True
+
+
+def _not_generated(run: Run, source: Any, path: Path | None) -> Any:
+    raise AssertionError("the plan's function is generated when the plan is made")
 
 
 @dataclass(slots=True, eq=False)
@@ -85,8 +95,11 @@ class ObjectPlan:
     type: GraphQLObjectType
     name: str
     steps: list[Step]
-    # The steps as one generated function (graph/compiled/generate.py), made on first use.
-    execute: Callable[[Any, Any, Path | None], Any] | None = None
+    # True when no field at or below this object has a resolver: its completion never awaits.
+    is_sync: bool = True
+    # The steps as one generated function (graph/compiled/generate.py): (run, source, path) to
+    # the object's response map, or an awaitable of it.
+    execute: Callable[[Run, Any, Path | None], Any] = _not_generated
 
 
 @dataclass(slots=True, eq=False)
@@ -95,6 +108,10 @@ class _Compiler:
     fragments: dict[str, FragmentDetails]
     variables: VariableValues
     operation: OperationDefinitionNode
+    # The object plan made for each field's details (kept alive by the plan being compiled).
+    _plans_by_field: dict[int, ObjectPlan] = field(default_factory=dict)
+    # How many steps with resolvers at or below them were compiled so far.
+    _async_objects: int = 0
 
     def root(self) -> ObjectPlan:
         root_type = self.schema.get_root_type(self.operation.operation)
@@ -115,7 +132,12 @@ class _Compiler:
             step = self.step(type_, key, details)
             if step is not None:
                 steps.append(step)
-        return ObjectPlan(type_, type_.name, steps)
+        plan = ObjectPlan(type_, type_.name, steps, is_sync=all(s.is_sync for s in steps))
+        try:
+            plan.execute = generate(plan)
+        except (SyntaxError, RecursionError, MemoryError) as exc:
+            raise Unsupported(f"no code for {type_.name}: {exc}") from None
+        return plan
 
     def step(self, parent: GraphQLObjectType, key: str, details: FieldDetailsList) -> Step | None:
         first = details[0].node
@@ -126,6 +148,7 @@ class _Compiler:
         if name in ("__schema", "__type"):
             raise Unsupported("introspection")
         return_type = definition.type
+        async_before = self._async_objects
         step = Step(
             key=key,
             field_name=name,
@@ -143,11 +166,15 @@ class _Compiler:
             # A field without a resolver: Strawberry itself only reads the attribute.
             step.attribute = strawberry_field.python_name
             step.leaf = self.leaf_completer(return_type, parent, name)
+            step.sub = self.sub_plan(return_type, details)
         elif definition.resolve is not None:
             step.resolve = definition.resolve
             step.takes_arguments = bool(definition.args or first.arguments)
         else:
             raise Unsupported(f"{parent.name}.{name} has no resolver")
+        step.is_sync = step.resolve is None and self._async_objects == async_before
+        if not step.is_sync:
+            self._async_objects += 1
         return step
 
     def completer(
@@ -182,8 +209,17 @@ class _Compiler:
             sub = collect_subfields(
                 self.schema, self.fragments, self.variables, self.operation, type_, details
             )
-            return _object(self.object(type_, sub.grouped_field_set))
+            plan = self.object(type_, sub.grouped_field_set)
+            self._plans_by_field[id(details)] = plan
+            return _object(plan)
         raise Unsupported(f"output type {type_}")
+
+    def sub_plan(self, type_: GraphQLOutputType, details: FieldDetailsList) -> ObjectPlan | None:
+        """The plan of the object a field holds (null or not), or None for other types."""
+        inner = type_.of_type if isinstance(type_, GraphQLNonNull) else type_
+        if not isinstance(inner, GraphQLObjectType):
+            return None
+        return self._plans_by_field.get(id(details))
 
     def leaf_completer(
         self, type_: GraphQLOutputType, parent: GraphQLObjectType, name: str
@@ -293,6 +329,6 @@ def _object(plan: ObjectPlan) -> Complete:
             raise value
         if value is None or value is Undefined:
             return None
-        return run.execute_fields(plan, value, path)
+        return plan.execute(run, value, path)
 
     return complete

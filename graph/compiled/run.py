@@ -9,8 +9,8 @@ non-null error propagates are the same, so the errors come out in the same order
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeGuard, cast
+from collections.abc import Awaitable, Iterable, Sequence
+from typing import Any
 
 from graphql import (
     ExecutionResult,
@@ -24,13 +24,9 @@ from graphql import (
 from graphql.execution.values import VariableValues, get_argument_values
 from graphql.pyutils import Path, gather_with_cancel, is_iterable
 from graphql.type.definition import GraphQLResolveInfoHelpers
-from strawberry.execution.is_awaitable import optimized_is_awaitable
 
-from graph.compiled.generate import generate
+from graph.compiled.awaitable import is_awaitable
 from graph.compiled.plan import Complete, ObjectPlan, Step
-
-# Strawberry's check, as the fallback engine uses it (primitives first).
-is_awaitable = cast(Callable[[Any], TypeGuard[Awaitable[Any]]], optimized_is_awaitable)
 
 
 class Run:
@@ -80,10 +76,7 @@ class Run:
         """Executor.execute_fields and execute_field: the object's fields in order, awaitables
         gathered together at the end, as one generated function per object type
         (graph/compiled/generate.py)."""
-        execute = plan.execute
-        if execute is None:
-            execute = plan.execute = generate(plan, is_awaitable)
-        return execute(self, source, path)
+        return plan.execute(self, source, path)
 
     async def gather_fields(self, results: dict[str, Any], pending: list[str]) -> Any:
         if len(pending) == 1:
