@@ -6,6 +6,7 @@ opens its resources, the handlers that answer what a route raised)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -96,6 +97,10 @@ def _lifespan(
         rest.compile_documents()
         async with open_resources(settings) as resources:
             app.state.resources = resources
+            # What start-up made (the schema, plans, parsers' rules) lives as long as the
+            # process: out of the collector's sight, a full collection no longer walks it, and
+            # a request no longer waits for one (the p99 of a busy worker, docs/BENCHMARKS.md).
+            gc.freeze()
             log.info(
                 "ready: geolocation provider %s, Redis key prefix %r",
                 resources.geo.provider.name,
