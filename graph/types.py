@@ -50,17 +50,40 @@ def _field_names(cls: type[DataclassInstance]) -> tuple[str, ...]:
 
 
 def _selects(info: Info, *names: str) -> bool:
-    """Whether the query selects any of these fields anywhere below the field being resolved."""
+    """Whether the query selects any of these fields anywhere below the field being resolved.
+    The answer depends on the operation and the field's place in it (not on variables: this
+    reads the selections as written), so it is kept by the operation's identity, with the
+    operation, so that the identity cannot be reused while kept. Parsed documents are cached,
+    so later requests find it."""
+    operation = info.operation
+    keys = []
+    at: Any = info.path
+    while at is not None:
+        if isinstance(at.key, str):
+            keys.append(at.key)
+        at = at.prev
+    key = (id(operation), tuple(keys), names)
+    known = _SELECTS.get(key)
+    if known is not None and known[0] is operation:
+        return known[1]
+    answer = any(_walk(field.selections, names) for field in info.selected_fields)
+    if len(_SELECTS) >= _MEMO_SIZE:
+        _SELECTS.clear()
+    _SELECTS[key] = (operation, answer)
+    return answer
 
-    def walk(selections: Iterable[Any]) -> bool:
-        for selection in selections:
-            if getattr(selection, "name", None) in names:
-                return True
-            if walk(getattr(selection, "selections", ())):
-                return True
-        return False
 
-    return any(walk(getattr(field, "selections", ())) for field in info.selected_fields)
+def _walk(selections: Iterable[Any], names: tuple[str, ...]) -> bool:
+    for selection in selections:
+        if getattr(selection, "name", None) in names:
+            return True
+        if _walk(getattr(selection, "selections", ()), names):
+            return True
+    return False
+
+
+_MEMO_SIZE = 4096
+_SELECTS: dict[tuple[int, tuple[str, ...], tuple[str, ...]], tuple[object, bool]] = {}
 
 
 @strawberry.type(description="Where an IP address is. Every field is null when unknown.")
@@ -98,10 +121,20 @@ class Device:
 
 
 # One GraphQL value per distinct place and device: a page shows the same few many times over,
-# and nothing changes them once made.
-@functools.lru_cache(maxsize=4096)
+# and nothing changes them once made. Places are kept by the identity of their GeoInfo (the
+# geolocation layer hands out one per cache entry), with it, so that the identity stays theirs.
+_GEO_BY_INFO: dict[int, tuple[GeoInfo, Geo]] = {}
+
+
 def _geo_of(info: GeoInfo) -> Geo:
-    return _copy(Geo, info)
+    known = _GEO_BY_INFO.get(id(info))
+    if known is not None and known[0] is info:
+        return known[1]
+    geo = _copy(Geo, info)
+    if len(_GEO_BY_INFO) >= _MEMO_SIZE:
+        _GEO_BY_INFO.clear()
+    _GEO_BY_INFO[id(info)] = (info, geo)
+    return geo
 
 
 @functools.lru_cache(maxsize=1024)
@@ -115,6 +148,13 @@ class EndReason(enum.Enum):
     REVOKED = "revoked"
     EXPIRED = "expired"
 
+
+def _device(self: Session | History) -> Device:
+    # Read from the user agent when asked for (the v1 page does not ask).
+    return Device.of(self.user_agent)
+
+
+_END_REASONS = {reason.value: reason for reason in EndReason}
 
 # What a session's signals are when the query does not select them (never shown).
 _UNSELECTED = Signals(is_new_location=False, impossible_travel=False)
@@ -131,7 +171,7 @@ class Session:
     )
     client_ip: str = strawberry.field(description="The IP address the session signed in from.")
     user_agent: str
-    device: Device
+    device: Device = strawberry.field(resolver=_device)
     is_current: bool = strawberry.field(description="True for the session making this request.")
     geo: Geo | None = strawberry.field(description=GEO_DESCRIPTION)
     # Or why they cannot be told (Postgres is down).
@@ -147,7 +187,6 @@ class Session:
             last_seen_at=record.last_seen_at,
             client_ip=record.client_ip,
             user_agent=record.user_agent,
-            device=Device.of(record.user_agent),
             is_current=record.id == me.current_session_id,
             geo=Geo.of(found.geo.get(record.client_ip)),
             signals=found.signals_unavailable or found.signals.get(record.id, _UNSELECTED),
@@ -179,7 +218,7 @@ class History:
     end_reason: EndReason
     client_ip: str
     user_agent: str
-    device: Device
+    device: Device = strawberry.field(resolver=_device)
     geo: Geo | None = strawberry.field(description=GEO_DESCRIPTION)
 
     @classmethod
@@ -190,18 +229,23 @@ class History:
             token_suffix=record.token_suffix,
             created_at=record.created_at,
             ended_at=record.ended_at,
-            end_reason=EndReason(record.end_reason or "expired"),
+            end_reason=_END_REASONS[record.end_reason or "expired"],
             client_ip=record.client_ip,
             user_agent=record.user_agent,
-            device=Device.of(record.user_agent),
             geo=Geo.of(page.geo.get(record.client_ip)),
         )
 
 
+def _cursor(self: HistoryEdge) -> str:
+    # Encoded when asked for (the v1 page does not ask).
+    return history.encode_cursor(self.record)
+
+
 @strawberry.type
 class HistoryEdge:
-    cursor: str
+    cursor: str = strawberry.field(resolver=_cursor)
     node: History
+    record: strawberry.Private[SessionRecord]
 
 
 @strawberry.type
@@ -217,11 +261,8 @@ class HistoryConnection:
 
     @classmethod
     def of(cls, page: history.HistoryPage) -> HistoryConnection:
-        edges = [
-            HistoryEdge(cursor=history.encode_cursor(r), node=History.of(r, page))
-            for r in page.records
-        ]
-        end_cursor = edges[-1].cursor if edges else None
+        edges = [HistoryEdge(node=History.of(r, page), record=r) for r in page.records]
+        end_cursor = history.encode_cursor(page.records[-1]) if page.records else None
         return cls(
             edges=edges, page_info=PageInfo(has_next_page=page.has_next, end_cursor=end_cursor)
         )

@@ -66,21 +66,19 @@ def generate(plan: ObjectPlan) -> ExecuteObject:
 def _step(plan: ObjectPlan, index: int, step: Step, names: dict[str, Any]) -> list[str]:
     key = repr(step.key)
     at = f"Path(path, {key}, {plan.name!r})"
-    attribute = step.attribute if step.attribute and step.attribute.isidentifier() else None
+    read = _read(index, step, names)
     if step.typename is not None:
         return [f"        results[{key}] = {step.typename!r}"]
-    if attribute is not None and step.leaf is not None:
+    if read is not None and step.leaf is not None:
         names[f"L{index}"] = step.leaf
-        same = _kept_type(step)
-        value = f"v if type(v) is {same} else L{index}(v)" if same else f"L{index}(v)"
         return [
             "        try:",
-            f"            v = source.{attribute}",
-            f"            results[{key}] = {value}",
+            f"            v = {read}",
+            f"            results[{key}] = {_leaf_value(index, step)}",
             "        except Exception as raw:",
             f"            results[{key}] = run.field_error(raw, S{index}, {at})",
         ]
-    if attribute is not None and step.sub is not None and step.sub.is_sync:
+    if read is not None and step.sub is not None and step.sub.is_sync:
         names[f"X{index}"] = step.sub.execute
         names[f"N{index}"] = (
             f"Cannot return null for non-nullable field {plan.name}.{step.field_name}."
@@ -89,7 +87,7 @@ def _step(plan: ObjectPlan, index: int, step: Step, names: dict[str, Any]) -> li
         return [
             f"        at = {at}",
             "        try:",
-            f"            v = source.{attribute}",
+            f"            v = {read}",
             "            if v is None or v is Undefined:",
             f"                {null}",
             "            else:",
@@ -109,7 +107,22 @@ def _step(plan: ObjectPlan, index: int, step: Step, names: dict[str, Any]) -> li
     ]
 
 
-def _kept_type(step: Step) -> str | None:
-    """The Python type whose values the step's scalar returns unchanged, if any."""
+def _read(index: int, step: Step, names: dict[str, Any]) -> str | None:
+    """The expression that reads the step's value off `source`, for a plain attribute or a
+    plain method; None for a step that needs `Run.execute_field`."""
+    if step.method is not None:
+        names[f"M{index}"] = step.method
+        return f"M{index}(source)"
+    if step.attribute is not None and step.attribute.isidentifier():
+        return f"source.{step.attribute}"
+    return None
+
+
+def _leaf_value(index: int, step: Step) -> str:
+    """The expression for a leaf's answer: values the scalar keeps as they are (strings and
+    booleans of their own type, and null where the field may be null) without a call."""
     kept = getattr(step.leaf, "kept", None)
-    return kept.__name__ if kept in (str, bool) else None
+    keeps = [f"type(v) is {kept.__name__}"] if kept in (str, bool) else []
+    if not step.non_null:
+        keeps.append("v is None")
+    return f"v if {' or '.join(keeps)} else L{index}(v)" if keeps else f"L{index}(v)"

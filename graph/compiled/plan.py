@@ -73,8 +73,10 @@ class Step:
     non_null: bool
     complete: Complete
     # Exactly one way to get the value: a plain attribute of the object (no resolver, no info),
-    # the type's name (`__typename`), or the field's resolver.
+    # a plain method of it (a resolver of `self` alone), the type's name (`__typename`), or the
+    # field's resolver (with its info and arguments).
     attribute: str | None = None
+    method: Callable[[Any], Any] | None = None
     typename: str | None = None
     resolve: Callable[..., Any] | None = None
     takes_arguments: bool = False
@@ -167,6 +169,11 @@ class _Compiler:
             step.attribute = strawberry_field.python_name
             step.leaf = self.leaf_completer(return_type, parent, name)
             step.sub = self.sub_plan(return_type, details)
+        elif (method := _plain_method(strawberry_field)) is not None:
+            # What Strawberry's wrapper would end up calling, without the info it would make.
+            step.method = method
+            step.leaf = self.leaf_completer(return_type, parent, name)
+            step.sub = self.sub_plan(return_type, details)
         elif definition.resolve is not None:
             step.resolve = definition.resolve
             step.takes_arguments = bool(definition.args or first.arguments)
@@ -232,6 +239,26 @@ class _Compiler:
                 else None
             )
         return _leaf(type_) if is_leaf_type(type_) else None
+
+
+def _plain_method(strawberry_field: Any) -> Callable[[Any], Any] | None:
+    """The function of a resolver that takes the object alone, is not async and has no field
+    extensions (nor permissions, which are extensions): Strawberry calls it as `f(source)` and
+    hands graphql-core what it returns, which is all the plan does too. None for any other."""
+    resolver = getattr(strawberry_field, "base_resolver", None)
+    if (
+        resolver is None
+        or strawberry_field.extensions
+        or strawberry_field.is_async
+        or resolver.arguments
+        or resolver.info_parameter is not None
+        or resolver.root_parameter is not None
+        or resolver.parent_parameter is not None
+        or resolver.self_parameter is None
+    ):
+        return None
+    method: Callable[[Any], Any] = resolver.wrapped_func
+    return method
 
 
 def compile_operation(

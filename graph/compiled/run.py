@@ -89,7 +89,9 @@ class Run:
     def execute_field(self, step: Step, source: Any, path: Path) -> Any:
         """Executor.execute_field for a step that is not a plain leaf attribute."""
         try:
-            if step.resolve is None:
+            if step.method is not None:
+                value = step.method(source)
+            elif step.resolve is None:
                 value = getattr(source, step.attribute)  # type: ignore[arg-type]
             else:
                 info = self._info(step, path)
