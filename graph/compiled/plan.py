@@ -201,11 +201,18 @@ class _Compiler:
         if is_list_type(type_):
             assert isinstance(type_, GraphQLList)
             item_type = type_.of_type
-            return _list(
-                self.completer(item_type, details, parent, name),
-                is_non_null_type(item_type),
-                f"{parent}.{name}",
-            )
+            async_before = self._async_objects
+            item = self.completer(item_type, details, parent, name)
+            inner = item_type.of_type if isinstance(item_type, GraphQLNonNull) else item_type
+            plan = self._plans_by_field.get(id(details))
+            if (
+                isinstance(inner, GraphQLObjectType)
+                and plan is not None
+                and plan.is_sync
+                and self._async_objects == async_before
+            ):
+                return _objects(plan, is_non_null_type(item_type), parent, name)
+            return _list(item, is_non_null_type(item_type), f"{parent}.{name}")
         if is_leaf_type(type_):
             nullable = _leaf(type_)
             return lambda run, step, path, value: nullable(value)
@@ -287,7 +294,13 @@ def _leaf(type_: Any, non_null: str | None = None) -> CompleteLeaf:
     }.get(coerce)
     is_float = coerce is serialize_float
 
-    def coerced(value: Any) -> Any:
+    def complete(value: Any) -> Any:
+        if type(value) is same:
+            return value
+        if value is None or value is Undefined:
+            if non_null is not None:
+                raise TypeError(non_null)
+            return None
         if isinstance(value, Exception):
             raise value
         if is_float and type(value) is float and math.isfinite(value):
@@ -300,27 +313,8 @@ def _leaf(type_: Any, non_null: str | None = None) -> CompleteLeaf:
             )
         return result
 
-    if non_null is None:
-
-        def nullable(value: Any) -> Any:
-            if type(value) is same:
-                return value
-            if value is None or value is Undefined:
-                return None
-            return coerced(value)
-
-        nullable.kept = same  # type: ignore[attr-defined]
-        return nullable
-
-    def required(value: Any) -> Any:
-        if type(value) is same:
-            return value
-        if value is None or value is Undefined:
-            raise TypeError(non_null)
-        return coerced(value)
-
-    required.kept = same  # type: ignore[attr-defined]
-    return required
+    complete.kept = same  # type: ignore[attr-defined]
+    return complete
 
 
 def _null_message(parent: GraphQLObjectType, name: str) -> str:
@@ -346,6 +340,24 @@ def _list(item: Complete, item_non_null: bool, field: str) -> Complete:
         if value is None or value is Undefined:
             return None
         return run.complete_list(item, item_non_null, field, step, path, value)
+
+    return complete
+
+
+def _objects(
+    plan: ObjectPlan, item_non_null: bool, parent: GraphQLObjectType, name: str
+) -> Complete:
+    """A list of objects without resolvers below: each item goes straight to its object's
+    function (Run.complete_objects)."""
+    null = _null_message(parent, name) if item_non_null else None
+    field = f"{parent}.{name}"
+
+    def complete(run: Run, step: Step, path: Path, value: Any) -> Any:
+        if isinstance(value, Exception):
+            raise value
+        if value is None or value is Undefined:
+            return None
+        return run.complete_objects(plan, null, field, step, path, value)
 
     return complete
 

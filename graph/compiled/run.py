@@ -22,7 +22,7 @@ from graphql import (
     located_error,
 )
 from graphql.execution.values import VariableValues, get_argument_values
-from graphql.pyutils import Path, gather_with_cancel, is_iterable
+from graphql.pyutils import Path, Undefined, gather_with_cancel, is_iterable
 from graphql.type.definition import GraphQLResolveInfoHelpers
 
 from graph.compiled.awaitable import is_awaitable
@@ -162,6 +162,38 @@ class Run:
         if not pending:
             return completed
         return self._gather_items(completed, pending)
+
+    def complete_objects(
+        self,
+        plan: ObjectPlan,
+        null: str | None,
+        field: str,
+        step: Step,
+        path: Path,
+        value: Any,
+    ) -> list[Any]:
+        """complete_list for items of an object type whose fields have no resolvers: each item
+        is its object's function, called directly. `null` is the message for a null item where
+        items are non-null."""
+        if not isinstance(value, list) and not is_iterable(value):
+            raise GraphQLError(f"Expected Iterable, but did not find one for field '{field}'.")
+        execute = plan.execute
+        completed: list[Any] = []
+        append = completed.append
+        for index, each in enumerate(value):
+            item_path = Path(path, index, None)
+            try:
+                if each is None or each is Undefined:
+                    if null is not None:
+                        raise TypeError(null)
+                    append(None)
+                    continue
+                if isinstance(each, Exception):
+                    raise each
+                append(execute(self, each, item_path))
+            except Exception as raw:
+                append(self._handle(raw, null is not None, step, item_path))
+        return completed
 
     async def _gather_items(self, completed: list[Any], pending: list[int]) -> list[Any]:
         if len(pending) == 1:
