@@ -3,21 +3,26 @@
 For each object of a plan, one Python function is written and compiled:
 
 - a plain attribute of a leaf type is one attribute read and, for a string or boolean of its own
-  type, no call at all;
-- a plain attribute of an object type whose fields have no resolvers is one read and a call of
-  that object's own function;
+  type (or a null where the field may be null), no call at all; a plain method (a resolver of
+  the object alone) is one call instead of the read;
+- a plain attribute or method holding an object whose fields have no resolvers is read, and that
+  object's steps are written inline, down to `MAX_INLINE` levels (below, its function is called);
 - `__typename` is a constant;
 - any other field calls `Run.execute_field`, and is awaited with its siblings at the end.
 
-Each step keeps its own error handling, so a failing field is recorded (or propagated) as in
-graphql-core. What goes into the source: response keys (GraphQL names, which the parser has
-checked), the schema's attribute and type names, all written as Python literals with `repr`;
-the step objects and functions are passed in as globals, never written as source.
+Each step keeps its own error handling, so a failing field is recorded (or propagated to the
+nearest field that may be null) as in graphql-core. The response path of a field is only built
+when it fails, or when a resolver or a list needs it.
+
+What goes into the source: response keys (GraphQL names, which the parser has checked), the
+schema's attribute and type names, all written as Python literals with `repr`; the step objects
+and functions are passed in as globals, never written as source.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from graphql.pyutils import Path, Undefined
@@ -30,15 +35,12 @@ if TYPE_CHECKING:
 
 ExecuteObject = Callable[["Run", Any, Path | None], Any]
 
+# Objects written inline within one function, at most (Python allows 20 nested blocks).
+MAX_INLINE = 6
+
 
 def generate(plan: ObjectPlan) -> ExecuteObject:
-    names: dict[str, Any] = {
-        "Path": Path,
-        "Undefined": Undefined,
-        "is_awaitable": is_awaitable,
-        "str": str,
-        "bool": bool,
-    }
+    writer = _Writer()
     lines = [
         "def execute(run, source, path):",
         "    results = {}",
@@ -46,9 +48,7 @@ def generate(plan: ObjectPlan) -> ExecuteObject:
         "    try:",
         "        pass",  # an object whose fields are all skipped has no step
     ]
-    for index, step in enumerate(plan.steps):
-        names[f"S{index}"] = step
-        lines += _step(plan, index, step, names)
+    lines += writer.steps(plan, "source", "results", "path", depth=0, indent=8)
     lines += [
         "    except Exception:",
         "        if pending:",
@@ -58,71 +58,119 @@ def generate(plan: ObjectPlan) -> ExecuteObject:
         "        return results",
         "    return run.gather_fields(results, pending)",
     ]
-    exec(compile("\n".join(lines), f"<plan of {plan.name}>", "exec"), names)  # noqa: S102
-    execute: ExecuteObject = names["execute"]
+    exec(compile("\n".join(lines), f"<plan of {plan.name}>", "exec"), writer.names)  # noqa: S102
+    execute: ExecuteObject = writer.names["execute"]
     return execute
 
 
-def _step(plan: ObjectPlan, index: int, step: Step, names: dict[str, Any]) -> list[str]:
-    key = repr(step.key)
-    at = f"Path(path, {key}, {plan.name!r})"
-    read = _read(index, step, names)
-    if step.typename is not None:
-        return [f"        results[{key}] = {step.typename!r}"]
-    if read is not None and step.leaf is not None:
-        names[f"L{index}"] = step.leaf
+@dataclass
+class _Writer:
+    names: dict[str, Any] = field(
+        default_factory=lambda: {
+            "Path": Path,
+            "Undefined": Undefined,
+            "is_awaitable": is_awaitable,
+            "str": str,
+            "bool": bool,
+        }
+    )
+    count: int = 0
+
+    def steps(
+        self, plan: ObjectPlan, source: str, results: str, path: str, *, depth: int, indent: int
+    ) -> list[str]:
+        """The lines of one object's steps. `source` and `results` name its variables; `path`
+        is the expression of its response path (evaluated only where needed)."""
+        lines: list[str] = []
+        for step in plan.steps:
+            lines += self.step(plan, step, source, results, path, depth=depth, indent=indent)
+        return lines
+
+    def step(
+        self,
+        plan: ObjectPlan,
+        step: Step,
+        source: str,
+        results: str,
+        path: str,
+        *,
+        depth: int,
+        indent: int,
+    ) -> list[str]:
+        n = self.count
+        self.count += 1
+        self.names[f"S{n}"] = step
+        key = repr(step.key)
+        at = f"Path({path}, {key}, {plan.name!r})"
+        read = self.read(n, step, source)
+        pad = " " * indent
+        if step.typename is not None:
+            return [f"{pad}{results}[{key}] = {step.typename!r}"]
+        if read is not None and step.leaf is not None:
+            self.names[f"L{n}"] = step.leaf
+            return [
+                f"{pad}try:",
+                f"{pad}    v = {read}",
+                f"{pad}    {results}[{key}] = {_leaf_value(n, step)}",
+                f"{pad}except Exception as raw:",
+                f"{pad}    {results}[{key}] = run.field_error(raw, S{n}, {at})",
+            ]
+        sub = step.sub
+        if read is not None and sub is not None and sub.is_sync:
+            self.names[f"N{n}"] = (
+                f"Cannot return null for non-nullable field {plan.name}.{step.field_name}."
+            )
+            null = f"raise TypeError(N{n})" if step.non_null else f"{results}[{key}] = None"
+            inner_source, inner_results = f"s{depth + 1}", f"r{depth + 1}"
+            if depth + 1 < MAX_INLINE:
+                inner = [f"{pad}        {inner_results} = {{}}"]
+                inner += self.steps(
+                    sub, inner_source, inner_results, at, depth=depth + 1, indent=indent + 8
+                )
+                inner += [f"{pad}        {results}[{key}] = {inner_results}"]
+            else:
+                self.names[f"X{n}"] = sub.execute
+                inner = [f"{pad}        {results}[{key}] = X{n}(run, {inner_source}, {at})"]
+            return [
+                f"{pad}try:",
+                f"{pad}    {inner_source} = {read}",
+                f"{pad}    if {inner_source} is None or {inner_source} is Undefined:",
+                f"{pad}        {null}",
+                f"{pad}    else:",
+                f"{pad}        if isinstance({inner_source}, Exception):",
+                f"{pad}            raise {inner_source}",
+                *inner,
+                f"{pad}except Exception as raw:",
+                f"{pad}    {results}[{key}] = run.field_error(raw, S{n}, {at})",
+            ]
+        if depth > 0:
+            # Within an object written inline, every step is of one without resolvers: a list.
+            return [f"{pad}{results}[{key}] = run.execute_field(S{n}, {source}, {at})"]
         return [
-            "        try:",
-            f"            v = {read}",
-            f"            results[{key}] = {_leaf_value(index, step)}",
-            "        except Exception as raw:",
-            f"            results[{key}] = run.field_error(raw, S{index}, {at})",
+            f"{pad}value = run.execute_field(S{n}, {source}, {at})",
+            f"{pad}{results}[{key}] = value",
+            f"{pad}if is_awaitable(value):",
+            f"{pad}    if pending is None:",
+            f"{pad}        pending = []",
+            f"{pad}    pending.append({key})",
         ]
-    if read is not None and step.sub is not None and step.sub.is_sync:
-        names[f"X{index}"] = step.sub.execute
-        names[f"N{index}"] = (
-            f"Cannot return null for non-nullable field {plan.name}.{step.field_name}."
-        )
-        null = f"raise TypeError(N{index})" if step.non_null else f"results[{key}] = None"
-        return [
-            f"        at = {at}",
-            "        try:",
-            f"            v = {read}",
-            "            if v is None or v is Undefined:",
-            f"                {null}",
-            "            else:",
-            "                if isinstance(v, Exception):",
-            "                    raise v",
-            f"                results[{key}] = X{index}(run, v, at)",
-            "        except Exception as raw:",
-            f"            results[{key}] = run.field_error(raw, S{index}, at)",
-        ]
-    return [
-        f"        value = run.execute_field(S{index}, source, {at})",
-        f"        results[{key}] = value",
-        "        if is_awaitable(value):",
-        "            if pending is None:",
-        "                pending = []",
-        f"            pending.append({key})",
-    ]
+
+    def read(self, n: int, step: Step, source: str) -> str | None:
+        """The expression that reads the step's value off the object, for a plain attribute or
+        a plain method; None for a step that needs `Run.execute_field`."""
+        if step.method is not None:
+            self.names[f"M{n}"] = step.method
+            return f"M{n}({source})"
+        if step.attribute is not None and step.attribute.isidentifier():
+            return f"{source}.{step.attribute}"
+        return None
 
 
-def _read(index: int, step: Step, names: dict[str, Any]) -> str | None:
-    """The expression that reads the step's value off `source`, for a plain attribute or a
-    plain method; None for a step that needs `Run.execute_field`."""
-    if step.method is not None:
-        names[f"M{index}"] = step.method
-        return f"M{index}(source)"
-    if step.attribute is not None and step.attribute.isidentifier():
-        return f"source.{step.attribute}"
-    return None
-
-
-def _leaf_value(index: int, step: Step) -> str:
+def _leaf_value(n: int, step: Step) -> str:
     """The expression for a leaf's answer: values the scalar keeps as they are (strings and
     booleans of their own type, and null where the field may be null) without a call."""
     kept = getattr(step.leaf, "kept", None)
     keeps = [f"type(v) is {kept.__name__}"] if kept in (str, bool) else []
     if not step.non_null:
         keeps.append("v is None")
-    return f"v if {' or '.join(keeps)} else L{index}(v)" if keeps else f"L{index}(v)"
+    return f"v if {' or '.join(keeps)} else L{n}(v)" if keeps else f"L{n}(v)"
