@@ -129,8 +129,8 @@ class _Writer:
                 )
                 inner += [f"{pad}        {results}[{key}] = {inner_results}"]
             else:
-                self.names[f"X{n}"] = sub.execute
-                inner = [f"{pad}        {results}[{key}] = X{n}(run, {inner_source}, {at})"]
+                self.names[f"X{n}"] = sub
+                inner = [f"{pad}        {results}[{key}] = X{n}.execute(run, {inner_source}, {at})"]
             return [
                 f"{pad}try:",
                 f"{pad}    {inner_source} = {read}",

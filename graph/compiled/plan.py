@@ -88,10 +88,6 @@ class Step:
     is_sync: bool = True
 
 
-def _not_generated(run: Run, source: Any, path: Path | None) -> Any:
-    raise AssertionError("the plan's function is generated when the plan is made")
-
-
 @dataclass(slots=True, eq=False)
 class ObjectPlan:
     type: GraphQLObjectType
@@ -100,8 +96,9 @@ class ObjectPlan:
     # True when no field at or below this object has a resolver: its completion never awaits.
     is_sync: bool = True
     # The steps as one generated function (graph/compiled/generate.py): (run, source, path) to
-    # the object's response map, or an awaitable of it.
-    execute: Callable[[Run, Any, Path | None], Any] = _not_generated
+    # the object's response map, or an awaitable of it. Generated when first called: most
+    # objects are written inline into their parent's function and never need their own.
+    execute: Callable[[Run, Any, Path | None], Any] = field(init=False)
 
 
 @dataclass(slots=True, eq=False)
@@ -135,10 +132,7 @@ class _Compiler:
             if step is not None:
                 steps.append(step)
         plan = ObjectPlan(type_, type_.name, steps, is_sync=all(s.is_sync for s in steps))
-        try:
-            plan.execute = generate(plan)
-        except (SyntaxError, RecursionError, MemoryError) as exc:
-            raise Unsupported(f"no code for {type_.name}: {exc}") from None
+        plan.execute = _generated_on_first_call(plan)
         return plan
 
     def step(self, parent: GraphQLObjectType, key: str, details: FieldDetailsList) -> Step | None:
@@ -342,6 +336,15 @@ def _list(item: Complete, item_non_null: bool, field: str) -> Complete:
         return run.complete_list(item, item_non_null, field, step, path, value)
 
     return complete
+
+
+def _generated_on_first_call(plan: ObjectPlan) -> Callable[[Run, Any, Path | None], Any]:
+    def first_call(run: Run, source: Any, path: Path | None) -> Any:
+        if plan.execute is first_call:
+            plan.execute = generate(plan)
+        return plan.execute(run, source, path)
+
+    return first_call
 
 
 def _objects(
