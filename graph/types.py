@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import enum
 import functools
+import weakref
 from collections.abc import Iterable
 from dataclasses import fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import strawberry
+from graphql import OperationDefinitionNode
 
 from graph.context import Info
 from resolvers import history, me, revoke, sessions
@@ -52,24 +54,19 @@ def _field_names(cls: type[DataclassInstance]) -> tuple[str, ...]:
 def _selects(info: Info, *names: str) -> bool:
     """Whether the query selects any of these fields anywhere below the field being resolved.
     The answer depends on the operation and the field's place in it (not on variables: this
-    reads the selections as written), so it is kept by the operation's identity, with the
-    operation, so that the identity cannot be reused while kept. Parsed documents are cached,
-    so later requests find it."""
-    operation = info.operation
+    reads the selections as written), so it is kept with the operation, for as long as the
+    operation is (parsed documents and plans are cached, so later requests find it)."""
     keys = []
     at: Any = info.path
     while at is not None:
         if isinstance(at.key, str):
             keys.append(at.key)
         at = at.prev
-    key = (id(operation), tuple(keys), names)
-    known = _SELECTS.get(key)
-    if known is not None and known[0] is operation:
-        return known[1]
-    answer = any(_walk(field.selections, names) for field in info.selected_fields)
-    if len(_SELECTS) >= _MEMO_SIZE:
-        _SELECTS.clear()
-    _SELECTS[key] = (operation, answer)
+    known = _answers_of(info.operation)
+    key = (tuple(keys), names)
+    answer = known.get(key)
+    if answer is None:
+        answer = known[key] = any(_walk(field.selections, names) for field in info.selected_fields)
     return answer
 
 
@@ -83,7 +80,19 @@ def _walk(selections: Iterable[Any], names: tuple[str, ...]) -> bool:
 
 
 _MEMO_SIZE = 4096
-_SELECTS: dict[tuple[int, tuple[str, ...], tuple[str, ...]], tuple[object, bool]] = {}
+# By the identity of the operation (AST nodes compare equal by their contents, and two
+# operations written alike can spread different fragments); an entry goes with its operation.
+_SELECTS: dict[int, dict[tuple[tuple[str, ...], tuple[str, ...]], bool]] = {}
+
+
+def _answers_of(
+    operation: OperationDefinitionNode,
+) -> dict[tuple[tuple[str, ...], tuple[str, ...]], bool]:
+    answers = _SELECTS.get(id(operation))
+    if answers is None:
+        answers = _SELECTS[id(operation)] = {}
+        weakref.finalize(operation, _SELECTS.pop, id(operation), None)
+    return answers
 
 
 @strawberry.type(description="Where an IP address is. Every field is null when unknown.")

@@ -5,6 +5,9 @@ answers is tests/graph/test_differential.py.)"""
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
+
 import httpx
 import pytest
 from prometheus_client import REGISTRY
@@ -106,17 +109,37 @@ async def test_a_flood_of_distinct_documents_keeps_the_cache_bounded(
     resources: Resources, users: Users
 ) -> None:
     issued = await users.session(users.new_id())
-    flood = [f"{{ me {{ id a{n}: id }} }}" for n in range(MAX_DOCUMENTS * 3)]
-    for query in flood:
-        data = to_json(await execute(resources, query=query, token=issued.token))["data"]
-        assert data == {
-            "me": {"id": issued.record.user_id, query.split()[4].rstrip(":"): issued.record.user_id}
-        }
+    user_id = issued.record.user_id
+
+    async def flood(first: int, count: int) -> list[str]:
+        queries = [
+            f"{{ me {{ id a{n}: id sessions {{ id }} }} }}" for n in range(first, first + count)
+        ]
+        for n, query in zip(range(first, first + count), queries, strict=True):
+            data = to_json(await execute(resources, query=query, token=issued.token))["data"]
+            assert data["me"]["id"] == data["me"][f"a{n}"] == user_id
+        return queries
+
+    queries = await flood(0, MAX_DOCUMENTS * 2)
     assert len(DOCUMENTS) == MAX_DOCUMENTS
-    # The newest are kept and the oldest dropped: a recent document is planned once, not again.
+    # The newest are kept and the oldest dropped.
     keys = list(DOCUMENTS._prepared)
-    assert (flood[-1], None) in keys
-    assert (flood[0], None) not in keys
+    assert (queries[-1], None) in keys
+    assert (queries[0], None) not in keys
+    # Memory: another flood twice as large leaves the process no bigger (what a document
+    # leaves behind goes when it is dropped).
+    gc.collect()
+    tracemalloc.start()
+    try:
+        await flood(10_000, MAX_DOCUMENTS)
+        gc.collect()
+        after_one, _ = tracemalloc.get_traced_memory()
+        await flood(20_000, MAX_DOCUMENTS * 2)
+        gc.collect()
+        after_three, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert after_three - after_one < 512 * 1024, (after_one, after_three)
 
 
 def test_the_least_recently_used_document_goes_first() -> None:
