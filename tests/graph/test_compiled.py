@@ -186,3 +186,22 @@ async def test_metrics_count_both_engines(client: httpx.AsyncClient, users: User
     for engine in ("compiled", "fallback"):
         key = (name, frozenset({("engine", engine)}))
         assert after[key] - before.get(key, 0) == 1, engine
+
+
+def test_the_compiled_engine_does_what_each_schema_extension_does() -> None:
+    """The compiled engine skips Strawberry's extension hooks and does their work itself:
+    parsing with the token limit, validation with the added rules, one operation unless named
+    (graph/compiled/documents.py), the error policy (graph/execution.py); the two caches have
+    their counterpart in the document cache. An extension added to the schema needs the same,
+    or queries would run without it: this fails until the compiled engine is told."""
+    from graph.schema import schema
+
+    handled = [
+        "MaxTokensLimiter",
+        "ParserCache",
+        "ValidationCache",
+        "OneOperationUnlessNamed",
+        "AddValidationRules",
+        "ShapeErrors",
+    ]
+    assert [type(extension).__name__ for extension in schema.get_extensions()] == handled
