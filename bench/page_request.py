@@ -1,11 +1,13 @@
 """In-process cost of one whole sessions page request through the ASGI app, and where it goes.
 
-    .venv/bin/python -m bench.page_request [N] [--profile] [graphql|baseline]
+    .venv/bin/python -m bench.page_request [N] [--profile] [graphql|direct|baseline]
 
 Seeds the benchmark page (bench.common.seed_page), opens the app's lifespan, warms it, then
 calls the app N times (500 by default) directly as ASGI (no socket, no HTTP parser): wall and CPU
-time per request. `--profile` adds a cProfile listing by cumulative and by own time, the way to
-see what middleware,, authentication, storage, geolocation and encoding cost around GraphQL.
+time per request. `rest` (the default) and `graphql` are the service's routes; `direct` is the
+service's app with a route that makes the page without GraphQL (the same store, geolocation,
+middleware and encoder: what the service costs around GraphQL); `baseline` is bench/baseline.py.
+`--profile` adds a cProfile listing by cumulative and by own time.
 """
 
 from __future__ import annotations
@@ -17,15 +19,73 @@ import pstats
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from bench import baseline
 from bench.common import bench_environment, seed_page
+from resolvers.history import DEFAULT_PAGE
+from sessions_config.resources import Resources
 from sessions_config.settings import Settings
+from sessions_geo.model import GeoInfo
 from sessions_http.app import create_app
+from sessions_http.cookie import session_token
+from sessions_http.responses import NO_STORE, HttpError, JsonResponse
 from sessions_http.rest import SESSIONS_DOCUMENT
+from store.models import format_timestamp
 
 WARM_UP = 50
+DIRECT = "/bench/direct"
+GEO_FIELDS = tuple(f.name for f in fields(GeoInfo))
+
+
+async def direct_page(request: Request) -> Response:
+    """The v1 page of GET /v1/users/me/sessions, made without GraphQL."""
+    res: Resources = request.app.state.resources
+    token = session_token(request)
+    current = await res.store.authenticate(token) if token else None
+    if current is None:
+        raise HttpError(401, "unauthenticated", "Sign in first.")
+    active, history = await asyncio.gather(
+        res.store.list_active_for_user(user_id=current.user_id),
+        res.store.list_history_for_user(user_id=current.user_id, first=DEFAULT_PAGE),
+    )
+    ips = [r.client_ip for r in active] + [r.client_ip for r in history.records]
+    geo = dict(zip(ips, await res.geo.many(ips), strict=True))
+
+    def located(ip: str) -> dict[str, Any] | None:
+        info = geo.get(ip)
+        return None if info is None else {name: getattr(info, name) for name in GEO_FIELDS}
+
+    body = {
+        "sessions": [
+            {
+                "token_suffix": r.token_suffix,
+                "created_at": format_timestamp(r.created_at),
+                "expires_at": format_timestamp(r.expires_at),
+                "client_ip": r.client_ip,
+                "user_agent": r.user_agent,
+                "geo": located(r.client_ip),
+                "is_current": r.id == current.id,
+            }
+            for r in active
+        ],
+        "history": [
+            {
+                "token_suffix": r.token_suffix,
+                "created_at": format_timestamp(r.created_at),
+                "client_ip": r.client_ip,
+                "user_agent": r.user_agent,
+                "geo": located(r.client_ip),
+            }
+            for r in history.records
+        ],
+    }
+    return JsonResponse(body, headers=NO_STORE)
 
 
 def _scope(method: str, path: str, token: str, body: bytes) -> dict[str, Any]:
@@ -79,7 +139,11 @@ async def run(env: Mapping[str, str], n: int, route: str, profile: bool) -> None
     app: Any = create_app(settings)
     if route == "baseline":
         app = baseline.create_app(baseline.Config.from_env(env))
-    if route == "graphql":
+    if route == "direct":
+        app.router.routes.append(Route(DIRECT, direct_page))
+        scope = _scope("GET", DIRECT, token, b"")
+        body = b""
+    elif route == "graphql":
         body = json.dumps({"query": SESSIONS_DOCUMENT, "variables": {"historyLimit": 50}}).encode()
         scope = _scope("POST", "/graphql", token, body)
     else:
@@ -109,7 +173,7 @@ async def run(env: Mapping[str, str], n: int, route: str, profile: bool) -> None
 
 def main() -> None:
     n = int(next((a for a in sys.argv[1:] if a.isdigit()), "500"))
-    route = next((r for r in ("graphql", "baseline") if r in sys.argv), "rest")
+    route = next((r for r in ("graphql", "direct", "baseline") if r in sys.argv), "rest")
     with bench_environment() as env:
         asyncio.run(run(env, n, route, "--profile" in sys.argv))
 

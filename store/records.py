@@ -207,13 +207,17 @@ _SELECT_LIST = (
 )
 
 
-@memo_of_short_texts(entries=65536, max_text=64)
 def python_ip(text: str) -> str:
     """An address as Postgres writes it (`abbrev(inet)`: no /32 or /128) in Python's spelling,
     which the rest of the service uses: they differ only for IPv6 with an embedded IPv4 address,
     which Postgres writes dotted (`::ffff:1.2.3.4`) and Python in hex (`::ffff:102:304`)."""
     if ":" not in text or "." not in text:
         return text
+    return _respelt(text)
+
+
+@memo_of_short_texts(entries=4096, max_text=64)
+def _respelt(text: str) -> str:
     if "/" in text:
         return str(ipaddress.ip_interface(text))
     return str(ipaddress.ip_address(text))
