@@ -1,6 +1,7 @@
 """In-process cost of one whole sessions page request through the ASGI app, and where it goes.
 
     .venv/bin/python -m bench.page_request [N] [--profile] [graphql|direct|baseline]
+    .venv/bin/python -m bench.page_request --serve PORT    # the `direct` app, for bench.throughput
 
 Seeds the benchmark page (bench.common.seed_page), opens the app's lifespan, warms it, then
 calls the app N times (500 by default) directly as ASGI (no socket, no HTTP parser): wall and CPU
@@ -22,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
+import uvicorn
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -36,6 +39,7 @@ from sessions_http.app import create_app
 from sessions_http.cookie import session_token
 from sessions_http.responses import NO_STORE, HttpError, JsonResponse
 from sessions_http.rest import SESSIONS_DOCUMENT
+from sessions_http.serving import uvicorn_options
 from store.models import format_timestamp
 
 WARM_UP = 50
@@ -86,6 +90,13 @@ async def direct_page(request: Request) -> Response:
         ],
     }
     return JsonResponse(body, headers=NO_STORE)
+
+
+def create_direct_app(settings: Settings | None = None) -> Starlette:
+    """The service's app (settings from the environment by default) with the direct route."""
+    app = create_app(settings)
+    app.router.routes.append(Route(DIRECT, direct_page))
+    return app
 
 
 def _scope(method: str, path: str, token: str, body: bytes) -> dict[str, Any]:
@@ -140,7 +151,7 @@ async def run(env: Mapping[str, str], n: int, route: str, profile: bool) -> None
     if route == "baseline":
         app = baseline.create_app(baseline.Config.from_env(env))
     if route == "direct":
-        app.router.routes.append(Route(DIRECT, direct_page))
+        app = create_direct_app(settings)
         scope = _scope("GET", DIRECT, token, b"")
         body = b""
     elif route == "graphql":
@@ -172,6 +183,11 @@ async def run(env: Mapping[str, str], n: int, route: str, profile: bool) -> None
 
 
 def main() -> None:
+    if "--serve" in sys.argv:
+        port = int(sys.argv[sys.argv.index("--serve") + 1])
+        options = {**uvicorn_options(Settings()), "log_level": "warning"}
+        uvicorn.run(create_direct_app, factory=True, host="127.0.0.1", port=port, **options)
+        return
     n = int(next((a for a in sys.argv[1:] if a.isdigit()), "500"))
     route = next((r for r in ("graphql", "direct", "baseline") if r in sys.argv), "rest")
     with bench_environment() as env:
