@@ -2,7 +2,7 @@
 by side.
 
     .venv/bin/python -m bench.throughput [--rounds 3] [--seconds 10] [--connections 16]
-                                         [--loader auto|wrk|python]
+                                         [--loader auto|wrk|python] [--direct]
 
 Seeds one user with 5 active and 50 past sessions (55 distinct public IPs), serves the service
 (`sessions-api serve`, one uvicorn worker, offline geolocation) and bench/baseline.py (one
@@ -15,6 +15,10 @@ run, then the medians over the rounds and the ratios to the baseline.
 The load generator is `wrk` when it is installed (`apt-get install wrk`), else a small asyncio
 HTTP/1.1 client in this process. The service is allowed as many requests of the user at once as
 there are connections (USER_MAX_CONCURRENT_REQUESTS), or it would refuse most of them.
+
+`--direct` adds a fourth target: the service's app with a route that makes the same page without
+GraphQL (bench/page_request.py's `direct`, one uvicorn worker of its own): the service's storage,
+geolocation, middleware and encoding, what it costs around GraphQL.
 """
 
 from __future__ import annotations
@@ -38,10 +42,11 @@ from dataclasses import dataclass
 import httpx
 
 from bench.common import bench_environment, free_port, seed_page, serve_service, served
+from bench.page_request import DIRECT as DIRECT_ROUTE
 from sessions_http.rest import SESSIONS_DOCUMENT
 
 ROUTE = "/v1/users/me/sessions"
-BASELINE, REST, GRAPHQL = "baseline", "REST", "GraphQL"
+BASELINE, REST, GRAPHQL, DIRECT = "baseline", "REST", "GraphQL", "direct"
 
 
 @dataclass(frozen=True)
@@ -177,6 +182,18 @@ def serve_baseline(env: dict[str, str]) -> Iterator[str]:
         yield url
 
 
+@contextmanager
+def serve_direct(env: dict[str, str], wanted: bool) -> Iterator[str | None]:
+    """bench/page_request.py's direct app, when wanted."""
+    if not wanted:
+        yield None
+        return
+    port = free_port()
+    command = [sys.executable, "-m", "bench.page_request", "--serve", str(port)]
+    with served(command, env, f"http://127.0.0.1:{port}", "/healthz") as url:
+        yield url
+
+
 def check_bodies(targets: dict[str, Target], cookie: str) -> None:
     """Warms the geo cache through the service, then checks what each target answers."""
     headers = {"cookie": cookie}
@@ -197,6 +214,8 @@ def check_bodies(targets: dict[str, Target], cookie: str) -> None:
         graphql.raise_for_status()
         if "errors" in graphql.json():
             raise RuntimeError(f"GraphQL answered errors: {graphql.text[:500]}")
+        if DIRECT in targets and client.get(targets[DIRECT].url).content != rest.content:
+            raise RuntimeError("the direct route's body differs from the REST body")
     print(
         f"bodies: REST and baseline identical ({len(rest.content)} bytes); GraphQL without errors"
     )
@@ -206,12 +225,12 @@ def run_rounds(
     targets: dict[str, Target], cookie: str, args: argparse.Namespace
 ) -> dict[str, list[Result]]:
     load = run_wrk if args.loader == "wrk" else run_python
-    names = [REST, GRAPHQL, BASELINE]
+    names = [name for name in (REST, GRAPHQL, DIRECT, BASELINE) if name in targets]
     for name in names:  # warm-up, not counted
         load(targets[name], cookie, args.connections, args.warmup)
     results: dict[str, list[Result]] = {name: [] for name in names}
     for round_ in range(args.rounds):
-        order = names[round_ % 3 :] + names[: round_ % 3]
+        order = names[round_ % len(names) :] + names[: round_ % len(names)]
         for name in order:
             result = load(targets[name], cookie, args.connections, args.seconds)
             results[name].append(result)
@@ -248,6 +267,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--loader", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument("--direct", action="store_true", help="also the page without GraphQL")
     args = parser.parse_args()
     if args.loader == "auto":
         args.loader = "wrk" if shutil.which("wrk") else "python"
@@ -264,13 +284,19 @@ def main() -> None:
     with bench_environment() as env:
         cookie = f"psession={asyncio.run(seed_page(env))}"
         limit = {"USER_MAX_CONCURRENT_REQUESTS": str(max(args.connections, 4))}
-        with serve_service(env, **limit) as service, serve_baseline(env) as baseline:
+        with (
+            serve_service(env, **limit) as service,
+            serve_baseline(env) as baseline,
+            serve_direct({**env, **limit}, args.direct) as direct,
+        ):
             body = {"query": SESSIONS_DOCUMENT, "variables": {"historyLimit": 50}}
             targets = {
                 REST: Target(REST, service + ROUTE),
                 GRAPHQL: Target(GRAPHQL, service + "/graphql", "POST", json.dumps(body).encode()),
                 BASELINE: Target(BASELINE, baseline + ROUTE),
             }
+            if direct is not None:
+                targets[DIRECT] = Target(DIRECT, direct + DIRECT_ROUTE)
             check_bodies(targets, cookie)
             summarise(run_rounds(targets, cookie, args))
     print(f"load average at the end {os.getloadavg()[0]:.2f}")

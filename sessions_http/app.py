@@ -97,16 +97,20 @@ def _lifespan(
         rest.compile_documents()
         async with open_resources(settings) as resources:
             app.state.resources = resources
-            # What start-up made (the schema, plans, parsers' rules) lives as long as the
-            # process: out of the collector's sight, a full collection no longer walks it, and
-            # a request no longer waits for one (the p99 of a busy worker, docs/BENCHMARKS.md).
-            gc.freeze()
             log.info(
                 "ready: geolocation provider %s, Redis key prefix %r",
                 resources.geo.provider.name,
                 settings.redis_key_prefix,
             )
-            yield
+            # What start-up made (the schema, the plans, the user-agent rules, the pools) lives
+            # as long as the app: out of the cycle collector's way. Else each full pass walks
+            # all of it, a pause of tens of milliseconds for every request in flight.
+            gc.collect()
+            gc.freeze()
+            try:
+                yield
+            finally:
+                gc.unfreeze()
 
     return lifespan
 

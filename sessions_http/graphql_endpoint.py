@@ -14,14 +14,14 @@ from importlib import resources as package_files
 from typing import Any, NamedTuple
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from graph.execution import execute, is_request_error, retry_after, to_json
 from sessions_http.cookie import session_token
-from sessions_http.responses import NO_STORE, HttpError
+from sessions_http.responses import NO_STORE, HttpError, JsonResponse
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
@@ -146,7 +146,7 @@ async def graphql_endpoint(request: Request) -> Response:
         raise HttpError(405, "method_not_allowed", message, {"Allow": "POST"})
     status = 400 if media_type == GRAPHQL_RESPONSE and is_request_error(result) else 200
     wait = retry_after(result.errors)
-    return JSONResponse(
+    return JsonResponse(
         to_json(result),
         status_code=status,
         media_type=media_type,

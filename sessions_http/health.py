@@ -11,14 +11,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from sessions_config.resources import Resources
-from sessions_http.responses import NO_STORE
+from sessions_http.responses import NO_STORE, JsonResponse
 from store import active, records
 
 log = logging.getLogger(__name__)
 
 
 async def healthz(request: Request) -> JSONResponse:
-    return JSONResponse({"status": "ok"}, headers=NO_STORE)
+    return JsonResponse({"status": "ok"}, headers=NO_STORE)
 
 
 async def readyz(request: Request) -> JSONResponse:
@@ -31,7 +31,7 @@ async def readyz(request: Request) -> JSONResponse:
     )
     report = dict(zip(names, outcomes, strict=True))
     ready = all(v == "ok" for v in report.values())
-    return JSONResponse(
+    return JsonResponse(
         {"status": "ready" if ready else "unavailable", **report},
         status_code=200 if ready else 503,
         headers=NO_STORE,

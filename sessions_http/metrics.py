@@ -11,9 +11,11 @@ all workers' files there.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from prometheus_client import (
     REGISTRY,
@@ -54,6 +56,9 @@ CLIENT_CLOSED_REQUEST = 499
 # HTTP parsers pass any token through), so clients cannot grow the number of series.
 UNMATCHED = "unmatched"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Paths whose route template is remembered (the service's own, and the latest others).
+ROUTES_REMEMBERED = 1024
+LONGEST_REMEMBERED = 256  # characters; longer paths are matched each time
 
 
 class RequestMetrics(HttpMiddleware):
@@ -63,6 +68,12 @@ class RequestMetrics(HttpMiddleware):
     def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
         super().__init__(app)
         self.routes = routes
+        # A route's template depends on the path alone (and the root path it is served under):
+        # each is matched once, not on every request. Bounded, as clients choose paths.
+        self._template = functools.lru_cache(maxsize=ROUTES_REMEMBERED)(self._match)
+        # (method, route, status) -> its counter, and (method, route) -> its histogram.
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._histograms: dict[tuple[str, str], Any] = {}
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -81,10 +92,32 @@ class RequestMetrics(HttpMiddleware):
         try:
             await self.app(scope, receive, send_noting_status)
         finally:
-            REQUESTS.labels(method, route, str(status)).inc()
-            DURATION.labels(method, route).observe(time.perf_counter() - started)
+            self._counter(method, route, status).inc()
+            self._histogram(method, route).observe(time.perf_counter() - started)
+
+    def _counter(self, method: str, route: str, status: int) -> Any:
+        # The labelled children, kept: labels() takes a lock and builds a key on every call.
+        key = (method, route, status)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = REQUESTS.labels(method, route, str(status))
+        return counter
+
+    def _histogram(self, method: str, route: str) -> Any:
+        key = (method, route)
+        histogram = self._histograms.get(key)
+        if histogram is None:
+            histogram = self._histograms[key] = DURATION.labels(method, route)
+        return histogram
 
     def _route(self, scope: Scope) -> str:
+        root_path, path = scope.get("root_path", ""), scope["path"]
+        if len(path) + len(root_path) > LONGEST_REMEMBERED:
+            return self._match(root_path, path)
+        return str(self._template(root_path, path))
+
+    def _match(self, root_path: str, path: str) -> str:
+        scope = {"type": "http", "root_path": root_path, "path": path, "method": "GET"}
         for route in self.routes:
             match, _ = route.matches(scope)
             if match is not Match.NONE:

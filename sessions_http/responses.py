@@ -16,9 +16,12 @@ The code is the same word in both: upper case in the GraphQL shape, as GraphQL c
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -31,6 +34,51 @@ MESSAGE_TRY_LATER = "This cannot be done right now; try again shortly."
 
 # Starlette's own errors: unknown paths and methods.
 _STARLETTE_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+# orjson writes whatever json would refuse or write otherwise as an error (it falls back):
+# dataclasses, datetimes and subclasses of str, int, dict and list are handed to json.
+_ORJSON_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+
+
+def encode_json(content: Any) -> bytes:
+    """`content` as Starlette's JSONResponse writes it (compact, UTF-8, no ASCII escapes),
+    byte for byte, in a tenth of the time for a sessions page.
+
+    orjson writes the same bytes for every str, int, bool, None, list and dict, and for every
+    float but those between 1e-10 and 1e-4 in size, which it spells `1e-6` or `0.00001` where
+    json spells `1e-06` and `1e-05`. Those, and what orjson refuses (keys that are not str, ints
+    beyond 64 bits, lone surrogates), are written by json, which then also raises what it
+    raised before. orjson writes NaN and the infinities as null, where json refuses them: no
+    answer holds any (GraphQL's Float refuses them, and geolocations are checked).
+    """
+    try:
+        data = orjson.dumps(content, option=_ORJSON_OPTIONS)
+    except TypeError:
+        return _json_dumps(content)
+    if b"0.0000" in data or (b"e-" in data and _SMALL_EXPONENT.search(data)):
+        return _json_dumps(content)
+    return data
+
+
+def _json_dumps(content: Any) -> bytes:
+    return json.dumps(
+        content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+    ).encode("utf-8")
+
+
+# A float as orjson writes it with a one-digit negative exponent (json writes two digits).
+_SMALL_EXPONENT = re.compile(rb"\de-\d(?!\d)")
+
+
+class JsonResponse(JSONResponse):
+    """Starlette's JSONResponse, encoded by `encode_json`: the same bytes, sooner."""
+
+    def render(self, content: Any) -> bytes:
+        return encode_json(content)
 
 
 class HttpError(Exception):
@@ -72,7 +120,7 @@ def error_response(
     message: str,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    return JSONResponse(
+    return JsonResponse(
         error_body(scope, code, message),
         status_code=status,
         headers={**NO_STORE, **(headers or {})},

@@ -23,7 +23,7 @@ from graph.execution import compile_at_start, execute, first_code, retry_after
 from resolvers.errors import BadUserInput, CurrentSession, NotFound, RateLimited, Unauthenticated
 from resolvers.history import DEFAULT_PAGE, MAX_PAGE
 from sessions_http.cookie import session_token
-from sessions_http.responses import MESSAGE_TRY_LATER, NO_STORE, HttpError
+from sessions_http.responses import MESSAGE_TRY_LATER, NO_STORE, HttpError, JsonResponse
 
 _GEO = """
   city
@@ -139,7 +139,7 @@ async def list_sessions(request: Request) -> JSONResponse:
         "sessions": me["sessions"],
         "history": [edge["node"] for edge in me["history"]["edges"]],
     }
-    return JSONResponse(body, headers=NO_STORE)
+    return JsonResponse(body, headers=NO_STORE)
 
 
 async def revoke_session(request: Request) -> Response:
@@ -149,7 +149,7 @@ async def revoke_session(request: Request) -> Response:
 
 async def revoke_other_sessions(request: Request) -> JSONResponse:
     data = await _run(request, REVOKE_OTHERS_DOCUMENT, mutation=True)
-    return JSONResponse({"count": data["revokeOtherSessions"]}, headers=NO_STORE)
+    return JsonResponse({"count": data["revokeOtherSessions"]}, headers=NO_STORE)
 
 
 async def sessions_collection(request: Request) -> Response:

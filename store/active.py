@@ -16,6 +16,7 @@ so a pipeline of them never depends on two sessions' keys being on one server.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -163,12 +164,46 @@ def _fields(data: Mapping[Any, Any]) -> dict[str, str]:
     return {_text(k): _text(v) for k, v in data.items()}
 
 
+class _Unreadable(ValueError):
+    pass
+
+
+# Whole HASHes are read once per process too, by their token hash and exact contents: every
+# request reads its own session's again, and every look at a page its user's. Only HASHes not
+# marked ended (those are read once, then removed), and only those that read (a damaged one is
+# refused, and warned of, each time). A SessionRecord is immutable: one serves every reader.
+_HASHES_REMEMBERED = 4096
+
+
+@functools.lru_cache(maxsize=_HASHES_REMEMBERED)
+def _unmarked_record(token_hash: str, items: tuple[tuple[Any, Any], ...]) -> SessionRecord:
+    record = _record_of(token_hash, _fields(dict(items)))
+    if record is None:
+        raise _Unreadable
+    return record
+
+
 def _from_hash(token_hash: str, data: Mapping[Any, Any]) -> SessionRecord | None:
     """Reads a stored HASH; None (and a warning) for one too damaged to show. A HASH marked
     ended comes back with ended_at and end_reason set."""
     if not data:
         return None
+    if b"ended_at" not in data and "ended_at" not in data:
+        try:
+            return _unmarked_record(token_hash, tuple(data.items()))
+        except _Unreadable:
+            return None
     fields = _fields(data)
+    record = _record_of(token_hash, fields)
+    mark = _mark_of(token_hash, fields, record)
+    if record is None or mark is None:
+        return record
+    return replace(record, ended_at=mark.ended_at, end_reason=mark.end_reason)
+
+
+def _record_of(token_hash: str, fields: Mapping[str, str]) -> SessionRecord | None:
+    """The session of a HASH's fields, leaving out its end mark; None (and a warning) for one
+    too damaged to show."""
     try:
         # Other writers may spell the UUID otherwise; ids are compared in one spelling.
         session_id = _session_id(fields["id"])
@@ -188,10 +223,7 @@ def _from_hash(token_hash: str, data: Mapping[Any, Any]) -> SessionRecord | None
     except (KeyError, ValueError) as exc:
         log.warning("skipping unreadable session hash %s…: %r", token_hash[:12], exc)
         return None
-    mark = _mark_of(token_hash, fields, record)
-    if mark is None:
-        return record
-    return replace(record, ended_at=mark.ended_at, end_reason=mark.end_reason)
+    return record
 
 
 def _mark_of(

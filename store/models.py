@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,8 +45,19 @@ def to_utc_second(value: datetime) -> datetime:
 
 def format_timestamp(value: datetime) -> str:
     """The one timestamp format of the API and of Redis: 2026-03-01T10:00:00Z."""
+    if type(value) is datetime:
+        return _format_instant(value)
+    return _format(value)
+
+
+def _format(value: datetime) -> str:
     # isoformat, not strftime: %Y does not pad years before 1000 ("1-01-01T…" is not ISO 8601).
     return to_utc_second(value).isoformat().replace("+00:00", "Z")
+
+
+# Each time is written once per process: a page shows the same ones on every look. Datetimes
+# that are equal are the same instant (or the same naive time), which is all the text says.
+_format_instant = functools.lru_cache(maxsize=16384)(_format)
 
 
 def parse_timestamp(text: str) -> datetime:

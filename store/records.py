@@ -12,6 +12,7 @@ restart, are retried once on a fresh connection.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -24,6 +25,7 @@ import asyncpg
 
 from store import models
 from store.errors import StorageUnavailable, outage_of
+from store.memo import memo_of_short_texts
 from store.models import EndReason, SessionRecord, canonical_session_id
 
 log = logging.getLogger(__name__)
@@ -40,28 +42,36 @@ class Bounds:
     statement: float = 5.0
 
 
-class _Connection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg has no type hints
-    """A connection that skips asyncpg's reset query when it goes back to the pool (a round
-    trip each time) unless it took session state. Only `user_lock` does (an advisory lock); the
-    other statements here set nothing that outlives them. A transaction left open is rolled back
-    by the pool all the same."""
-
-    _session_state = False
-
-    def took_session_state(self) -> None:
-        self._session_state = True
-
-    def get_reset_query(self) -> str:
-        if not self._session_state:
-            return ""
-        self._session_state = False
-        return str(super().get_reset_query())
-
-
 class Pool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg has no type hints
     """An asyncpg pool that carries the bounds of every call made on it here."""
 
     bounds = Bounds()
+
+
+class Connection(asyncpg.Connection):  # type: ignore[misc]
+    """A pooled connection that resets its session state on release only when it may hold some.
+
+    asyncpg's reset (advisory locks, cursors, LISTEN, settings) is a round trip on every release.
+    Of those, only `user_lock` takes anything that outlives a statement here (cursors close with
+    their transaction, which the pool rolls back anyway): it marks the connection until its lock
+    is released, so a connection handed back with the lock still held is reset in full.
+    """
+
+    _holds_session_state = False
+
+    def hold_session_state(self, held: bool) -> None:
+        self._holds_session_state = held
+
+    def get_reset_query(self) -> str:
+        return str(super().get_reset_query()) if self._holds_session_state else ""
+
+
+def _hold_session_state(conn: Any, held: bool) -> None:
+    # `conn` is the pool's proxy, which hands on what asyncpg's own class lacks; a pool not
+    # opened by open_pool resets every connection anyway.
+    mark = getattr(conn, "hold_session_state", None)
+    if mark is not None:
+        mark(held)
 
 
 async def open_pool(
@@ -81,7 +91,7 @@ async def open_pool(
         max_queries=50_000,
         max_inactive_connection_lifetime=300.0,
         loop=None,
-        connection_class=_Connection,
+        connection_class=Connection,
         record_class=asyncpg.Record,
         timeout=connect_timeout,
         command_timeout=statement_timeout,
@@ -188,23 +198,40 @@ _COLUMNS = (
     "id", "user_id", "token_hash", "token_suffix", "created_at", "expires_at",
     "ended_at", "end_reason", "client_ip", "user_agent",
 )  # fmt: skip
-# Built from the constant above only; no input ever reaches SQL text.
-_SELECT_LIST = ", ".join(_COLUMNS)
+# What _record reads, in its order. The id and address come as Postgres writes them: decoding
+# a uuid or an inet into Python objects, only to write them as text again, costs more per row
+# than the rest of it.
+_SELECT_LIST = (
+    "id::text, user_id, token_hash, token_suffix, created_at, expires_at, ended_at, end_reason, "
+    "abbrev(client_ip) AS client_ip, user_agent"
+)
+
+
+def python_ip(text: str) -> str:
+    """An address as Postgres writes it (`abbrev(inet)`: no /32 or /128) in Python's spelling,
+    which the rest of the service uses: they differ only for IPv6 with an embedded IPv4 address,
+    which Postgres writes dotted (`::ffff:1.2.3.4`) and Python in hex (`::ffff:102:304`)."""
+    if ":" not in text or "." not in text:
+        return text
+    return _respelt(text)
+
+
+@memo_of_short_texts(entries=4096, max_text=64)
+def _respelt(text: str) -> str:
+    if "/" in text:
+        return str(ipaddress.ip_interface(text))
+    return str(ipaddress.ip_address(text))
 
 
 def _record(row: Any) -> SessionRecord:
+    """A SessionRecord of a row selected with _SELECT_LIST (by position: by name costs more)."""
     return SessionRecord(
-        id=str(row["id"]),
-        user_id=row["user_id"],
-        token_hash=row["token_hash"],
-        token_suffix=row["token_suffix"],
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
-        client_ip=str(row["client_ip"]),
-        user_agent=row["user_agent"],
-        ended_at=row["ended_at"],
-        end_reason=row["end_reason"],
-    )
+        row[0], row[1], row[2], row[3], row[4], row[5],
+        client_ip=python_ip(row[8]),
+        user_agent=row[9],
+        ended_at=row[6],
+        end_reason=row[7],
+    )  # fmt: skip
 
 
 async def create_many(pool: asyncpg.Pool, *, records: Sequence[SessionRecord]) -> None:
@@ -324,10 +351,11 @@ async def list_history_for_user(
     if after is not None:
         keyset = "AND (created_at, id) < ($4, $5)"
         args += [after.created_at, uuid.UUID(after.id)]
-    query = f"""SELECT id, user_id, token_hash, token_suffix, created_at, expires_at,
+    # The columns of _SELECT_LIST, in its order.
+    query = f"""SELECT id::text, user_id, token_hash, token_suffix, created_at, expires_at,
                    COALESCE(ended_at, expires_at) AS ended_at,
                    COALESCE(end_reason, 'expired') AS end_reason,
-                   client_ip, user_agent
+                   abbrev(client_ip) AS client_ip, user_agent
               FROM sessions
              WHERE user_id = $1
                AND (ended_at IS NOT NULL OR expires_at <= $2)
@@ -346,7 +374,7 @@ async def timeline_for_user(
     rows = await _call(
         pool,
         lambda c: c.fetch(
-            """SELECT id, created_at, client_ip FROM sessions
+            """SELECT id::text, created_at, abbrev(client_ip) FROM sessions
                 WHERE user_id = $1
              ORDER BY created_at DESC, id DESC
                 LIMIT $2""",
@@ -355,7 +383,7 @@ async def timeline_for_user(
         ),
         retry=True,
     )
-    return [models.TimelineEntry(str(r["id"]), r["created_at"], str(r["client_ip"])) for r in rows]
+    return [models.TimelineEntry(r[0], r[1], python_ip(r[2])) for r in rows]
 
 
 async def active_batches(
@@ -397,13 +425,13 @@ async def user_lock(pool: asyncpg.Pool, *, user_id: str) -> AsyncIterator[None]:
     """Holds a Postgres advisory lock named after the user: one holder at a time, across
     processes."""
     async with _connection(pool) as conn:
-        # Marked first: if the lock is taken but never given back, the reset releases it.
-        conn.took_session_state()
+        _hold_session_state(conn, True)
         await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"user:{user_id}")
         try:
             yield
         finally:
             await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", f"user:{user_id}")
+        _hold_session_state(conn, False)
 
 
 async def delete_user(pool: asyncpg.Pool, *, user_id: str) -> list[str]:

@@ -126,6 +126,9 @@ async def test_contract_with_full_geo(ipapi_app: str, users: Users) -> None:
     assert_no_store(response)
     body = response.json()
     assert_same_shape(EXAMPLE, body)
+    # Compact JSON, keys in the contract's order, floats and text as Python's json writes them.
+    compact = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    assert response.content == compact
     assert [(s["token_suffix"], s["client_ip"], s["is_current"]) for s in body["sessions"]] == [
         (current.token[-6:], current.record.client_ip, True),
         (older.token[-6:], older.record.client_ip, False),
