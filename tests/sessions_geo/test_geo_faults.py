@@ -433,10 +433,14 @@ def test_an_entry_reads_the_same_every_time_whatever_its_length() -> None:
     assert GeoInfo.from_json("null") is None
 
 
-async def repaired(resources: Resources, ip: str) -> None:
-    """Waits for the lookup's cache write (it follows the answer) to replace the poison."""
+async def repaired(resources: Resources, ip: str, lookup: GeoLookup | None = None) -> None:
+    """Waits for the lookup's cache write (it follows the answer) to replace the poison, and,
+    given the lookup, for its fetch to be over: a request arriving while it is still under way
+    would join it rather than read the cache."""
     deadline = time.monotonic() + 5
-    while await cached(resources, ip) == POISON["lat as int"]:
+    while await cached(resources, ip) == POISON["lat as int"] or (
+        lookup is not None and lookup._fetching
+    ):
         assert time.monotonic() < deadline, "the entry was never repaired"
         await asyncio.sleep(0.01)
 
@@ -452,7 +456,7 @@ async def test_a_poisoned_entry_is_a_miss_each_time_it_is_found(resources: Resou
             await resources.store.redis.set(key, POISON["lat as int"])
             assert await lookup.many([ip]) == [expected_geo(ip)]
             assert fake.queried_ips == [ip]
-            await repaired(resources, ip)
+            await repaired(resources, ip, lookup)
         fake.reset()
         assert await lookup.many([ip]) == [expected_geo(ip)]  # the repaired entry is used
         assert fake.queried_ips == []
