@@ -561,3 +561,12 @@ class SessionStore:
         hashes = await records.delete_user(self.pool, user_id=user_id)
         await self.active.remove_user(user_id=user_id, token_hashes=hashes)
         return len(hashes)
+
+    async def prune_history(self, *, before: datetime, limit: int) -> int:
+        """Deletes up to `limit` of the oldest past sessions that ended before `before`, which
+        must be in the past; returns how many. Redis is left alone: no past session is active
+        there (an end removes its entry, or leaves it marked ended until it expires; an expiry
+        drops it)."""
+        if before >= utcnow():
+            raise ValueError("only sessions that ended in the past can be pruned")
+        return await records.delete_history_before(self.pool, before=before, limit=limit)
