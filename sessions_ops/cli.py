@@ -1,4 +1,5 @@
-"""The `sessions-api` command: serve, migrate, export the schema, and write sessions."""
+"""The `sessions-api` command: serve, migrate, prune history, export the schema, and write
+sessions."""
 
 from __future__ import annotations
 
@@ -469,7 +470,7 @@ async def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="sessions-api",
-        description="The sessions API: serve it, migrate its database, write sessions.",
+        description="The sessions API: serve it, migrate and prune its database, write sessions.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_service_commands(sub)
@@ -505,6 +506,7 @@ def _add_service_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     prune.add_argument(
         "--older-than",
         type=_age,
+        metavar="AGE",
         help="an age: 400d (days) or 36h (hours); default: HISTORY_RETENTION, else "
         f"{defaults['history_retention'].default.days}d",
     )
@@ -512,13 +514,21 @@ def _add_service_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
         "--batch",
         type=_batch,
         default=1000,
+        metavar="N",
         help=f"sessions deleted per transaction, 1 to {MAX_PRUNE_BATCH} (default 1000)",
     )
     prune.add_argument(
-        "--pause", type=_pause, default=0.0, help="seconds between batches (default 0)"
+        "--pause",
+        type=_pause,
+        default=0.0,
+        metavar="SECONDS",
+        help="seconds between batches, up to 60 (default 0)",
     )
     prune.add_argument(
-        "--max-batches", type=_max_batches, help="stop after this many batches (default: none)"
+        "--max-batches",
+        type=_max_batches,
+        metavar="N",
+        help="stop after this many batches; the next run goes on (default: no limit)",
     )
     prune.set_defaults(func=cmd_prune)
 
