@@ -437,11 +437,19 @@ async def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
             flush=True,
         )
 
-    # Ctrl-C or SIGTERM (a CronJob's deadline) stops it between batches, with its summary.
+    # Ctrl-C or SIGTERM (a CronJob's deadline) stops it between batches, with its summary; a
+    # second one stops it at once (the batch under way is rolled back).
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def on_signal() -> None:
+        stop.set()
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+
+    for signum in signals:
+        loop.add_signal_handler(signum, on_signal)
     async with open_resources(settings, geo=False) as res:
         done = await prune_history(
             res.store,
