@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from functools import lru_cache
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -84,6 +86,32 @@ class Settings(BaseSettings):
     request_timeout: float = Field(default=10.0, gt=0)
     # Seconds /readyz waits for each dependency (both are checked at once).
     ready_timeout: float = Field(default=2.0, gt=0)
+
+    # -- History retention (`sessions-api prune`) -----------------------------------------------
+    # How long past sessions are kept after they ended: `400d` (days) or `36h` (hours).
+    history_retention: timedelta = timedelta(days=400)
+
+    @field_validator("history_retention", mode="before")
+    @classmethod
+    def _retention(cls, value: object) -> object:
+        return parse_age(value) if isinstance(value, str) else value
+
+
+# Ages are whole days or hours: enough for retention, and nothing to misread.
+_AGE = re.compile(r"(\d{1,6})([dh])")
+_AGE_UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1)}
+MAX_AGE = timedelta(days=36_500)
+
+
+def parse_age(text: str) -> timedelta:
+    """`400d` or `36h` as a duration, from 1 hour to 100 years; ValueError says what is wrong."""
+    match = _AGE.fullmatch(text.strip().lower())
+    age = int(match.group(1)) * _AGE_UNITS[match.group(2)] if match else None
+    if age is None or not timedelta(hours=1) <= age <= MAX_AGE:
+        raise ValueError(
+            f"{text[:40]!r} is not an age such as 400d (days) or 36h (hours), from 1h to 36500d"
+        )
+    return age
 
 
 def _checked_url(value: str, schemes: tuple[str, ...], what: str) -> str:

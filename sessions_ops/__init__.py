@@ -1,1 +1,2 @@
-"""Operators' tooling: the `sessions-api` command, the bulk importer, the demo data."""
+"""Operators' tooling: the `sessions-api` command, the bulk importer, history pruning, the demo
+data."""

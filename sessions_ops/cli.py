@@ -1,4 +1,5 @@
-"""The `sessions-api` command: serve, migrate, export the schema, and write sessions."""
+"""The `sessions-api` command: serve, migrate, prune history, export the schema, and write
+sessions."""
 
 from __future__ import annotations
 
@@ -15,24 +16,27 @@ import tempfile
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncpg
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from sessions_config.logs import configure
-from sessions_config.settings import Settings, get_settings
+from sessions_config.settings import Settings, get_settings, parse_age
 from store.errors import StorageUnavailable
 from store.models import WRITER_END_REASONS, format_timestamp, parse_timestamp, utcnow
 from store.sessions import DEFAULT_TTL, InvalidSession, IssuedSession, NewSession, NotUndone
 from store.tokens import hash_token
 
 MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
+# Rows one prune batch (one transaction) deletes at most.
+MAX_PRUNE_BATCH = 10_000
 
 # Options whose values may legitimately start with "-" (any token string, a user
 # agent, a user id), which argparse would otherwise read as an option.
-FREE_TEXT_OPTIONS = frozenset({"--token", "--user-id", "--user-agent"})
+# `--older-than -5d` too, so that it is refused as an age rather than taken for an option.
+FREE_TEXT_OPTIONS = frozenset({"--token", "--user-id", "--user-agent", "--older-than"})
 # `--token -` reads the token from standard input.
 FROM_STDIN = "-"
 
@@ -79,11 +83,20 @@ def _read_token(args: argparse.Namespace) -> str | None:
 
 
 class _Parser(argparse.ArgumentParser):
-    """No abbreviated options: with them, `--tok -abc` would read -abc as an option again."""
+    """No abbreviated options: with them, `--tok -abc` would read -abc as an option again.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    With `one_line_errors`, a usage error is one line (no usage text), for commands that run
+    unattended (cron) and whose errors end up in a log."""
+
+    def __init__(self, *args: Any, one_line_errors: bool = False, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+        self.one_line_errors = one_line_errors
+
+    def error(self, message: str) -> NoReturn:
+        if not self.one_line_errors:
+            super().error(message)
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
 def _whole_number(text: str, low: int, high: int, what: str) -> int:
@@ -115,6 +128,31 @@ def _timestamp(text: str) -> datetime:
 
 def _ttl(text: str) -> int:
     return _whole_number(text, 1, MAX_TTL_SECONDS, "a lifetime in seconds (at most 10 years)")
+
+
+def _age(text: str) -> timedelta:
+    try:
+        return parse_age(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _batch(text: str) -> int:
+    return _whole_number(text, 1, MAX_PRUNE_BATCH, "a batch")
+
+
+def _max_batches(text: str) -> int:
+    return _whole_number(text, 1, 1_000_000_000, "max batches")
+
+
+def _pause(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 60:  # NaN fails too
+        raise argparse.ArgumentTypeError("a pause must be a number of seconds from 0 to 60")
+    return value
 
 
 def _token_hash(text: str) -> str:
@@ -385,13 +423,62 @@ async def cmd_sessions_import(args: argparse.Namespace, settings: Settings) -> i
     return 0
 
 
+async def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
+    from sessions_config.resources import open_resources
+    from sessions_ops.prune import Pruned, prune_history
+
+    retention: timedelta = args.older_than or settings.history_retention
+    before = utcnow() - retention
+
+    def report(done: Pruned) -> None:
+        print(
+            f"prune: {done.deleted} deleted in {done.batches} batches, {done.seconds:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    # Ctrl-C or SIGTERM (a CronJob's deadline) stops it between batches, with its summary; a
+    # second one stops it at once (the batch under way is rolled back).
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def on_signal() -> None:
+        stop.set()
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+
+    for signum in signals:
+        loop.add_signal_handler(signum, on_signal)
+    async with open_resources(settings, geo=False) as res:
+        done = await prune_history(
+            res.store,
+            before=before,
+            batch=args.batch,
+            pause=args.pause,
+            max_batches=args.max_batches,
+            stop=stop,
+            progress=report,
+        )
+    _print_json(
+        {
+            "deleted": done.deleted,
+            "batches": done.batches,
+            "older_than": format_timestamp(before),
+            "seconds": round(done.seconds, 3),
+            "complete": done.complete,
+        }
+    )
+    return 130 if stop.is_set() else 0
+
+
 # -- argument parsing ---------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="sessions-api",
-        description="The sessions API: serve it, migrate its database, write sessions.",
+        description="The sessions API: serve it, migrate and prune its database, write sessions.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_service_commands(sub)
@@ -401,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_service_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
-    """Running the service: serve, migrate, check, demo, export-schema."""
+    """Running the service: serve, migrate, check, demo, prune, export-schema."""
     defaults = Settings.model_fields
     serve = sub.add_parser("serve", help="serve HTTP with uvicorn (HOST, PORT)")
     serve.add_argument("--host", help=f"default: HOST, else {defaults['host'].default}")
@@ -418,6 +505,40 @@ def _add_service_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     sub.add_parser(
         "demo", help="(re)seed the demo user and print its psession cookie"
     ).set_defaults(func=cmd_demo)
+
+    prune = sub.add_parser(
+        "prune",
+        help="delete past sessions that ended longer ago than the retention, in batches",
+        one_line_errors=True,
+    )
+    prune.add_argument(
+        "--older-than",
+        type=_age,
+        metavar="AGE",
+        help="an age: 400d (days) or 36h (hours); default: HISTORY_RETENTION, else "
+        f"{defaults['history_retention'].default.days}d",
+    )
+    prune.add_argument(
+        "--batch",
+        type=_batch,
+        default=1000,
+        metavar="N",
+        help=f"sessions deleted per transaction, 1 to {MAX_PRUNE_BATCH} (default 1000)",
+    )
+    prune.add_argument(
+        "--pause",
+        type=_pause,
+        default=0.0,
+        metavar="SECONDS",
+        help="seconds between batches, up to 60 (default 0)",
+    )
+    prune.add_argument(
+        "--max-batches",
+        type=_max_batches,
+        metavar="N",
+        help="stop after this many batches; the next run goes on (default: no limit)",
+    )
+    prune.set_defaults(func=cmd_prune)
 
     export = sub.add_parser("export-schema", help="write the GraphQL SDL")
     export.add_argument("--output", "-o", default="schema.graphql", help="a file, or - for stdout")

@@ -1,7 +1,15 @@
-"""Versioned, idempotent migrations: store/migrations/NNNN_name.sql, applied in order, once."""
+"""Versioned, idempotent migrations: store/migrations/NNNN_name.sql, applied in order, once.
+
+A migration runs in one transaction, unless its first line is NO_TRANSACTION: then each of its
+statements (one per `;` that ends a line) runs on its own, as `CREATE INDEX CONCURRENTLY` must,
+so that building an index on a populated table never holds up writers. Such a migration is
+recorded once all its statements have run; cut off before that, it runs again from its first
+statement, so each must be safe to repeat (`DROP INDEX CONCURRENTLY IF EXISTS` before creating).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass
@@ -15,6 +23,10 @@ log = logging.getLogger(__name__)
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 # Serialises concurrent `migrate` runs (two replicas starting at once).
 _LOCK_ID = 0x5E55_1015
+# Seconds between tries for that lock. A run waiting in pg_advisory_lock would hold a snapshot
+# that CREATE INDEX CONCURRENTLY, run by the holder, waits for: a deadlock. Tries hold none.
+_LOCK_POLL = 0.1
+NO_TRANSACTION = "-- migrate: no transaction"
 
 
 @dataclass(frozen=True)
@@ -22,6 +34,19 @@ class Migration:
     version: int
     name: str
     sql: str
+
+    @property
+    def transactional(self) -> bool:
+        return not self.sql.startswith(NO_TRANSACTION)
+
+    def statements(self) -> list[str]:
+        """The statements, one per `;` that ends a line, without their comment lines."""
+        found = []
+        for chunk in re.split(r";[ \t]*$", self.sql, flags=re.MULTILINE):
+            lines = [ln for ln in chunk.splitlines() if not ln.lstrip().startswith("--")]
+            if "\n".join(lines).strip():
+                found.append("\n".join(lines).strip())
+        return found
 
 
 def available() -> list[Migration]:
@@ -80,7 +105,9 @@ async def migrate(dsn: str) -> list[str]:
     conn = await asyncpg.connect(dsn)
     applied_now: list[str] = []
     try:
-        await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_ID)
+        # Polling the server: nothing in this process could be awaited instead.
+        while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_ID):  # noqa: ASYNC110
+            await asyncio.sleep(_LOCK_POLL)
         await conn.execute(
             """CREATE TABLE IF NOT EXISTS schema_migrations (
                    version    integer     PRIMARY KEY,
@@ -91,13 +118,15 @@ async def migrate(dsn: str) -> list[str]:
         for migration in available():
             if migration.version in done:
                 continue
-            async with conn.transaction():
-                await conn.execute(migration.sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                    migration.version,
-                    migration.name,
-                )
+            record = "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)"
+            if migration.transactional:
+                async with conn.transaction():
+                    await conn.execute(migration.sql)
+                    await conn.execute(record, migration.version, migration.name)
+            else:
+                for statement in migration.statements():
+                    await conn.execute(statement)
+                await conn.execute(record, migration.version, migration.name)
             log.info("applied migration %s", migration.name)
             applied_now.append(migration.name)
     finally:

@@ -445,3 +445,27 @@ async def delete_user(pool: asyncpg.Pool, *, user_id: str) -> list[str]:
 
 async def ping(pool: asyncpg.Pool) -> None:
     await _call(pool, lambda c: c.fetchval("SELECT 1"), retry=True)
+
+
+async def delete_history_before(pool: asyncpg.Pool, *, before: datetime, limit: int) -> int:
+    """Deletes up to `limit` past sessions that ended before `before` (an expired one ends at its
+    expires_at), oldest first, in one short transaction; returns how many it deleted.
+
+    `before` must be in the past: then every row it takes is history, never an active session.
+    Rows another transaction holds (an `end` being recorded) are skipped, not waited for; the
+    next call takes them. Served by the index of migration 0002 on the same expression.
+    """
+    status = await _call(
+        pool,
+        lambda c: c.execute(
+            """DELETE FROM sessions
+                WHERE id IN (SELECT id FROM sessions
+                              WHERE COALESCE(ended_at, expires_at) < $1
+                           ORDER BY COALESCE(ended_at, expires_at)
+                              LIMIT $2
+                                FOR UPDATE SKIP LOCKED)""",
+            before,
+            limit,
+        ),
+    )
+    return int(str(status).rsplit(" ", 1)[-1])  # "DELETE 7"

@@ -561,3 +561,15 @@ class SessionStore:
         hashes = await records.delete_user(self.pool, user_id=user_id)
         await self.active.remove_user(user_id=user_id, token_hashes=hashes)
         return len(hashes)
+
+    async def prune_history(self, *, before: datetime, limit: int) -> int:
+        """Deletes up to `limit` of the oldest past sessions that ended before `before`; returns
+        how many. `before` must be past by more than CLOCK_SKEW, so that a session this clock
+        calls expired has expired on Redis's clock too. Redis is left alone: no past session is
+        active there (an end removes its entry, or leaves it marked ended until it expires; an
+        expiry drops it)."""
+        if before > utcnow() - CLOCK_SKEW:
+            raise ValueError(
+                f"only sessions that ended over {CLOCK_SKEW.seconds // 60} minutes ago are pruned"
+            )
+        return await records.delete_history_before(self.pool, before=before, limit=limit)

@@ -1,0 +1,67 @@
+"""`sessions-api prune`: past sessions older than the retention deleted, a bounded batch at a
+time, so that history stays bounded while the service and its writers run.
+
+Each batch is one short transaction (see `SessionStore.prune_history`): no long lock, no long
+transaction, and a run cut off anywhere loses only its progress; running it again goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from store.sessions import SessionStore
+
+# Seconds between two progress reports, at most.
+PROGRESS_EVERY = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    deleted: int  # sessions deleted
+    batches: int  # batches that deleted any
+    complete: bool  # False when stopped early (max_batches, a stop request): some may remain
+    seconds: float
+
+
+async def prune_history(
+    store: SessionStore,
+    *,
+    before: datetime,
+    batch: int,
+    pause: float = 0.0,
+    max_batches: int | None = None,
+    stop: asyncio.Event | None = None,
+    progress: Callable[[Pruned], None] | None = None,
+) -> Pruned:
+    """Deletes past sessions that ended before `before`, `batch` at a time, until none is left,
+    `max_batches` batches have run, or `stop` is set (checked between batches). `pause` seconds
+    between batches leave room to other work on a busy database."""
+    loop = asyncio.get_running_loop()
+    started = reported = loop.time()
+    deleted = batches = 0
+    stop = stop or asyncio.Event()
+
+    def so_far(complete: bool) -> Pruned:
+        return Pruned(deleted, batches, complete, loop.time() - started)
+
+    while True:
+        if stop.is_set() or (max_batches is not None and batches >= max_batches):
+            return so_far(complete=False)
+        count = await store.prune_history(before=before, limit=batch)
+        deleted += count
+        batches += 1 if count else 0
+        # A short batch means none was left (rows locked by a writer just now are the next
+        # run's).
+        if count < batch:
+            return so_far(complete=True)
+        if progress is not None and loop.time() - reported >= PROGRESS_EVERY:
+            reported = loop.time()
+            progress(so_far(complete=False))
+        if pause:
+            try:
+                await asyncio.wait_for(stop.wait(), pause)
+            except TimeoutError:
+                pass
