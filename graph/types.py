@@ -130,8 +130,12 @@ class Device:
 
 
 # One GraphQL value per distinct place and device: a page shows the same few many times over,
-# and nothing changes them once made. Places are kept by the identity of their GeoInfo (the
-# geolocation layer hands out one per cache entry), with it, so that the identity stays theirs.
+# and nothing changes them once made. So compiled plans may also reuse the answer they made for
+# one of them (graph/compiled/generate.py).
+SHARED_VALUES = frozenset({"Geo", "Device"})
+
+# Places are kept by the identity of their GeoInfo (the geolocation layer hands out one per
+# cache entry), with it, so that the identity stays theirs.
 _GEO_BY_INFO: dict[int, tuple[GeoInfo, Geo]] = {}
 
 

@@ -70,6 +70,8 @@ class _Writer:
             "Path": Path,
             "Undefined": Undefined,
             "is_awaitable": is_awaitable,
+            "SHARED": _SHARED,
+            "share": _share,
             "str": str,
             "bool": bool,
         }
@@ -122,7 +124,22 @@ class _Writer:
             )
             null = f"raise TypeError(N{n})" if step.non_null else f"{results}[{key}] = None"
             inner_source, inner_results = f"s{depth + 1}", f"r{depth + 1}"
-            if depth + 1 < MAX_INLINE:
+            if depth + 1 < MAX_INLINE and sub.is_shared_value:
+                inner = [
+                    f"{pad}        known = SHARED.get((S{n}, id({inner_source})))",
+                    f"{pad}        if known is not None and known[0] is {inner_source}:",
+                    f"{pad}            {results}[{key}] = known[1]",
+                    f"{pad}        else:",
+                    f"{pad}            errors = len(run.errors)",
+                    f"{pad}            {inner_results} = {{}}",
+                    *self.steps(
+                        sub, inner_source, inner_results, at, depth=depth + 1, indent=indent + 12
+                    ),
+                    f"{pad}            {results}[{key}] = {inner_results}",
+                    f"{pad}            if len(run.errors) == errors:",
+                    f"{pad}                share(S{n}, {inner_source}, {inner_results})",
+                ]
+            elif depth + 1 < MAX_INLINE:
                 inner = [f"{pad}        {inner_results} = {{}}"]
                 inner += self.steps(
                     sub, inner_source, inner_results, at, depth=depth + 1, indent=indent + 8
@@ -164,6 +181,20 @@ class _Writer:
         if step.attribute is not None and step.attribute.isidentifier():
             return f"{source}.{step.attribute}"
         return None
+
+
+# Answers made for shared values (graph.types.SHARED_VALUES), by the step and the value's
+# identity, both kept with the answer so that neither identity can be reused while it is here.
+# Only answers made without an error are kept. Answers are never changed once made (the REST
+# shim and the encoders only read them), so one may appear in several.
+_SHARED: dict[tuple[Step, int], tuple[object, dict[str, Any]]] = {}
+MAX_SHARED = 4096
+
+
+def _share(step: Step, value: object, answer: dict[str, Any]) -> None:
+    if len(_SHARED) >= MAX_SHARED:
+        _SHARED.clear()
+    _SHARED[(step, id(value))] = (value, answer)
 
 
 def _leaf_value(n: int, step: Step) -> str:

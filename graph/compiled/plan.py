@@ -46,6 +46,7 @@ from graphql.type.scalars import (
 )
 
 from graph.compiled.generate import generate
+from graph.types import SHARED_VALUES
 
 if TYPE_CHECKING:
     from graph.compiled.run import Run
@@ -95,6 +96,9 @@ class ObjectPlan:
     steps: list[Step]
     # True when no field at or below this object has a resolver: its completion never awaits.
     is_sync: bool = True
+    # True for a value shared and never changed (graph.types.SHARED_VALUES) whose fields are all
+    # leaves read off it: its answer for one object is its answer every time.
+    is_shared_value: bool = False
     # The steps as one generated function (graph/compiled/generate.py): (run, source, path) to
     # the object's response map, or an awaitable of it. Generated when first called: most
     # objects are written inline into their parent's function and never need their own.
@@ -132,6 +136,9 @@ class _Compiler:
             if step is not None:
                 steps.append(step)
         plan = ObjectPlan(type_, type_.name, steps, is_sync=all(s.is_sync for s in steps))
+        plan.is_shared_value = type_.name in SHARED_VALUES and all(
+            s.typename is not None or (s.leaf is not None and s.resolve is None) for s in steps
+        )
         plan.execute = _generated_on_first_call(plan)
         return plan
 
