@@ -50,6 +50,7 @@ class Context:
     # When the request began (time.monotonic()), to say in the log how long an outage held it.
     started: float = field(default_factory=time.monotonic)
     _shared: dict[Hashable, asyncio.Task[Any]] = field(default_factory=dict, repr=False)
+    _inline: dict[Hashable, asyncio.Future[Any]] = field(default_factory=dict, repr=False)
     _postgres_reads: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(POSTGRES_READS_PER_REQUEST), repr=False
     )
@@ -82,6 +83,28 @@ class Context:
             self._shared[key] = task
         return asyncio.shield(task)
 
+    async def shared(self, key: Hashable, start: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """As `once`, for work asked for from within what `once` runs (the storage reads that
+        several list fields share): the first caller runs `start()` itself, saving a task, and
+        later callers wait for its result. That caller is a task of `once`'s, which only
+        close() cancels, so a waiter being cancelled never cancels the work."""
+        known = self._inline.get(key)
+        if known is not None:
+            return await asyncio.shield(known)
+        result: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        result.add_done_callback(_retrieve)
+        self._inline[key] = result
+        try:
+            value = await start()
+        except asyncio.CancelledError:
+            result.cancel()
+            raise
+        except BaseException as exc:
+            result.set_exception(exc)
+            raise
+        result.set_result(value)
+        return value
+
     async def postgres_read(self, read: Callable[[], Awaitable[T]]) -> T:
         """Runs a Postgres read within this request's share (POSTGRES_READS_PER_REQUEST)."""
         async with self._postgres_reads:
@@ -109,12 +132,15 @@ class Context:
         for task in self._shared.values():
             task.cancel()
         self._shared.clear()
+        for future in self._inline.values():
+            future.cancel()
+        self._inline.clear()
         if self._admitted is not None:
             IN_FLIGHT.leave(self._admitted)
             self._admitted = None
 
 
-def _retrieve(task: asyncio.Task[Any]) -> None:
+def _retrieve(task: asyncio.Future[Any]) -> None:
     # Every waiter may have been cancelled: mark the exception as seen, or asyncio logs it as
     # "never retrieved". The waiters that are left still get it.
     if not task.cancelled():

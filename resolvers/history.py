@@ -72,7 +72,7 @@ async def _load(
     want_geo: bool,
 ) -> HistoryPage:
     def fetch() -> Awaitable[HistoryRows]:
-        return scope.once(
+        return scope.shared(
             ("history-rows", user_id, first, position),
             lambda: scope.postgres_read(
                 lambda: scope.store.list_history_for_user(

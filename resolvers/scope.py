@@ -32,6 +32,11 @@ class RequestScope(Protocol):
         """The result of `start()`, run once per request for each key."""
         ...
 
+    def shared(self, key: Hashable, start: Callable[[], Coroutine[Any, Any, T]]) -> Awaitable[T]:
+        """As `once`, for work asked for from within what `once` runs: the first caller runs it
+        itself rather than in a task of its own."""
+        ...
+
     async def postgres_read(self, read: Callable[[], Awaitable[T]]) -> T:
         """Runs a Postgres read within the request's share of the pool."""
         ...

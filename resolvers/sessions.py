@@ -83,13 +83,13 @@ async def _load(
 
 async def _fetch(scope: RequestScope, user_id: str, want_timeline: bool) -> _Fetched:
     """The active sessions and, when asked for, the timeline, read at the same time."""
-    listing = scope.once(
+    listing = scope.shared(
         ("active", user_id),
         lambda: scope.store.list_active_for_user(user_id=user_id, now=scope.now),
     )
     if not want_timeline:
         return _Fetched(await listing, [])
-    reading = scope.once(
+    reading = scope.shared(
         ("timeline", user_id),
         lambda: scope.postgres_read(
             lambda: scope.store.timeline_for_user(user_id=user_id, limit=TIMELINE_LIMIT)
