@@ -25,7 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from graphql.pyutils import Path, Undefined
+from graphql import GraphQLError
+from graphql.pyutils import Path, Undefined, is_iterable
 
 from graph.compiled.awaitable import is_awaitable
 
@@ -35,8 +36,9 @@ if TYPE_CHECKING:
 
 ExecuteObject = Callable[["Run", Any, Path | None], Any]
 
-# Objects written inline within one function, at most (Python allows 20 nested blocks).
-MAX_INLINE = 6
+# Nested blocks (try, for) one generated function may hold: Python allows 20. An object or a
+# list that would go deeper is left to its own function.
+MAX_BLOCKS = 18
 
 
 def generate(plan: ObjectPlan) -> ExecuteObject:
@@ -48,7 +50,7 @@ def generate(plan: ObjectPlan) -> ExecuteObject:
         "    try:",
         "        pass",  # an object whose fields are all skipped has no step
     ]
-    lines += writer.steps(plan, "source", "results", "path", depth=0, indent=8)
+    lines += writer.steps(plan, "source", "results", "path", blocks=1, indent=8)
     lines += [
         "    except Exception:",
         "        if pending:",
@@ -70,6 +72,8 @@ class _Writer:
             "Path": Path,
             "Undefined": Undefined,
             "is_awaitable": is_awaitable,
+            "is_iterable": is_iterable,
+            "GraphQLError": GraphQLError,
             "SHARED": _SHARED,
             "share": _share,
             "str": str,
@@ -79,13 +83,14 @@ class _Writer:
     count: int = 0
 
     def steps(
-        self, plan: ObjectPlan, source: str, results: str, path: str, *, depth: int, indent: int
+        self, plan: ObjectPlan, source: str, results: str, path: str, *, blocks: int, indent: int
     ) -> list[str]:
-        """The lines of one object's steps. `source` and `results` name its variables; `path`
-        is the expression of its response path (evaluated only where needed)."""
+        """The lines of one object's steps, within `blocks` nested blocks. `source` and
+        `results` name its variables; `path` is the expression of its response path (evaluated
+        only where needed)."""
         lines: list[str] = []
         for step in plan.steps:
-            lines += self.step(plan, step, source, results, path, depth=depth, indent=indent)
+            lines += self.step(plan, step, source, results, path, blocks=blocks, indent=indent)
         return lines
 
     def step(
@@ -96,7 +101,7 @@ class _Writer:
         results: str,
         path: str,
         *,
-        depth: int,
+        blocks: int,
         indent: int,
     ) -> list[str]:
         n = self.count
@@ -123,8 +128,9 @@ class _Writer:
                 f"Cannot return null for non-nullable field {plan.name}.{step.field_name}."
             )
             null = f"raise TypeError(N{n})" if step.non_null else f"{results}[{key}] = None"
-            inner_source, inner_results = f"s{depth + 1}", f"r{depth + 1}"
-            if depth + 1 < MAX_INLINE and sub.is_shared_value:
+            inner_source, inner_results = f"s{blocks}", f"r{blocks}"
+            inline = blocks + 2 <= MAX_BLOCKS
+            if inline and sub.is_shared_value:
                 inner = [
                     f"{pad}        known = SHARED.get((S{n}, id({inner_source})))",
                     f"{pad}        if known is not None and known[0] is {inner_source}:",
@@ -133,16 +139,16 @@ class _Writer:
                     f"{pad}            errors = len(run.errors)",
                     f"{pad}            {inner_results} = {{}}",
                     *self.steps(
-                        sub, inner_source, inner_results, at, depth=depth + 1, indent=indent + 12
+                        sub, inner_source, inner_results, at, blocks=blocks + 1, indent=indent + 12
                     ),
                     f"{pad}            {results}[{key}] = {inner_results}",
                     f"{pad}            if len(run.errors) == errors:",
                     f"{pad}                share(S{n}, {inner_source}, {inner_results})",
                 ]
-            elif depth + 1 < MAX_INLINE:
+            elif inline:
                 inner = [f"{pad}        {inner_results} = {{}}"]
                 inner += self.steps(
-                    sub, inner_source, inner_results, at, depth=depth + 1, indent=indent + 8
+                    sub, inner_source, inner_results, at, blocks=blocks + 1, indent=indent + 8
                 )
                 inner += [f"{pad}        {results}[{key}] = {inner_results}"]
             else:
@@ -160,7 +166,10 @@ class _Writer:
                 f"{pad}except Exception as raw:",
                 f"{pad}    {results}[{key}] = run.field_error(raw, S{n}, {at})",
             ]
-        if depth > 0:
+        items = step.items
+        if read is not None and items is not None and blocks + 4 <= MAX_BLOCKS:
+            return self.object_list(plan, n, step, items, read, results, at, blocks, pad)
+        if blocks > 1:
             # Within an object written inline, every step is of one without resolvers: a list.
             return [f"{pad}{results}[{key}] = run.execute_field(S{n}, {source}, {at})"]
         return [
@@ -170,6 +179,64 @@ class _Writer:
             f"{pad}    if pending is None:",
             f"{pad}        pending = []",
             f"{pad}    pending.append({key})",
+        ]
+
+    def object_list(
+        self,
+        plan: ObjectPlan,
+        n: int,
+        step: Step,
+        items: ObjectPlan,
+        read: str,
+        results: str,
+        at: str,
+        blocks: int,
+        pad: str,
+    ) -> list[str]:
+        """A plain attribute or method holding a list of objects without resolvers: the loop of
+        Run.complete_objects, with each item's steps written inline."""
+        field = f"{plan.name}.{step.field_name}"
+        self.names[f"N{n}"] = f"Cannot return null for non-nullable field {field}."
+        self.names[f"I{n}"] = f"Expected Iterable, but did not find one for field '{field}'."
+        key = repr(step.key)
+        null = f"raise TypeError(N{n})" if step.non_null else f"{results}[{key}] = None"
+        item_null = (
+            [f"{pad}                    raise TypeError(N{n})"]
+            if step.items_non_null
+            else [
+                f"{pad}                    out.append(None)",
+                f"{pad}                    continue",
+            ]
+        )
+        source, answer, index, listed = f"s{blocks}", f"r{blocks}", f"i{blocks}", f"l{blocks}"
+        item_path = f"Path(at{blocks}, {index}, None)"
+        return [
+            f"{pad}at{blocks} = {at}",
+            f"{pad}try:",
+            f"{pad}    {listed} = {read}",
+            f"{pad}    if {listed} is None or {listed} is Undefined:",
+            f"{pad}        {null}",
+            f"{pad}    else:",
+            f"{pad}        if isinstance({listed}, Exception):",
+            f"{pad}            raise {listed}",
+            f"{pad}        if not isinstance({listed}, list) and not is_iterable({listed}):",
+            f"{pad}            raise GraphQLError(I{n})",
+            f"{pad}        out = []",
+            f"{pad}        for {index}, {source} in enumerate({listed}):",
+            f"{pad}            try:",
+            f"{pad}                if {source} is None or {source} is Undefined:",
+            *item_null,
+            f"{pad}                if isinstance({source}, Exception):",
+            f"{pad}                    raise {source}",
+            f"{pad}                {answer} = {{}}",
+            *self.steps(items, source, answer, item_path, blocks=blocks + 3, indent=len(pad) + 16),
+            f"{pad}                out.append({answer})",
+            f"{pad}            except Exception as raw:",
+            f"{pad}                out.append(run.item_error(raw, {step.items_non_null}, S{n}, "
+            f"{item_path}))",
+            f"{pad}        {results}[{key}] = out",
+            f"{pad}except Exception as raw:",
+            f"{pad}    {results}[{key}] = run.field_error(raw, S{n}, at{blocks})",
         ]
 
     def read(self, n: int, step: Step, source: str) -> str | None:

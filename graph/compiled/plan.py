@@ -85,6 +85,10 @@ class Step:
     leaf: CompleteLeaf | None = None
     # Set for a plain attribute of an object type: that object's plan.
     sub: ObjectPlan | None = None
+    # Set for a plain attribute holding a list of objects without resolvers below: the items'
+    # plan, and whether items are non-null.
+    items: ObjectPlan | None = None
+    items_non_null: bool = False
     # True when neither this field nor any below it has a resolver: it never awaits.
     is_sync: bool = True
 
@@ -113,6 +117,8 @@ class _Compiler:
     operation: OperationDefinitionNode
     # The object plan made for each field's details (kept alive by the plan being compiled).
     _plans_by_field: dict[int, ObjectPlan] = field(default_factory=dict)
+    # The same, for the fields whose lists of objects go straight to their items' function.
+    _lists_by_field: dict[int, tuple[ObjectPlan, bool]] = field(default_factory=dict)
     # How many steps with resolvers at or below them were compiled so far.
     _async_objects: int = 0
 
@@ -170,11 +176,13 @@ class _Compiler:
             step.attribute = strawberry_field.python_name
             step.leaf = self.leaf_completer(return_type, parent, name)
             step.sub = self.sub_plan(return_type, details)
+            step.items, step.items_non_null = self.object_list(return_type, details)
         elif (method := _plain_method(strawberry_field)) is not None:
             # What Strawberry's wrapper would end up calling, without the info it would make.
             step.method = method
             step.leaf = self.leaf_completer(return_type, parent, name)
             step.sub = self.sub_plan(return_type, details)
+            step.items, step.items_non_null = self.object_list(return_type, details)
         elif definition.resolve is not None:
             step.resolve = definition.resolve
             step.takes_arguments = bool(definition.args or first.arguments)
@@ -212,6 +220,7 @@ class _Compiler:
                 and plan.is_sync
                 and self._async_objects == async_before
             ):
+                self._lists_by_field[id(details)] = (plan, is_non_null_type(item_type))
                 return _objects(plan, is_non_null_type(item_type), parent, name)
             return _list(item, is_non_null_type(item_type), f"{parent}.{name}")
         if is_leaf_type(type_):
@@ -228,6 +237,19 @@ class _Compiler:
             self._plans_by_field[id(details)] = plan
             return _object(plan)
         raise Unsupported(f"output type {type_}")
+
+    def object_list(
+        self, type_: GraphQLOutputType, details: FieldDetailsList
+    ) -> tuple[ObjectPlan | None, bool]:
+        """For a list of objects (not a list of lists) without resolvers below: the items' plan,
+        and whether items are non-null."""
+        outer = type_.of_type if isinstance(type_, GraphQLNonNull) else type_
+        if not isinstance(outer, GraphQLList):
+            return None, False
+        item = outer.of_type.of_type if isinstance(outer.of_type, GraphQLNonNull) else outer.of_type
+        if not isinstance(item, GraphQLObjectType):
+            return None, False
+        return self._lists_by_field.get(id(details), (None, False))
 
     def sub_plan(self, type_: GraphQLOutputType, details: FieldDetailsList) -> ObjectPlan | None:
         """The plan of the object a field holds (null or not), or None for other types."""

@@ -208,6 +208,10 @@ class Run:
         """Executor.handle_field_error for the field itself."""
         return self._handle(raw, step.non_null, step, path)
 
+    def item_error(self, raw: Exception, non_null: bool, step: Step, path: Path) -> Any:
+        """Executor.handle_field_error for an item of a list."""
+        return self._handle(raw, non_null, step, path)
+
     def _handle(self, raw: Exception, non_null: bool, step: Step, path: Path) -> Any:
         """The value of a failed position: null, with the error recorded; or the error raised
         to the parent, for a non-null position."""
