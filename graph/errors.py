@@ -41,7 +41,9 @@ def is_unexpected(error: GraphQLError) -> bool:
     return not (error.path is None and error.locations)
 
 
-def _located(error: GraphQLError, message: str, extensions: dict[str, object]) -> GraphQLError:
+def _located(
+    error: GraphQLError, message: str, extensions: dict[str, object] | None
+) -> GraphQLError:
     """The same place in the document and the answer, with another message and extensions."""
     return GraphQLError(
         message,
@@ -66,14 +68,7 @@ def shaped(error: GraphQLError) -> GraphQLError:
         return error
     if outage_of(cause) is not None:
         return _located(error, MESSAGE_UNAVAILABLE, {"code": UNAVAILABLE})
-    return GraphQLError(
-        MESSAGE_UNEXPECTED,
-        nodes=error.nodes,
-        source=error.source,
-        positions=error.positions,
-        path=error.path,
-        original_error=None,
-    )
+    return _located(error, MESSAGE_UNEXPECTED, None)
 
 
 class ShapeErrors(MaskErrors):
