@@ -44,7 +44,7 @@ from store.sessions import NewSession
 
 BATCH = 10_000
 RETENTION_DAYS = 400
-# What browsers send today; 111 to 142 characters.
+# What browsers send today; 108 to 135 characters.
 USER_AGENTS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/131.0.0.0 Safari/537.36",
