@@ -249,3 +249,29 @@ async def test_a_stopped_replica_is_skipped_until_it_is_back(
 
 async def _shows(page: Page, agents: set[str]) -> bool:
     return await page.history() == agents
+
+
+async def test_a_hung_replica_is_skipped(
+    base_settings: Settings, replicated_postgres: Pair
+) -> None:
+    replica = replicated_postgres[1]
+    settings = replica_settings(base_settings, replicated_postgres, max_lag=3600).model_copy(
+        update={"storage_timeout": 1.0, "pool_acquire_timeout": 0.5, "ready_timeout": 1.0}
+    )
+    async with page_on(settings) as page:
+        old = f"old-{page.user_id}"
+        await caught_up(page, replica, old)
+        with replica.paused():
+            before = fallbacks("unavailable")
+            assert await page.history() == {old}
+            assert fallbacks("unavailable") > before
+            assert (await page.readyz())["postgres_replica"] == "unavailable"
+            hung = f"hung-{page.user_id}"
+            await page.end_one(hung)
+            assert await page.history() == {hung, old}
+
+        async def healthy() -> bool:
+            return (await page.readyz())["postgres_replica"] == "ok"
+
+        await eventually(healthy, "the replica answers again")
+        assert await page.history() == {hung, old}
