@@ -1,6 +1,6 @@
-"""A read replica (DATABASE_REPLICA_URL): history pages read from it while it is healthy, and
-from the primary while it is behind by more than DATABASE_REPLICA_MAX_LAG or down, which
-/readyz reports without making the service unready.
+"""A read replica (DATABASE_REPLICA_URL): history pages and the signals' timeline read from it
+while it is healthy, and from the primary while it is down, hung, or behind by more than
+DATABASE_REPLICA_MAX_LAG, which /readyz reports without making the service unready.
 
 Which server answered is seen from what the page shows: with the replica's replay paused, a
 session written since is on the primary only.
@@ -275,3 +275,46 @@ async def test_a_hung_replica_is_skipped(
 
         await eventually(healthy, "the replica answers again")
         assert await page.history() == {hung, old}
+
+
+SIGNALS = "{ me { sessions { userAgent isNewLocation } } }"
+
+
+async def test_signals_read_the_timeline_from_the_replica(
+    base_settings: Settings, replicated_postgres: Pair
+) -> None:
+    primary, replica = replicated_postgres
+    settings = replica_settings(base_settings, replicated_postgres, max_lag=3600)
+    async with page_on(settings) as page:  # signed in from Great Britain
+
+        async def probe_is_new() -> bool | None:
+            response = await page.client.post(
+                "/graphql", json={"query": SIGNALS}, headers=cookie(page.token)
+            )
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert "errors" not in body, body
+            found = {s["userAgent"]: s["isNewLocation"] for s in body["data"]["me"]["sessions"]}
+            return found.get("probe")
+
+        await caught_up(page, replica, f"old-{page.user_id}")
+        earlier = f"earlier-{page.user_id}"
+        with replay_paused(replica):
+            # An hour ago from the United States (on the primary only), and now from there again.
+            now = utcnow()
+            await page.users.session(
+                page.user_id,
+                ip="8.8.8.8",
+                user_agent=earlier,
+                created_at=now - timedelta(hours=1),
+                ended_at=now - timedelta(minutes=30),
+            )
+            await page.users.session(page.user_id, ip="8.8.8.8", user_agent="probe")
+            assert await has(primary, earlier)
+            # The replica's timeline knows of no earlier session there.
+            assert await probe_is_new() is True
+
+        async def not_new() -> bool:
+            return await probe_is_new() is False
+
+        await eventually(not_new, "the timeline has the earlier session once replayed")
