@@ -205,8 +205,8 @@ def _checked_times(new: NewSession, now: datetime) -> _Times:
 
 class SessionStore:
     """With a `replica`, the reads that may lag a little (history, the signals' timeline) go to
-    it while it is healthy (store/replica.py); every other read, and every write, goes to the
-    primary `pool`."""
+    it while it is healthy (store/replica.py); every other Postgres read, and every write, goes
+    to the primary `pool` (cookies and the active list are read from Redis, never Postgres)."""
 
     def __init__(
         self, pool: asyncpg.Pool, redis: Redis, keys: Keys, *, replica: Replica | None = None
