@@ -23,6 +23,7 @@ from sessions_geo.provider import GeoProvider
 from store import records
 from store.geo_cache import GeoCache
 from store.keys import Keys
+from store.replica import Replica
 from store.sessions import SessionStore
 
 log = logging.getLogger(__name__)
@@ -122,11 +123,21 @@ async def open_resources(settings: Settings, *, geo: bool = True) -> AsyncIterat
         acquire_timeout=settings.pool_acquire_timeout,
         statement_timeout=settings.storage_timeout,
     )
+    replica: Replica | None = None
+    if settings.database_replica_url is not None:
+        replica_pool = await records.open_pool(
+            settings.database_replica_url,
+            size=settings.pg_pool_size,
+            connect_timeout=settings.storage_connect_timeout,
+            acquire_timeout=settings.pool_acquire_timeout,
+            statement_timeout=settings.storage_timeout,
+        )
+        replica = Replica(replica_pool, max_lag=settings.database_replica_max_lag)
     redis = redis_client(settings)
     provider: GeoProvider | None = None
     try:
         keys = Keys(settings.redis_key_prefix)
-        store = SessionStore(pool, redis, keys)
+        store = SessionStore(pool, redis, keys, replica=replica)
         provider = await make_provider(settings) if geo else _NoProvider()
         lookup = GeoLookup(
             provider,
@@ -143,6 +154,8 @@ async def open_resources(settings: Settings, *, geo: bool = True) -> AsyncIterat
         if provider is not None:
             await provider.aclose()
         await redis.aclose()
+        if replica is not None:
+            await replica.aclose()
         await records.close_pool(pool)
 
 

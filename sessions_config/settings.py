@@ -16,6 +16,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/sessions"
+    # A streaming replica of DATABASE_URL's database, for history pages and the signals'
+    # timeline (store/replica.py); none by default: every read goes to DATABASE_URL.
+    database_replica_url: str | None = None
+    # Seconds the replica may be behind before those reads go to DATABASE_URL instead.
+    database_replica_max_lag: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Every Redis key this service reads or writes starts with this, so one Redis can host
     # several deployments (and each test run gets a keyspace of its own).
@@ -43,6 +48,13 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: str) -> str:
+        return _checked_url(value, ("postgres", "postgresql"), "a postgresql:// URL")
+
+    @field_validator("database_replica_url")
+    @classmethod
+    def _replica_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
         return _checked_url(value, ("postgres", "postgresql"), "a postgresql:// URL")
 
     @field_validator("redis_url")

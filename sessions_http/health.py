@@ -1,5 +1,7 @@
 """/healthz: the process answers. /readyz: Postgres and Redis answer too, each within
-READY_TIMEOUT (checked at once, so a hung one never holds up the answer)."""
+READY_TIMEOUT (checked at once, so a hung one never holds up the answer). With a replica
+configured, it says how the replica is too, without making the service unready: reads meant for
+it go to the primary while it is down or behind."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from starlette.responses import JSONResponse
 from sessions_config.resources import Resources
 from sessions_http.responses import NO_STORE, JsonResponse
 from store import active, records
+from store.replica import Replica
 
 log = logging.getLogger(__name__)
 
@@ -25,17 +28,36 @@ async def readyz(request: Request) -> JSONResponse:
     res: Resources = request.app.state.resources
     bound = res.settings.ready_timeout
     names = ("postgres", "redis")
-    outcomes = await asyncio.gather(
-        _check("postgres", records.ping(res.store.pool), bound),
-        _check("redis", active.ping(res.store.redis), bound),
+    replica = res.store.replica
+    outcomes, replica_state = await asyncio.gather(
+        asyncio.gather(
+            _check("postgres", records.ping(res.store.pool), bound),
+            _check("redis", active.ping(res.store.redis), bound),
+        ),
+        _replica_state(replica, bound) if replica is not None else _nothing(),
     )
     report = dict(zip(names, outcomes, strict=True))
     ready = all(v == "ok" for v in report.values())
+    extra = {"postgres_replica": replica_state} if replica_state is not None else {}
     return JsonResponse(
-        {"status": "ready" if ready else "unavailable", **report},
+        {"status": "ready" if ready else "unavailable", **report, **extra},
         status_code=200 if ready else 503,
         headers=NO_STORE,
     )
+
+
+async def _replica_state(replica: Replica, bound: float) -> str:
+    """The replica's state, "ok", "unavailable" or "lagging", measured now (the reads then go
+    by it)."""
+    try:
+        return await asyncio.wait_for(replica.measure(), bound)
+    except TimeoutError:
+        log.warning("readiness: postgres replica did not answer within %g s", bound)
+        return "unavailable"
+
+
+async def _nothing() -> None:
+    return None
 
 
 async def _check(name: str, check: Awaitable[None], bound: float) -> str:

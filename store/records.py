@@ -447,6 +447,28 @@ async def ping(pool: asyncpg.Pool) -> None:
     await _call(pool, lambda c: c.fetchval("SELECT 1"), retry=True)
 
 
+async def replica_lag(pool: asyncpg.Pool) -> float | None:
+    """Seconds a streaming replica is behind its primary; None when it cannot tell.
+
+    0 when it has replayed all it received and still streams: an idle primary commits nothing,
+    so the last replayed commit ages with no real lag. Otherwise the age of the last commit it
+    replayed (None if none since it started). A server not in recovery is behind nothing.
+    """
+    lag = await _call(
+        pool,
+        lambda c: c.fetchval(
+            """SELECT CASE
+                        WHEN NOT pg_is_in_recovery() THEN 0
+                        WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()
+                             AND EXISTS (SELECT 1 FROM pg_stat_wal_receiver) THEN 0
+                        ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())
+                      END::float8"""
+        ),
+        retry=True,
+    )
+    return None if lag is None else float(lag)
+
+
 async def delete_history_before(pool: asyncpg.Pool, *, before: datetime, limit: int) -> int:
     """Deletes up to `limit` past sessions that ended before `before` (an expired one ends at its
     expires_at), oldest first, in one short transaction; returns how many it deleted.

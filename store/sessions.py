@@ -8,10 +8,10 @@ import asyncio
 import ipaddress
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import asyncpg
 from redis.asyncio import Redis
@@ -35,9 +35,12 @@ from store.models import (
     to_utc_second,
     utcnow,
 )
+from store.replica import Replica
 from store.tokens import hash_token, is_well_formed, new_token, token_suffix
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEFAULT_TTL = timedelta(days=30)
 # The undo of a failed write tries this many times at most, with these pauses between, and
@@ -201,11 +204,35 @@ def _checked_times(new: NewSession, now: datetime) -> _Times:
 
 
 class SessionStore:
-    def __init__(self, pool: asyncpg.Pool, redis: Redis, keys: Keys) -> None:
+    """With a `replica`, the reads that may lag a little (history, the signals' timeline) go to
+    it while it is healthy (store/replica.py); every other Postgres read, and every write, goes
+    to the primary `pool` (cookies and the active list are read from Redis, never Postgres)."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, redis: Redis, keys: Keys, *, replica: Replica | None = None
+    ) -> None:
         self.pool = pool
         self.redis = redis
         self.keys = keys
         self.active = RedisSessions(redis, keys)
+        self.replica = replica
+
+    async def _lagging_read(self, read: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+        """`read` on the replica if it is healthy, else (or if it turns out to be down) on the
+        primary."""
+        replica = self.replica
+        pool = replica.pool_for_read() if replica is not None else None
+        if replica is None or pool is None:
+            return await read(self.pool)
+        try:
+            return await read(pool)
+        except Exception as exc:
+            # A standby may also cancel a read that conflicts with what it replays (40001).
+            conflict = isinstance(exc, asyncpg.exceptions.SerializationError)
+            if not conflict and outage_of(exc) != "postgres":
+                raise
+            replica.failed(exc, down=not conflict)
+        return await read(self.pool)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -279,19 +306,33 @@ class SessionStore:
         after: PagePosition | None = None,
         now: datetime | None = None,
     ) -> HistoryRows:
-        return await records.list_history_for_user(
-            self.pool, user_id=user_id, now=now or utcnow(), first=first, after=after
+        """A page of the user's past sessions; from the replica when there is a healthy one
+        (a session that ended in the last DATABASE_REPLICA_MAX_LAG seconds may be missing yet)."""
+        moment = now or utcnow()
+        return await self._lagging_read(
+            lambda pool: records.list_history_for_user(
+                pool, user_id=user_id, now=moment, first=first, after=after
+            )
         )
 
     async def get_for_user(self, *, user_id: str, session_id: str) -> SessionRecord | None:
-        """One of the user's sessions (active or past) by id; None for anyone else's."""
+        """One of the user's sessions (active or past) by id; None for anyone else's.
+
+        Always from the primary: revoking goes by it, and must find a session created a moment
+        ago (a replica behind would answer "no such session")."""
         return await records.get_for_user(self.pool, user_id=user_id, session_id=session_id)
 
     async def timeline_for_user(self, *, user_id: str, limit: int) -> list[TimelineEntry]:
-        """The user's `limit` most recent sessions, active or past, newest first."""
-        return await records.timeline_for_user(self.pool, user_id=user_id, limit=limit)
+        """The user's `limit` most recent sessions, active or past, newest first; from the
+        replica when there is a healthy one (signals allow a session missing from its own
+        timeline, see sessions_rules/signals.py)."""
+        return await self._lagging_read(
+            lambda pool: records.timeline_for_user(pool, user_id=user_id, limit=limit)
+        )
 
     async def taken_token_hashes(self, token_hashes: Sequence[str]) -> set[str]:
+        """Always from the primary: writers check tokens before writing, and a token written a
+        moment ago must count as taken."""
         return await records.taken_token_hashes(self.pool, token_hashes=token_hashes)
 
     # -- writing -------------------------------------------------------------------------------
@@ -506,6 +547,7 @@ class SessionStore:
         marked ended (an end that failed half-way): their ends are finished."""
         now = utcnow()
         restored = finished = 0
+        # The primary alone, here and below: Redis is rebuilt from the latest record.
         async for rows in records.active_batches(self.pool, now=now, batch=batch):
             missing, marked = await self.active.states(token_hashes=[r.token_hash for r in rows])
             lost = [r for r in rows if r.token_hash in missing]

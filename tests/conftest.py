@@ -19,7 +19,7 @@ from sessions_config.resources import Resources, open_resources
 from sessions_config.settings import Settings
 from store.migrate import migrate
 from store.sessions import IssuedSession, NewSession
-from tests.infra import PostgresServer, RedisServer
+from tests.infra import PostgresReplica, PostgresServer, RedisServer
 from tests.ipapi_server import IpApiServer
 from tests.servers import serve
 
@@ -122,6 +122,17 @@ async def own_postgres() -> AsyncIterator[PostgresServer]:
     with PostgresServer() as server:
         await migrate(server.dsn("sessions"))
         yield server
+
+
+@pytest.fixture(scope="session")
+async def replicated_postgres() -> AsyncIterator[tuple[PostgresServer, PostgresReplica]]:
+    """A Postgres cluster of the run's own (migrated) and a streaming replica of it, which tests
+    may pause (its replay), kill and restart; a test that does must leave both running and
+    replaying."""
+    with PostgresServer() as primary:
+        await migrate(primary.dsn("sessions"))
+        with PostgresReplica(primary) as replica:
+            yield primary, replica
 
 
 @pytest.fixture(scope="session")

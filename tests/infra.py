@@ -271,3 +271,38 @@ class PostgresServer(_Server):
 
     def cleanup(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PostgresReplica(PostgresServer):
+    """A streaming replica of `primary` (a PostgresServer of the run's own): a base backup of it
+    (`pg_basebackup -R`, which also writes how to stream from it), started on a port of its own.
+    pause_replay() and resume_replay() stop and restart applying what it receives."""
+
+    def __init__(self, primary: PostgresServer) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="test-postgres-replica-"))
+        self.data = self.dir / "data"
+        self._as_postgres = os.geteuid() == 0
+        if self._as_postgres:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self._run(
+            str(PG_BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port),
+            "-U", "postgres", "-D", str(self.data), "-R", "-X", "stream", "--no-sync",
+            # A checkpoint at once, not spread over minutes.
+            "--checkpoint=fast",
+        )  # fmt: skip
+
+    def sql(self, query: str, database: str = "postgres") -> str:
+        """The first value `query` returns, as psql writes it."""
+        result = subprocess.run(
+            [str(PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+             "-d", database, "-Atqc", query],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return result.stdout.strip()
+
+    def pause_replay(self) -> None:
+        self.sql("SELECT pg_wal_replay_pause()")
+
+    def resume_replay(self) -> None:
+        self.sql("SELECT pg_wal_replay_resume()")

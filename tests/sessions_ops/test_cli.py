@@ -630,6 +630,8 @@ async def test_import_into_a_closed_output_stops_cleanly_and_keeps_both_stores_a
     [
         ("DATABASE_URL", "postgresql://127.0.0.1:notaport/x"),
         ("DATABASE_URL", "mysql://127.0.0.1/x"),
+        ("DATABASE_REPLICA_URL", "mysql://127.0.0.1/x"),
+        ("DATABASE_REPLICA_MAX_LAG", "0"),
         ("REDIS_URL", "notredis://x"),
         ("PORT", "abc"),
         ("LOG_LEVEL", "verbose"),
@@ -721,6 +723,13 @@ def test_multi_host_and_socket_database_urls_are_valid_settings() -> None:
         "postgres://user:p%40ss@[::1]:5432/sessions",
     ):
         assert Settings(database_url=url).database_url == url
+        assert Settings(database_replica_url=url).database_replica_url == url
+
+
+def test_no_replica_unless_one_is_named() -> None:
+    assert Settings().database_replica_url is None
+    assert Settings(database_replica_url=" ").database_replica_url is None
+    assert Settings().database_replica_max_lag == 10
 
 
 # -- demo, check, help ------------------------------------------------------------------------
