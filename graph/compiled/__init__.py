@@ -9,7 +9,8 @@ propagation follow graphql-core's executor step for step, so both engines give t
 
 - `documents.py`: parse, validate and pick the operation, once per document (a bounded cache);
 - `plan.py`: the compiler, from collected fields to steps;
-- `run.py`: runs a plan for one request.
+- `generate.py`: each object's steps as one generated Python function;
+- `run.py`: runs a plan for one request (`awaitable.py`: the awaitable check both engines use).
 
 What it does not take (introspection, mutations, documents that do not validate, variables it
 cannot coerce) goes through Strawberry as before (graph/execution.py).

@@ -65,18 +65,12 @@ class Run:
     async def execute(self, plan: ObjectPlan) -> ExecutionResult:
         """Executor.execute_operation, for a query."""
         try:
-            result = self.execute_fields(plan, None, None)
+            result = plan.execute(self, None, None)
             data = await result if is_awaitable(result) else result
         except GraphQLError as error:
             self._add(error, None)
             return ExecutionResult(None, self.errors or None)
         return ExecutionResult(data, self.errors or None)
-
-    def execute_fields(self, plan: ObjectPlan, source: Any, path: Path | None) -> Any:
-        """Executor.execute_fields and execute_field: the object's fields in order, awaitables
-        gathered together at the end, as one generated function per object type
-        (graph/compiled/generate.py)."""
-        return plan.execute(self, source, path)
 
     async def gather_fields(self, results: dict[str, Any], pending: list[str]) -> Any:
         if len(pending) == 1:
