@@ -273,7 +273,9 @@ async def test_an_id_another_writer_spelt_in_upper_case_is_still_the_current_ses
     that writer's spelling."""
     me, _other = await active_user(users, 2)
     store = users.resources.store
-    await store.redis.hset(store.keys.session(me.record.token_hash), "id", me.record.id.upper())
+    await store.redis.hset(
+        store.keys.session(me.record.user_id, me.record.token_hash), "id", me.record.id.upper()
+    )
     response = await client.delete(f"{ROUTE}/{me.record.id.upper()}", headers=cookie(me.token))
     assert response.status_code == 409, response.text
     assert_rest_error(response, 409, "current_session")
