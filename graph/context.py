@@ -121,14 +121,15 @@ class Context:
         if not self.token:
             return None
         found = await self.store.sign_in(self.token, now=self.now)
-        session = found.session if found is not None else None
-        AUTHENTICATIONS.labels("rejected" if session is None else "accepted").inc()
-        if found is not None and session is not None:
-            self._listed = (session.user_id, found.listed)
-            if not IN_FLIGHT.enter(session.user_id, limit=self.max_in_flight):
-                raise RateLimited(self.retry_after)
-            self._admitted = session.user_id
-        return session
+        AUTHENTICATIONS.labels("rejected" if found is None else "accepted").inc()
+        if found is None:
+            return None
+        user_id = found.session.user_id
+        self._listed = (user_id, found.listed)
+        if not IN_FLIGHT.enter(user_id, limit=self.max_in_flight):
+            raise RateLimited(self.retry_after)
+        self._admitted = user_id
+        return found.session
 
     def listed_with_cookie(self, user_id: str) -> Sequence[SessionRecord] | None:
         """The user's sessions as read with the cookie, if the cookie is theirs."""

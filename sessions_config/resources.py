@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from redis.asyncio import BlockingConnectionPool, Connection, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -21,6 +22,7 @@ from sessions_geo.lookup import GeoLookup
 from sessions_geo.offline import OfflineProvider
 from sessions_geo.provider import GeoProvider
 from store import records
+from store.client import RedisClient
 from store.geo_cache import GeoCache
 from store.keys import Keys
 from store.replica import Replica
@@ -87,7 +89,30 @@ class _Connection(Connection):
             raise
 
 
-def redis_client(settings: Settings) -> Redis:
+def redis_client(settings: Settings) -> RedisClient:
+    """The Redis client REDIS_MODE asks for (see _server_client and _cluster_client)."""
+    if settings.redis_mode == "cluster":
+        return _cluster_client(settings)
+    return _server_client(settings)
+
+
+def _cluster_client(settings: Settings) -> RedisCluster:
+    """A Redis Cluster's client: it learns the slots from the node REDIS_URL names (at the first
+    command, not here), keeps up to REDIS_POOL_SIZE connections to each node, and follows
+    MOVED and ASK redirections and a failed-over master by itself. The same bounds on connecting
+    and on each reply as one server's; a command that finds its connection dropped is sent once
+    more (see _server_client on why that is safe)."""
+    return RedisCluster.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_pool_size,
+        socket_connect_timeout=settings.storage_connect_timeout,
+        socket_timeout=settings.storage_timeout,
+        health_check_interval=REDIS_HEALTH_CHECK_INTERVAL,
+        retry=Retry(NoBackoff(), 1),
+    )
+
+
+def _server_client(settings: Settings) -> Redis:
     """The Redis client, with every wait bounded: for a free pooled connection (a blocking pool
     of REDIS_POOL_SIZE: a burst waits its turn instead of failing or opening connections without
     end), to connect, and for each reply.

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     # Seconds the replica may be behind before those reads go to DATABASE_URL instead.
     database_replica_max_lag: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # standalone: REDIS_URL is the one server. cluster: REDIS_URL names any one node of a Redis
+    # Cluster, and the client finds the others (keys are laid out for it: docs/DATA.md).
+    redis_mode: Literal["standalone", "cluster"] = "standalone"
     # Every Redis key this service reads or writes starts with this, so one Redis can host
     # several deployments (and each test run gets a keyspace of its own).
     redis_key_prefix: str = "psession:"

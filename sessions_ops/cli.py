@@ -256,6 +256,13 @@ async def cmd_migrate_redis(args: argparse.Namespace, settings: Settings) -> int
     stdout. Safe to run again: what moved is not in the old layout any more."""
     from sessions_config.resources import open_resources
 
+    if settings.redis_mode == "cluster":
+        print(
+            "sessions-api: the old layout only ever lived on a single Redis; run migrate-redis "
+            "against it (REDIS_MODE=standalone) before moving the data to a cluster",
+            file=sys.stderr,
+        )
+        return 2
     moved = ended = 0
     skipped: list[str] = []
     async with open_resources(settings, geo=False) as res:
@@ -287,7 +294,7 @@ def cmd_export_schema(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     """Exit 0 when Postgres (the server; the database may not exist yet) and Redis answer."""
-    from redis.asyncio import Redis
+    from sessions_config.resources import redis_client
 
     ok = True
     try:
@@ -300,9 +307,10 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
             f"postgres: not answering at DATABASE_URL ({exc.__class__.__name__})", file=sys.stderr
         )
         ok = False
-    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=3)
+    redis = redis_client(settings)
     try:
-        await redis.ping()
+        async with asyncio.timeout(3):
+            await redis.ping()
     except Exception as exc:  # any failure means "not there"
         print(f"redis: not answering at REDIS_URL ({exc.__class__.__name__})", file=sys.stderr)
         ok = False

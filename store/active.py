@@ -27,9 +27,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from store.client import RedisClient, eval_script, reply_timeout
 from store.keys import Keys
 from store.memo import memo_of_short_texts
 from store.models import (
@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 # rest is a margin for the reply to arrive before the client stops waiting for it, so a write
 # that ran is (almost always) one the client heard about.
 DEADLINE_SHARE = 0.8
-DEFAULT_TIMEOUT = 5.0  # seconds, for a client without a socket timeout
 
 # Returns true when Redis's clock (µs) is past ARGV[1]. Scripts replicate their effects, so
 # reading TIME before writing is allowed (Redis 5 and later).
@@ -305,19 +304,11 @@ class Found(NamedTuple):
 
 
 class RedisSessions:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys) -> None:
         self._redis = redis
         self._keys = keys
-        self._put = redis.register_script(_PUT)
-        self._point = redis.register_script(_POINT)
-        self._mark_ended = redis.register_script(_MARK_ENDED)
-        self._remove = redis.register_script(_REMOVE)
-        self._delete = redis.register_script(_DELETE)
-        self._touch = redis.register_script(_TOUCH)
         # Seconds this client waits for a reply (its socket timeout).
-        self.timeout = float(
-            redis.connection_pool.connection_kwargs.get("socket_timeout") or DEFAULT_TIMEOUT
-        )
+        self.timeout = reply_timeout(redis)
         self._budget_us = int(self.timeout * DEADLINE_SHARE * 1_000_000)
 
     # -- reading -------------------------------------------------------------------------------
@@ -364,10 +355,10 @@ class RedisSessions:
         return self._listed(user_id, listed, now=now, include_ended=include_ended)
 
     async def _read(self, keys: list[str], *, now: datetime, prefix: str) -> Any:
-        # EVAL with the script's text rather than EVALSHA: a server that holds writes (CLIENT
-        # PAUSE WRITE, in a failover) runs a no-writes script at once, but holds an EVALSHA of a
-        # script it has not loaded yet (a new master), not knowing its flags.
-        return await self._redis.eval(_READ, len(keys), *keys, int(now.timestamp()), prefix)
+        # By its text (see eval_script): a server that holds writes (CLIENT PAUSE WRITE, in a
+        # failover) runs a no-writes script at once, but holds an EVALSHA of a script it has not
+        # cached yet, not knowing its flags.
+        return await eval_script(self._redis, _READ, keys=keys, args=[int(now.timestamp()), prefix])
 
     @staticmethod
     def _listed(
@@ -439,18 +430,20 @@ class RedisSessions:
                 args: list[str | int] = [deadline, now_s, expires, record.token_hash]
                 for name, value in _to_hash(record).items():
                     args += (name, value)
-                await self._put(
+                eval_script(
+                    pipe,
+                    _PUT,
                     keys=[
                         self._keys.session(record.user_id, record.token_hash),
                         self._keys.user_sessions(record.user_id),
                     ],
                     args=args,
-                    client=pipe,
                 )
-                await self._point(
+                eval_script(
+                    pipe,
+                    _POINT,
                     keys=[self._keys.token(record.token_hash)],
                     args=[deadline, record.user_id, expires],
-                    client=pipe,
                 )
             results = await pipe.execute()
         if LATE in results:
@@ -472,10 +465,11 @@ class RedisSessions:
         deadline = await self.deadline()
         async with self._redis.pipeline(transaction=False) as pipe:
             for token_hash, user_id in sessions.items():
-                await self._mark_ended(
+                eval_script(
+                    pipe,
+                    _MARK_ENDED,
                     keys=[self._keys.session(user_id, token_hash)],
                     args=[deadline, format_timestamp(at), reason],
-                    client=pipe,
                 )
             results = await pipe.execute()
         if LATE in results:
@@ -496,17 +490,16 @@ class RedisSessions:
         deadline = await self.deadline()
         async with self._redis.pipeline(transaction=False) as pipe:
             for token_hash, user_id in sessions.items():
-                await self._remove(
+                eval_script(
+                    pipe,
+                    _REMOVE,
                     keys=[
                         self._keys.session(user_id, token_hash),
                         self._keys.user_sessions(user_id),
                     ],
                     args=[deadline, token_hash],
-                    client=pipe,
                 )
-                await self._delete(
-                    keys=[self._keys.token(token_hash)], args=[deadline], client=pipe
-                )
+                eval_script(pipe, _DELETE, keys=[self._keys.token(token_hash)], args=[deadline])
             results = await pipe.execute(raise_on_error=False)
         pairs = zip(results[::2], results[1::2], strict=True)
         return {h for h, (a, b) in zip(sessions, pairs, strict=True) if a == 1 and b == 1}
@@ -515,7 +508,9 @@ class RedisSessions:
         """Removes a user's sessions and index."""
         removed = await self.remove_many(sessions=dict.fromkeys(token_hashes, user_id))
         deadline = await self.deadline()
-        dropped = await self._delete(keys=[self._keys.user_sessions(user_id)], args=[deadline])
+        dropped = await eval_script(
+            self._redis, _DELETE, keys=[self._keys.user_sessions(user_id)], args=[deadline]
+        )
         if dropped == LATE or len(removed) < len(set(token_hashes)):
             raise TooLate(f"removing the sessions of user {user_id} came too late")
 
@@ -527,12 +522,14 @@ class RedisSessions:
         True when it wrote; False when it was recent enough, the session is gone or ended, or
         Redis was too slow to write it in time.
         """
-        written = await self._touch(
+        written = await eval_script(
+            self._redis,
+            _TOUCH,
             keys=[self._keys.session(user_id, token_hash)],
             args=[await self.deadline(), format_timestamp(at), format_timestamp(unless_after)],
         )
         return bool(written == 1)
 
 
-async def ping(redis: Redis) -> None:
+async def ping(redis: RedisClient) -> None:
     await redis.ping()

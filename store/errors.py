@@ -44,6 +44,9 @@ _REDIS_OUTAGES: tuple[type[BaseException], ...] = (
     redis_errors.OutOfMemoryError,
     redis_errors.TryAgainError,
     redis_errors.ClusterDownError,
+    # A cluster whose slot has no master (lost, not yet replaced), or a replica cut off from it.
+    redis_errors.SlotNotCoveredError,
+    redis_errors.MasterDownError,
 )
 # Clients that raise plain OSErrors (refused or reset connections, timeouts: TimeoutError is an
 # OSError) from their own code: asyncpg while connecting, or on its command_timeout.

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from redis.asyncio import Redis
-
+from store.client import RedisClient, eval_script
 from store.keys import Keys
 
 # KEYS: old HASH, old index, new HASH, new index, pointer. ARGV: token hash, user id, now (Unix
@@ -63,10 +62,9 @@ def _text(value: Any) -> str:
 
 
 class LegacySessions:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys) -> None:
         self._redis = redis
         self._keys = keys
-        self._move = redis.register_script(_MOVE)
 
     async def batches(self, *, now: datetime, size: int) -> AsyncIterator[Batch]:
         """Moves every session of the old layout, `size` at a time; yields what each batch did."""
@@ -95,7 +93,9 @@ class LegacySessions:
                 skipped.append(token_hash)  # no user_id: unreadable in either layout
         async with self._redis.pipeline(transaction=False) as pipe:
             for token_hash, user_id in owners.items():
-                await self._move(
+                eval_script(
+                    pipe,
+                    _MOVE,
                     keys=[
                         self._keys.legacy_session(token_hash),
                         self._keys.legacy_user_sessions(user_id),
@@ -104,7 +104,6 @@ class LegacySessions:
                         self._keys.token(token_hash),
                     ],
                     args=[token_hash, user_id, int(now.timestamp())],
-                    client=pipe,
                 )
             results = await pipe.execute()
         moved = {}

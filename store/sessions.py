@@ -14,11 +14,11 @@ from datetime import datetime, timedelta
 from typing import NamedTuple, TypeVar
 
 import asyncpg
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from store import records
 from store.active import Found, Mark, RedisSessions, TooLate
+from store.client import RedisClient
 from store.errors import StorageUnavailable, describe_outage, outage_of
 from store.keys import Keys
 from store.legacy import LegacySessions
@@ -219,7 +219,7 @@ class SessionStore:
     to the primary `pool` (cookies and the active list are read from Redis, never Postgres)."""
 
     def __init__(
-        self, pool: asyncpg.Pool, redis: Redis, keys: Keys, *, replica: Replica | None = None
+        self, pool: asyncpg.Pool, redis: RedisClient, keys: Keys, *, replica: Replica | None = None
     ) -> None:
         self.pool = pool
         self.redis = redis

@@ -22,6 +22,8 @@ from tests.conftest import Users
 from tests.http_errors import assert_graphql_http_error, assert_rest_error
 from tests.servers import serve_process
 
+pytestmark = pytest.mark.redis_topologies
+
 REVOKE = "mutation Revoke($id: ID!) { revokeSession(id: $id) }"
 REVOKE_OTHERS = "mutation { revokeOtherSessions }"
 STATE = """
@@ -394,15 +396,15 @@ async def test_two_users_cannot_touch_each_others_sessions(
 
 @pytest.fixture(scope="module")
 def second_process(
-    base_settings: Settings,
+    settings: Settings,
     database: str,
     redis_keyspace: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     """`sessions-api serve` in a process of its own, on the same Postgres database and Redis
-    keyspace as the in-process `server`; yields its base URL."""
+    keyspace (or cluster) as the in-process `server`; yields its base URL."""
     log_path = tmp_path_factory.mktemp("second") / "serve.log"
-    with serve_process(base_settings, log_path) as url:
+    with serve_process(settings, log_path) as url:
         yield url
 
 

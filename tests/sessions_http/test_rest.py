@@ -25,6 +25,8 @@ from tests.app_client import JSON, ROUTE, cookie, fresh_ip, media_type, signs_in
 from tests.conftest import Users
 from tests.http_errors import assert_rest_error
 
+pytestmark = pytest.mark.redis_topologies
+
 EXAMPLE = json.loads(
     (Path(__file__).parent.parent / "contract" / "sessions-v1-example.json").read_text("utf-8")
 )

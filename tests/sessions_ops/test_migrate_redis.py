@@ -16,6 +16,7 @@ from tests.app_client import ROUTE, cookie
 from tests.cli_runner import run_cli
 from tests.conftest import Users
 from tests.http_errors import assert_rest_error
+from tests.redis_cluster import RedisCluster
 
 
 async def to_old_layout(resources: Resources, issued: IssuedSession) -> None:
@@ -126,3 +127,15 @@ async def test_migrate_redis_leaves_an_entry_without_expiry_and_names_it(
         )
     finally:
         await redis.delete(old)  # other tests of this run count what the old layout holds
+
+
+async def test_migrate_redis_refuses_a_cluster(
+    base_settings: Settings, redis_cluster: RedisCluster
+) -> None:
+    """The old layout never lived on a cluster (its writes spanned slots): nothing to move."""
+    on_cluster = base_settings.model_copy(
+        update={"redis_url": redis_cluster.url, "redis_mode": "cluster"}
+    )
+    result = await run_cli(on_cluster, "migrate-redis")
+    assert result.code == 2, result
+    assert "single Redis" in result.stderr and "Traceback" not in result.stderr
