@@ -103,9 +103,28 @@ class Settings(BaseSettings):
     ready_timeout: float = Field(default=2.0, gt=0)
 
     # -- Session events ---------------------------------------------------------------------------
+    # Whether `serve` also runs the event workers: the expiry sweep and the webhook dispatcher
+    # (off: run `sessions-api webhooks run` somewhere, or events wait).
+    event_workers: bool = True
     # Seconds between two looks for sessions that expired, each of which gets a session.expired
     # event (store/expiry.py): an expiry is recorded within about this long.
     expiry_sweep_interval: float = Field(default=30.0, gt=0, le=3600, allow_inf_nan=False)
+
+    # Webhooks (sessions_events/): the waits between a failed delivery's attempts (after the
+    # first, after the second, ...; then it has failed), the bound on one attempt, and whether
+    # endpoints on loopback or private addresses are allowed (never in production: SSRF).
+    webhook_retry_schedule: Annotated[list[timedelta], NoDecode] = Field(
+        default_factory=lambda: [parse_span(s) for s in "5s,5m,30m,2h,5h,10h".split(",")]
+    )
+    webhook_timeout: float = Field(default=5.0, gt=0, le=60, allow_inf_nan=False)
+    webhook_allow_private: bool = False
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [parse_span(part) for part in value.split(",") if part.strip()]
+        return value
 
     # -- History retention (`sessions-api prune`) -----------------------------------------------
     # How long past sessions are kept after they ended: `400d` (days) or `36h` (hours).
@@ -132,6 +151,19 @@ def parse_age(text: str) -> timedelta:
             f"{text[:40]!r} is not an age such as 400d (days) or 36h (hours), from 1h to 36500d"
         )
     return age
+
+
+_SPAN = re.compile(r"(\d{1,6})([smhd])")
+_SPAN_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_span(text: str) -> timedelta:
+    """`5s`, `5m`, `2h` or `1d` as a duration, from 1 second to 30 days."""
+    match = _SPAN.fullmatch(text.strip().lower())
+    span = timedelta(seconds=int(match.group(1)) * _SPAN_UNITS[match.group(2)]) if match else None
+    if span is None or not timedelta(seconds=1) <= span <= timedelta(days=30):
+        raise ValueError(f"{text[:40]!r} is not a wait such as 5s, 5m, 2h or 1d (1s to 30d)")
+    return span
 
 
 def _checked_url(value: str, schemes: tuple[str, ...], what: str) -> str:

@@ -9,7 +9,7 @@ import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from importlib import resources as package_files
 
 from starlette.applications import Starlette
@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 
 from sessions_config.resources import open_resources
 from sessions_config.settings import Settings, get_settings
+from sessions_events.workers import event_workers
 from sessions_http import health, rest
 from sessions_http.graphql_endpoint import graphql_endpoint
 from sessions_http.metrics import CLIENT_CLOSED_REQUEST, RequestMetrics, metrics_endpoint
@@ -30,7 +31,6 @@ from sessions_http.origin_check import OriginCheck
 from sessions_http.request_timeout import RequestTimeout
 from sessions_http.responses import GRAPHQL_PATH, HttpError, answer_error, error_response
 from sessions_rules import device
-from store.expiry import sweep_forever
 
 log = logging.getLogger(__name__)
 
@@ -108,16 +108,11 @@ def _lifespan(
             # all of it, a pause of tens of milliseconds for every request in flight.
             gc.collect()
             gc.freeze()
-            sweeping = asyncio.create_task(
-                sweep_forever(resources.store, interval=settings.expiry_sweep_interval)
-            )
-            try:
-                yield
-            finally:
-                sweeping.cancel()
-                with suppress(asyncio.CancelledError):
-                    await sweeping  # before the pools it uses close
-                gc.unfreeze()
+            async with event_workers(resources) if settings.event_workers else nullcontext():
+                try:
+                    yield
+                finally:
+                    gc.unfreeze()
 
     return lifespan
 

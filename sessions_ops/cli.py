@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from sessions_config.logs import configure
 from sessions_config.settings import Settings, get_settings, parse_age
+from sessions_ops import webhook_commands
 from store.errors import StorageUnavailable
 from store.models import WRITER_END_REASONS, format_timestamp, parse_timestamp, utcnow
 from store.sessions import DEFAULT_TTL, InvalidSession, IssuedSession, NewSession, NotUndone
@@ -512,6 +513,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_service_commands(sub)
     sessions = sub.add_parser("sessions", help="write sessions (the login service's side)")
     _add_session_commands(sessions.add_subparsers(dest="action", required=True, metavar="ACTION"))
+    hooks = sub.add_parser("webhooks", help="webhook endpoints, and the event workers")
+    webhook_commands.add_commands(
+        hooks.add_subparsers(dest="action", required=True, metavar="ACTION"), _timestamp
+    )
     return parser
 
 

@@ -8,6 +8,7 @@ layers above can answer UNAVAILABLE and log one line instead of a traceback.
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
 import asyncpg
@@ -97,3 +98,13 @@ def _raised_through_client(exc: BaseException) -> Dependency | None:
                 return dependency
         tb = tb.tb_next
     return None
+
+
+def log_background_failure(logger: logging.Logger, job: str, exc: BaseException) -> None:
+    """A background job's failure, for its next turn to retry: an outage is a warning (the job
+    waits for the dependency), anything else a bug, logged with its traceback."""
+    dependency = outage_of(exc)
+    if dependency is None:
+        logger.error("%s failed", job, exc_info=exc)
+    else:
+        logger.warning("%s waits for %s: %s", job, dependency, describe_outage(exc))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from store.errors import describe_outage, outage_of
+from store.errors import log_background_failure
 from store.sessions import SessionStore
 
 log = logging.getLogger(__name__)
@@ -23,10 +23,7 @@ async def sweep_forever(store: SessionStore, *, interval: float) -> None:
         try:
             expired = await store.record_expiries()
         except Exception as exc:
-            if outage_of(exc) is None:
-                log.exception("the expiry sweep failed")
-            else:
-                log.warning("the expiry sweep waits for Postgres: %s", describe_outage(exc))
+            log_background_failure(log, "the expiry sweep", exc)
         else:
             if expired:
                 log.info("recorded %d session expiries", expired)

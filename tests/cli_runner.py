@@ -30,6 +30,11 @@ def cli_env(settings: Settings, **overrides: str) -> dict[str, str]:
         REDIS_URL=settings.redis_url,
         REDIS_MODE=settings.redis_mode,
         REDIS_KEY_PREFIX=settings.redis_key_prefix,
+        WEBHOOK_ALLOW_PRIVATE=str(settings.webhook_allow_private).lower(),
+        WEBHOOK_RETRY_SCHEDULE=",".join(
+            f"{int(w.total_seconds())}s" for w in settings.webhook_retry_schedule
+        ),
+        EVENT_WORKERS=str(settings.event_workers).lower(),
     )
     env.update(overrides)
     return env

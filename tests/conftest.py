@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -60,6 +61,9 @@ def base_settings() -> Settings:
             "redis_key_prefix": f"test-{RUN_ID}:",
             "geo_provider": "offline",
             "geo_mmdb_path": None,
+            # Webhook receivers of the tests listen on loopback; retries come within seconds.
+            "webhook_allow_private": True,
+            "webhook_retry_schedule": [timedelta(seconds=1), timedelta(seconds=1)],
         }
     )
 

@@ -93,6 +93,11 @@ def serve_process_with_pid(
         REDIS_URL=settings.redis_url,
         REDIS_MODE=settings.redis_mode,
         REDIS_KEY_PREFIX=settings.redis_key_prefix,
+        WEBHOOK_ALLOW_PRIVATE=str(settings.webhook_allow_private).lower(),
+        WEBHOOK_RETRY_SCHEDULE=",".join(
+            f"{int(w.total_seconds())}s" for w in settings.webhook_retry_schedule
+        ),
+        EVENT_WORKERS=str(settings.event_workers).lower(),
         GEO_PROVIDER="offline",
         LOG_LEVEL="warning",
     )

@@ -85,6 +85,8 @@ async def test_a_page_costs_the_same_round_trips_for_3_sessions_as_for_90(
             update={
                 "redis_url": through(base_settings.redis_url, redis),
                 "database_url": through(base_settings.database_url, postgres),
+                # Only the page's own trips: no expiry sweep, no webhook dispatcher.
+                "event_workers": False,
             }
         )
         user_id = users.new_id()

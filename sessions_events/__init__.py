@@ -1,0 +1,1 @@
+"""Session events, delivered: webhooks signed per the Standard Webhooks specification."""

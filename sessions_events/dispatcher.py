@@ -1,0 +1,200 @@
+"""The webhook dispatcher: fans session events out to the endpoints that want them, and delivers
+them, at least once, signed per the Standard Webhooks specification, retried on the schedule of
+WEBHOOK_RETRY_SCHEDULE with the same `webhook-id` each time.
+
+Every `serve` process runs one, and so does `sessions-api webhooks run`; only the holder of a
+Postgres advisory lock dispatches (store/webhooks.py), the others wait to take over. Deliveries
+run concurrently, at most PER_ENDPOINT at a time to one endpoint, so that a slow endpoint holds
+up only itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+from standardwebhooks import Webhook
+
+from sessions_config.settings import Settings
+from sessions_events import metrics
+from sessions_events.payload import render
+from sessions_events.ssrf import refusal
+from sessions_geo.lookup import GeoLookup
+from store import webhooks
+from store.errors import log_background_failure
+from store.sessions import SessionStore
+from store.webhooks import Delivery
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL = 0.5  # seconds between two looks for new events and due deliveries
+STANDBY_INTERVAL = 5.0  # seconds between two tries to become the dispatcher
+CONCURRENCY = 32  # deliveries in flight in all
+PER_ENDPOINT = 4  # deliveries in flight to one endpoint
+FAN_OUT_BATCH = 200
+USER_AGENT = "sessions-api-webhooks"
+
+
+def signed_headers(delivery_id: str, secret: str, body: bytes) -> dict[str, str]:
+    """The Standard Webhooks headers of one attempt (its timestamp is now)."""
+    now = datetime.now(UTC)
+    return {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": delivery_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(secret).sign(delivery_id, now, body),
+    }
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: SessionStore,
+        geo: GeoLookup,
+        settings: Settings,
+        *,
+        poll: float = POLL_INTERVAL,
+    ) -> None:
+        self._store = store
+        self._geo = geo
+        self._schedule = list(settings.webhook_retry_schedule)
+        self._allow_private = settings.webhook_allow_private
+        self._poll = poll
+        # No redirects: a receiver must not send our signed events elsewhere (nor reach, by a
+        # redirect, an address the SSRF check refused).
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.webhook_timeout), follow_redirects=False
+        )
+        self._sending: dict[tuple[str, int], asyncio.Task[None]] = {}
+
+    async def aclose(self) -> None:
+        await self._stop_sending()
+        await self._client.aclose()
+
+    async def run(self) -> None:
+        """Until cancelled: becomes the dispatcher when no other process is, then dispatches."""
+        pool = self._store.pool
+        while True:
+            try:
+                async with webhooks.dispatcher_lock(pool) as held:
+                    if held is not None:
+                        log.info("webhooks: this process dispatches")
+                        while True:
+                            await held.fetchval("SELECT 1")  # the lock's connection still lives
+                            await self.tick()
+                            await asyncio.sleep(self._poll)
+            except Exception as exc:
+                log_background_failure(log, "the webhook dispatcher", exc)
+            finally:
+                await self._stop_sending()
+            await asyncio.sleep(STANDBY_INTERVAL)
+
+    async def tick(self) -> None:
+        """One round: fans out new events, starts the deliveries that are due."""
+        await self.fan_out()
+        self._start_due(await self._due())
+        metrics.OLDEST_PENDING.set(await webhooks.oldest_pending_age(self._store.pool))
+
+    async def fan_out(self) -> int:
+        """Fans out the oldest events not fanned out yet; returns how many deliveries it made."""
+        pool = self._store.pool
+        events = await webhooks.not_fanned_out(pool, limit=FAN_OUT_BATCH)
+        if not events:
+            return 0
+        enabled = [e for e in await webhooks.endpoints(pool) if e.disabled_at is None]
+        wanted = [e for e in events if any(ep.wants(e.type) for ep in enabled)]
+        rendered = await render(self._store, self._geo, wanted)
+        # An event no endpoint wants keeps no payload: nothing will ever send it.
+        payloads: dict[int, dict[str, Any] | None] = {e.seq: rendered.get(e.seq) for e in events}
+        return await webhooks.fan_out(pool, payloads=payloads)
+
+    async def _due(self) -> list[Delivery]:
+        free = CONCURRENCY - len(self._sending)
+        if free <= 0:
+            return []
+        busy = [ep for ep in {k[0] for k in self._sending} if self._load(ep) >= PER_ENDPOINT]
+        return await webhooks.due(self._store.pool, limit=free, busy=busy)
+
+    def _load(self, endpoint_id: str) -> int:
+        return sum(1 for key in self._sending if key[0] == endpoint_id)
+
+    def _start_due(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            key = (delivery.endpoint_id, delivery.event_seq)
+            if key in self._sending or self._load(delivery.endpoint_id) >= PER_ENDPOINT:
+                continue
+            task = asyncio.create_task(self.deliver(delivery))
+            self._sending[key] = task
+            task.add_done_callback(self._sent(key))
+
+    def _sent(self, key: tuple[str, int]) -> Callable[[asyncio.Task[None]], None]:
+        def forget(_: asyncio.Task[None]) -> None:
+            self._sending.pop(key, None)
+
+        return forget
+
+    async def _stop_sending(self) -> None:
+        tasks = list(self._sending.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def deliver(self, delivery: Delivery) -> None:
+        """One attempt, and what it came to."""
+        status: int | None = None
+        error: str | None = None
+        problem = await refusal(delivery.url, allow_private=self._allow_private)
+        if problem is not None:
+            error, outcome = f"refused: {problem}", "refused"
+        else:
+            body = orjson.dumps(delivery.payload)
+            headers = signed_headers(delivery.event_id, delivery.secret, body)
+            try:
+                answer = await self._client.post(delivery.url, content=body, headers=headers)
+                status = answer.status_code
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"[:500]
+            outcome = "delivered" if status is not None and 200 <= status < 300 else "retried"
+        attempt = delivery.attempts + 1
+        pool = self._store.pool
+        try:
+            if status == 410:
+                metrics.DELIVERIES.labels("gone").inc()
+                log.warning("webhooks: endpoint %s answered 410; disabled", delivery.endpoint_id)
+                await webhooks.disable_endpoint(
+                    pool, endpoint_id=delivery.endpoint_id, reason="410 Gone"
+                )
+                return
+            retry_in = None
+            if outcome != "delivered" and attempt <= len(self._schedule):
+                retry_in = self._schedule[attempt - 1]
+            elif outcome != "delivered":
+                outcome = "failed"
+            metrics.DELIVERIES.labels(outcome).inc()
+            if retry_in is None:
+                metrics.ATTEMPTS.observe(attempt)
+            if outcome != "delivered":
+                log.info(
+                    "webhooks: event %s to endpoint %s, attempt %d: %s",
+                    delivery.event_id,
+                    delivery.endpoint_id,
+                    attempt,
+                    error or f"HTTP {status}",
+                )
+            await webhooks.record_attempt(
+                pool,
+                delivery=delivery,
+                delivered=outcome == "delivered",
+                status=status,
+                error=error,
+                retry_in=retry_in,
+            )
+        except Exception as exc:
+            # Not recorded: the delivery stays due and is sent again (at least once).
+            log.warning("webhooks: an attempt could not be recorded: %r", exc)

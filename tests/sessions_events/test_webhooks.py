@@ -1,0 +1,159 @@
+"""Webhooks: session events reach a registered endpoint signed per Standard Webhooks, each once
+(several processes dispatch, one at a time), retried with the same id until a 2xx, never to an
+endpoint that answered 410 or whose address is not public."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sessions_config.resources import Resources
+from sessions_config.settings import Settings
+from tests.cli_runner import run_cli
+from tests.conftest import Users
+from tests.servers import serve_process
+from tests.webhook_receiver import Received, WebhookReceiver
+
+PATIENCE = 30.0  # seconds for events to arrive (a dispatcher polls every 0.5 s)
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as r:
+        yield r
+
+
+@pytest.fixture
+async def endpoint(
+    settings: Settings, server: str, receiver: WebhookReceiver
+) -> AsyncIterator[dict[str, Any]]:
+    """The receiver registered through the CLI (`server` runs a dispatcher); removed after."""
+    added = await run_cli(settings, "webhooks", "add", receiver.url)
+    assert added.code == 0, added
+    registered: dict[str, Any] = json.loads(added.lines[-1])
+    yield registered
+    removed = await run_cli(settings, "webhooks", "remove", registered["id"])
+    assert removed.code == 0, removed
+
+
+async def eventually(
+    receiver: WebhookReceiver, done: Callable[[list[Received]], bool], what: str
+) -> list[Received]:
+    deadline = time.monotonic() + PATIENCE
+    while not done(got := receiver.received):
+        assert time.monotonic() < deadline, f"{what}: got {[r.event['type'] for r in got]}"
+        await asyncio.sleep(0.1)
+    return got
+
+
+def of_user(received: list[Received], user_id: str) -> list[Received]:
+    return [r for r in received if r.event["data"].get("user_id") == user_id]
+
+
+def delivered(received: list[Received]) -> list[Received]:
+    return [r for r in received if 200 <= r.status < 300]
+
+
+async def test_session_events_arrive_signed_and_once_each(
+    settings: Settings,
+    resources: Resources,
+    users: Users,
+    receiver: WebhookReceiver,
+    endpoint: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    assert endpoint["secret"].startswith("whsec_")
+    store = resources.store
+    user = users.new_id()
+    # A second process dispatches too (one at a time): still one delivery per event.
+    with serve_process(settings, tmp_path / "serve.log"):
+        me = await users.session(user, ip="81.2.69.142", user_agent="Mozilla/5.0 (iPhone)")
+        other = await users.session(user, ip="8.8.8.8")
+        gone = await users.session(user, ip="1.1.1.1")
+        await store.end(gone.token)
+        await store.revoke_others(user_id=user, keep_session_id=me.record.id)
+        got = await eventually(
+            receiver, lambda r: len(of_user(r, user)) >= 5, "five events of the user"
+        )
+        await asyncio.sleep(1.5)  # a duplicate would come within this
+    got = of_user(receiver.received, user)
+    events = [r.verified(endpoint["secret"]) for r in got]
+    assert sorted(e["type"] for e in events) == sorted(
+        ["session.created"] * 3 + ["session.ended", "session.revoked"]
+    )
+    assert len({r.id for r in got}) == 5  # each event once, each with its own id
+    for r in got:
+        body = r.body.decode()
+        for issued in (me, other, gone):
+            assert issued.token not in body and issued.record.token_hash not in body
+    created = next(e for e in events if e["data"]["id"] == me.record.id)
+    data = created["data"]
+    assert data["user_id"] == user and data["client_ip"] == "81.2.69.142"
+    assert data["device"]["os"] == "iOS" and data["geo"]["country_code"] == "GB"
+    assert data["is_new_location"] is True and data["impossible_travel"] is False
+    assert created["timestamp"].endswith("Z")
+    revoked = next(e for e in events if e["type"] == "session.revoked")
+    assert revoked["data"]["id"] == other.record.id
+    assert revoked["data"]["end_reason"] == "revoked"
+
+
+async def test_a_failing_receiver_gets_the_event_again_with_the_same_id(
+    settings: Settings, users: Users, receiver: WebhookReceiver, endpoint: dict[str, Any]
+) -> None:
+    receiver.statuses = [500, 503]  # then 200 (the test schedule retries after 1 s, then 1 s)
+    user = users.new_id()
+    await users.session(user)
+    got = await eventually(
+        receiver, lambda r: len(delivered(of_user(r, user))) == 1, "a delivery after retries"
+    )
+    attempts = of_user(got, user)
+    assert [r.status for r in attempts] == [500, 503, 200]
+    assert len({r.id for r in attempts}) == 1
+    assert len({r.body for r in attempts}) == 1  # the same body every time
+    for r in attempts:
+        r.verified(endpoint["secret"])
+
+
+async def test_an_endpoint_that_answers_410_is_disabled(
+    settings: Settings, users: Users, receiver: WebhookReceiver, endpoint: dict[str, Any]
+) -> None:
+    receiver.status = 410
+    user = users.new_id()
+    await users.session(user)
+    await eventually(receiver, lambda r: len(of_user(r, user)) == 1, "one attempt")
+    listed = await run_cli(settings, "webhooks", "list")
+    mine = [json.loads(line) for line in listed.lines if endpoint["id"] in line]
+    assert mine and mine[0]["disabled"] == "410 Gone"
+    assert endpoint["secret"] not in listed.stdout  # secrets are masked
+    await users.session(user)
+    await asyncio.sleep(2)
+    assert len(of_user(receiver.received, user)) == 1
+
+
+async def test_webhooks_test_sends_a_signed_test_event(
+    settings: Settings, receiver: WebhookReceiver, endpoint: dict[str, Any]
+) -> None:
+    result = await run_cli(settings, "webhooks", "test", endpoint["id"])
+    assert result.code == 0, result
+    [sent] = [r for r in receiver.received if r.event["type"] == "webhook.test"]
+    assert sent.verified(endpoint["secret"])["type"] == "webhook.test"
+
+
+async def test_endpoints_on_private_addresses_are_refused(settings: Settings) -> None:
+    strict = settings.model_copy(update={"webhook_allow_private": False})
+    for url in (
+        "http://127.0.0.1:9/hooks",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.1/",
+        "http://localhost/",
+        "ftp://example.com/",
+    ):
+        result = await run_cli(strict, "webhooks", "add", url)
+        assert result.code == 2, (url, result)
+        assert "cannot be an endpoint" in result.stderr and "Traceback" not in result.stderr
