@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.5  # seconds between two looks for new events and due deliveries
 STANDBY_INTERVAL = 5.0  # seconds between two tries to become the dispatcher
+CHECK_INTERVAL = 5.0  # seconds between two checks that the lock is still held
 CONCURRENCY = 32  # deliveries in flight in all
 PER_ENDPOINT = 4  # deliveries in flight to one endpoint
 FAN_OUT_BATCH = 200
@@ -85,24 +86,41 @@ class Dispatcher:
                 async with webhooks.dispatcher_lock(pool) as held:
                     if held is not None:
                         log.info("webhooks: this process dispatches")
-                        while True:
-                            await held.fetchval("SELECT 1")  # the lock's connection still lives
-                            await self.tick()
-                            await asyncio.sleep(self._poll)
+                        await self._dispatch(held)
             except Exception as exc:
                 log_background_failure(log, "the webhook dispatcher", exc)
             finally:
                 await self._stop_sending()
             await asyncio.sleep(STANDBY_INTERVAL)
 
-    async def tick(self) -> None:
-        """One round: fans out new events, starts the deliveries that are due."""
-        await self.fan_out()
-        self._start_due(await self._due())
-        metrics.OLDEST_PENDING.set(await webhooks.oldest_pending_age(self._store.pool))
+    async def _dispatch(self, held: Any) -> None:
+        """Rounds, for as long as the lock's connection lives: at once after a round that found
+        work or when a delivery finishes, else after the poll interval."""
+        checked = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            if loop.time() - checked >= CHECK_INTERVAL:
+                await held.fetchval("SELECT 1")  # still connected, so still holding the lock
+                metrics.OLDEST_PENDING.set(await webhooks.oldest_pending_age(self._store.pool))
+                checked = loop.time()
+            worked = await self.tick()
+            if self._sending:
+                await asyncio.wait(
+                    list(self._sending.values()),
+                    timeout=self._poll,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            elif not worked:
+                await asyncio.sleep(self._poll)
+
+    async def tick(self) -> bool:
+        """One round: fans out new events, starts the deliveries that are due. Whether it found
+        anything to do."""
+        fanned = await self.fan_out()
+        return self._start_due(await self._due()) > 0 or fanned > 0
 
     async def fan_out(self) -> int:
-        """Fans out the oldest events not fanned out yet; returns how many deliveries it made."""
+        """Fans out the oldest events not fanned out yet; returns how many."""
         pool = self._store.pool
         events = await webhooks.not_fanned_out(pool, limit=FAN_OUT_BATCH)
         if not events:
@@ -112,26 +130,27 @@ class Dispatcher:
         rendered = await render(self._store, self._geo, wanted)
         # An event no endpoint wants keeps no payload: nothing will ever send it.
         payloads: dict[int, dict[str, Any] | None] = {e.seq: rendered.get(e.seq) for e in events}
-        return await webhooks.fan_out(pool, payloads=payloads)
+        await webhooks.fan_out(pool, payloads=payloads)
+        return len(events)
 
     async def _due(self) -> list[Delivery]:
-        free = CONCURRENCY - len(self._sending)
-        if free <= 0:
+        if len(self._sending) >= CONCURRENCY:
             return []
-        busy = [ep for ep in {k[0] for k in self._sending} if self._load(ep) >= PER_ENDPOINT]
-        return await webhooks.due(self._store.pool, limit=free, busy=busy)
+        # The first PER_ENDPOINT due of each endpoint: those in flight are still due, so an
+        # endpoint whose deliveries are all in flight gets no more until one finishes.
+        return await webhooks.due(self._store.pool, limit=CONCURRENCY, per_endpoint=PER_ENDPOINT)
 
-    def _load(self, endpoint_id: str) -> int:
-        return sum(1 for key in self._sending if key[0] == endpoint_id)
-
-    def _start_due(self, deliveries: list[Delivery]) -> None:
+    def _start_due(self, deliveries: list[Delivery]) -> int:
+        started = 0
         for delivery in deliveries:
             key = (delivery.endpoint_id, delivery.event_seq)
-            if key in self._sending or self._load(delivery.endpoint_id) >= PER_ENDPOINT:
+            if key in self._sending or len(self._sending) >= CONCURRENCY:
                 continue
             task = asyncio.create_task(self.deliver(delivery))
             self._sending[key] = task
             task.add_done_callback(self._sent(key))
+            started += 1
+        return started
 
     def _sent(self, key: tuple[str, int]) -> Callable[[asyncio.Task[None]], None]:
         def forget(_: asyncio.Task[None]) -> None:

@@ -25,6 +25,7 @@ async def render(
     """Each event's payload, by its number."""
     ips = [python_ip(str(e.data["client_ip"])) for e in events]
     located = dict(zip(ips, await geo.many(ips), strict=True))
+    timelines: dict[str, list[Located]] = {}  # by user, read once for all their events
     payloads = {}
     for event, ip in zip(events, ips, strict=True):
         info = located[ip]
@@ -33,8 +34,12 @@ async def render(
         data["device"] = asdict(parse_device(str(data.get("user_agent") or "")))
         data["geo"] = asdict(info) if info is not None else None
         if event.type == "session.created":
+            if event.user_id not in timelines:
+                timelines[event.user_id] = await _timeline(store, geo, event.user_id)
             session = Located(event.session_id, parse_timestamp(str(data["created_at"])), info)
-            data.update(await _signals(store, geo, event, session))
+            signals = signals_for([session], timelines[event.user_id])[session.id]
+            data["is_new_location"] = signals.is_new_location
+            data["impossible_travel"] = signals.impossible_travel
         payloads[event.seq] = {
             "type": event.type,
             "timestamp": format_timestamp(event.occurred_at),
@@ -43,16 +48,8 @@ async def render(
     return payloads
 
 
-async def _signals(
-    store: SessionStore, geo: GeoLookup, event: StoredEvent, session: Located
-) -> dict[str, bool]:
-    timeline = await store.timeline_for_user(user_id=event.user_id, limit=TIMELINE_LIMIT)
+async def _timeline(store: SessionStore, geo: GeoLookup, user_id: str) -> list[Located]:
+    """The user's sessions the signals judge against, located."""
+    timeline = await store.timeline_for_user(user_id=user_id, limit=TIMELINE_LIMIT)
     places = await geo.many([entry.client_ip for entry in timeline])
-    signals = signals_for(
-        [session],
-        [Located(e.id, e.created_at, g) for e, g in zip(timeline, places, strict=True)],
-    )[session.id]
-    return {
-        "is_new_location": signals.is_new_location,
-        "impossible_travel": signals.impossible_travel,
-    }
+    return [Located(e.id, e.created_at, g) for e, g in zip(timeline, places, strict=True)]

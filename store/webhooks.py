@@ -163,22 +163,25 @@ async def fan_out(pool: asyncpg.Pool, *, payloads: dict[int, dict[str, Any] | No
     return await _call(pool, fan)
 
 
-async def due(pool: asyncpg.Pool, *, limit: int, busy: Sequence[str]) -> list[Delivery]:
-    """Pending deliveries whose time has come, oldest first, to endpoints not in `busy`."""
+async def due(pool: asyncpg.Pool, *, limit: int, per_endpoint: int) -> list[Delivery]:
+    """Pending deliveries whose time has come, oldest first: at most `per_endpoint` of each
+    endpoint (its oldest), `limit` in all."""
     rows = await _call(
         pool,
         lambda c: c.fetch(
             """SELECT d.endpoint_id::text, w.url, w.secret, d.event_seq, e.id::text, e.payload,
                       d.attempts
-                 FROM webhook_deliveries d
+                 FROM (SELECT *, row_number() OVER (PARTITION BY endpoint_id
+                                                    ORDER BY next_attempt_at, event_seq) AS rank
+                         FROM webhook_deliveries
+                        WHERE status = 'pending' AND next_attempt_at <= now()) d
                  JOIN webhook_endpoints w ON w.id = d.endpoint_id
                  JOIN session_events e ON e.seq = d.event_seq
-                WHERE d.status = 'pending' AND d.next_attempt_at <= now()
-                  AND NOT (d.endpoint_id::text = ANY($2::text[]))
+                WHERE d.rank <= $2
              ORDER BY d.next_attempt_at, d.event_seq
                 LIMIT $1""",
             limit,
-            list(busy),
+            per_endpoint,
         ),
         retry=True,
     )

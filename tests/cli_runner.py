@@ -35,6 +35,7 @@ def cli_env(settings: Settings, **overrides: str) -> dict[str, str]:
             f"{int(w.total_seconds())}s" for w in settings.webhook_retry_schedule
         ),
         EVENT_WORKERS=str(settings.event_workers).lower(),
+        WEBHOOK_TIMEOUT=str(settings.webhook_timeout),
     )
     env.update(overrides)
     return env

@@ -61,9 +61,10 @@ def base_settings() -> Settings:
             "redis_key_prefix": f"test-{RUN_ID}:",
             "geo_provider": "offline",
             "geo_mmdb_path": None,
-            # Webhook receivers of the tests listen on loopback; retries come within seconds.
+            # Webhook receivers of the tests listen on loopback; ten retries, a second apart.
             "webhook_allow_private": True,
-            "webhook_retry_schedule": [timedelta(seconds=1), timedelta(seconds=1)],
+            "webhook_retry_schedule": [timedelta(seconds=1)] * 10,
+            "webhook_timeout": 2.0,
         }
     )
 

@@ -98,6 +98,7 @@ def serve_process_with_pid(
             f"{int(w.total_seconds())}s" for w in settings.webhook_retry_schedule
         ),
         EVENT_WORKERS=str(settings.event_workers).lower(),
+        WEBHOOK_TIMEOUT=str(settings.webhook_timeout),
         GEO_PROVIDER="offline",
         LOG_LEVEL="warning",
     )

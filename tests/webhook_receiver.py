@@ -4,6 +4,7 @@ and answers what the test says (`statuses`: the codes of the next answers, then 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -18,6 +19,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     status: int  # what the receiver answered
+    at: float  # time.monotonic() when it arrived
 
     @property
     def id(self) -> str:
@@ -35,9 +37,13 @@ class Received:
 
 
 class WebhookReceiver:
-    def __init__(self) -> None:
+    """`port`: 0 for any free one. `hang`: seconds the first request waits before its answer
+    (longer than the sender waits, it times out)."""
+
+    def __init__(self, port: int = 0, *, hang: float = 0.0) -> None:
         self.status = 200
         self.statuses: list[int] = []  # answered first, one each, before `status`
+        self.hang = hang
         self._lock = threading.Lock()
         self._received: list[Received] = []
         receiver = self
@@ -46,10 +52,13 @@ class WebhookReceiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
+                arrived = time.monotonic()
                 with receiver._lock:
+                    hang, receiver.hang = receiver.hang, 0.0
                     status = receiver.statuses.pop(0) if receiver.statuses else receiver.status
                     headers = {k.lower(): v for k, v in self.headers.items()}
-                    receiver._received.append(Received(headers, body, status))
+                    receiver._received.append(Received(headers, body, status, arrived))
+                time.sleep(hang)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -57,7 +66,7 @@ class WebhookReceiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

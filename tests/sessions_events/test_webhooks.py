@@ -15,8 +15,9 @@ import pytest
 
 from sessions_config.resources import Resources
 from sessions_config.settings import Settings
-from tests.cli_runner import run_cli
+from tests.cli_runner import import_row, run_cli
 from tests.conftest import Users
+from tests.infra import free_port
 from tests.servers import serve_process
 from tests.webhook_receiver import Received, WebhookReceiver
 
@@ -157,3 +158,76 @@ async def test_endpoints_on_private_addresses_are_refused(settings: Settings) ->
         result = await run_cli(strict, "webhooks", "add", url)
         assert result.code == 2, (url, result)
         assert "cannot be an endpoint" in result.stderr and "Traceback" not in result.stderr
+
+
+async def register(settings: Settings, url: str) -> dict[str, Any]:
+    added = await run_cli(settings, "webhooks", "add", url)
+    assert added.code == 0, added
+    registered: dict[str, Any] = json.loads(added.lines[-1])
+    return registered
+
+
+async def unregister(settings: Settings, registered: dict[str, Any]) -> None:
+    removed = await run_cli(settings, "webhooks", "remove", registered["id"])
+    assert removed.code == 0, removed
+
+
+async def test_a_receiver_that_was_down_gets_the_event_once_it_is_back(
+    settings: Settings, server: str, users: Users
+) -> None:
+    port = free_port()
+    registered = await register(settings, f"http://127.0.0.1:{port}/hooks")
+    try:
+        user = users.new_id()
+        await users.session(user)
+        await asyncio.sleep(2.5)  # attempts meet a refused connection meanwhile
+        with WebhookReceiver(port) as back:
+            got = await eventually(back, lambda r: len(of_user(r, user)) == 1, "the event")
+            [event] = of_user(got, user)
+            assert event.verified(registered["secret"])["type"] == "session.created"
+    finally:
+        await unregister(settings, registered)
+
+
+async def test_a_hanging_receiver_holds_up_only_itself(
+    settings: Settings, server: str, users: Users
+) -> None:
+    """The first request to `slow` hangs for 10 s (the dispatcher gives up at 2 s, then tries
+    again); `quick` gets its copy of the same event meanwhile."""
+    with WebhookReceiver(hang=10.0) as slow, WebhookReceiver() as quick:
+        endpoints = [await register(settings, r.url) for r in (slow, quick)]
+        try:
+            user = users.new_id()
+            await users.session(user)
+            got = await eventually(
+                slow, lambda r: len(of_user(r, user)) == 2, "a retry after the hang"
+            )
+            first, retry = of_user(got, user)
+            assert first.id == retry.id
+            [copy] = of_user(quick.received, user)
+            assert copy.id == first.id
+            assert copy.at < retry.at  # not held back by the hanging endpoint
+        finally:
+            for registered in endpoints:
+                await unregister(settings, registered)
+
+
+async def test_an_import_of_1000_sessions_is_1000_events(
+    settings: Settings, server: str, receiver: WebhookReceiver, endpoint: dict[str, Any]
+) -> None:
+    users = [Users.new_id() for _ in range(100)]
+    rows = "".join(json.dumps(import_row(users[i % 100], i)) + "\n" for i in range(1000))
+    started = time.monotonic()
+    imported = await run_cli(settings, "sessions", "import", stdin=rows)
+    assert imported.code == 0, imported
+    wanted = set(users)
+
+    def all_arrived(received: list[Received]) -> bool:
+        mine = [r for r in received if r.event["data"].get("user_id") in wanted]
+        return len({r.id for r in mine}) >= 1000
+
+    got = await eventually(receiver, all_arrived, "1000 session.created")
+    mine = [r for r in got if r.event["data"].get("user_id") in wanted]
+    assert {r.event["type"] for r in mine} == {"session.created"}
+    assert len({r.id for r in mine}) == 1000
+    print(f"1000 imported sessions delivered as webhooks in {time.monotonic() - started:.1f} s")
