@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from sessions_config.logs import configure
-from sessions_config.settings import Settings, get_settings, parse_age
+from sessions_config.settings import ConfigurationError, Settings, get_settings, parse_age
 from store.errors import StorageUnavailable
 from store.models import WRITER_END_REASONS, format_timestamp, parse_timestamp, utcnow
 from store.sessions import DEFAULT_TTL, InvalidSession, IssuedSession, NewSession, NotUndone
@@ -267,7 +267,7 @@ def cmd_export_schema(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     """Exit 0 when Postgres (the server; the database may not exist yet) and Redis answer."""
-    from redis.asyncio import Redis
+    from sessions_config.resources import redis_client
 
     ok = True
     try:
@@ -280,11 +280,12 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
             f"postgres: not answering at DATABASE_URL ({exc.__class__.__name__})", file=sys.stderr
         )
         ok = False
-    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=3)
+    redis = redis_client(settings)
+    where = "the sentinels' master" if settings.redis_mode == "sentinel" else "REDIS_URL"
     try:
         await redis.ping()
     except Exception as exc:  # any failure means "not there"
-        print(f"redis: not answering at REDIS_URL ({exc.__class__.__name__})", file=sys.stderr)
+        print(f"redis: not answering at {where} ({exc.__class__.__name__})", file=sys.stderr)
         ok = False
     finally:
         await redis.aclose()
@@ -609,6 +610,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(result)
     except InvalidSession as exc:
         print(f"sessions-api: {exc}", file=sys.stderr)
+        return 2
+    except ConfigurationError as exc:
+        print(f"sessions-api: bad configuration: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         _stdout_closed()

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from store.keys import Keys
@@ -261,9 +262,15 @@ class States(NamedTuple):
     marked: dict[str, Mark]  # token hash -> its mark, for HASHes marked ended
 
 
+class Unacknowledged(RedisTimeoutError):
+    """Too few replicas acknowledged a write in time: a failover could still lose it."""
+
+
 class RedisSessions:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: Redis, keys: Keys, *, wait_replicas: int = 0) -> None:
         self._redis = redis
+        # Replicas that must acknowledge an end mark before it counts (REDIS_WAIT_REPLICAS).
+        self._wait_replicas = wait_replicas
         self._keys = keys
         self._put = redis.register_script(_PUT)
         self._mark_ended = redis.register_script(_MARK_ENDED)
@@ -384,7 +391,8 @@ class RedisSessions:
                     args=[deadline, format_timestamp(at), reason],
                     client=pipe,
                 )
-            results = await pipe.execute()
+            self._wait_for_replicas(pipe)
+            results = self._acknowledged(await pipe.execute())
         if LATE in results:
             raise TooLate(f"{results.count(LATE)} of {len(results)} ends came too late")
         marked = {}
@@ -393,6 +401,23 @@ class RedisSessions:
             if isinstance(result, list) and (mark := _read_mark(token_hash, _pairs(result))):
                 marked[token_hash] = mark
         return marked
+
+    def _wait_for_replicas(self, pipe: Pipeline) -> None:
+        """Ends the pipeline with a WAIT, which must run on the connection that wrote."""
+        if self._wait_replicas:
+            pipe.wait(self._wait_replicas, self._budget_us // 1000)
+
+    def _acknowledged(self, results: list[Any]) -> list[Any]:
+        """The pipeline's results without the WAIT's; raises Unacknowledged if too few
+        replicas have the writes. They stay on the master, and writing them again is safe."""
+        if not self._wait_replicas:
+            return results
+        replicas = results.pop()
+        if replicas < self._wait_replicas:
+            raise Unacknowledged(
+                f"{replicas} of {self._wait_replicas} replicas acknowledged the end marks"
+            )
+        return results
 
     async def remove_many(self, *, sessions: Mapping[str, str]) -> set[str]:
         """Removes sessions (token hash -> user id) from Redis, each on its own; returns the

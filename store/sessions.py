@@ -209,12 +209,18 @@ class SessionStore:
     to the primary `pool` (cookies and the active list are read from Redis, never Postgres)."""
 
     def __init__(
-        self, pool: asyncpg.Pool, redis: Redis, keys: Keys, *, replica: Replica | None = None
+        self,
+        pool: asyncpg.Pool,
+        redis: Redis,
+        keys: Keys,
+        *,
+        replica: Replica | None = None,
+        wait_replicas: int = 0,
     ) -> None:
         self.pool = pool
         self.redis = redis
         self.keys = keys
-        self.active = RedisSessions(redis, keys)
+        self.active = RedisSessions(redis, keys, wait_replicas=wait_replicas)
         self.replica = replica
 
     async def _lagging_read(self, read: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:

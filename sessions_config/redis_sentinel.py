@@ -1,0 +1,78 @@
+"""REDIS_MODE=sentinel: a client of whichever Redis the sentinels call the master of
+REDIS_SENTINEL_SERVICE, with the same bounds as the standalone client (see
+resources.redis_client).
+
+Every new connection asks the sentinels where the master is, so after a failover the client
+follows the new master by itself: connections to the old one fail (refused, reset, or READONLY
+once it is demoted, which redis-py turns into a ConnectionError and a disconnect) and are opened
+again, through the sentinels. Meanwhile the sentinels may name no master at all
+(MasterNotFoundError, a ConnectionError too). All of these are outages (store/errors.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import parse_url
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from sessions_config.redis_connection import BoundedWritesConnection
+from sessions_config.settings import Settings
+
+
+class SentinelConnection(SentinelManagedConnection, BoundedWritesConnection):
+    """A connection to the sentinels' master, with the bounded writes of the standalone one."""
+
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        # A connection dropped since the pool handed it out (a failed health check, a retry)
+        # reopens through the sentinels, to the master of now, not to the address it had.
+        if not self.is_connected:
+            await self.connect()  # type: ignore[no-untyped-call]
+        await super().send_packed_command(command, check_health)
+
+
+class SentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Sentinel's pool, blocking like the standalone one; it closes the sentinels' clients with
+    its own connections."""
+
+    async def aclose(self) -> None:
+        try:
+            await super().aclose()
+        finally:
+            await self.sentinel_manager.aclose()
+
+
+def client(settings: Settings, bounds: dict[str, Any]) -> Redis:
+    """The client of the master, its connections bounded by `bounds` (the pool's and socket
+    settings of the standalone client). REDIS_URL gives the database number, user and password
+    of the data nodes; its host and port are not used."""
+    url = parse_url(settings.redis_url)
+    password = settings.redis_sentinel_password
+    sentinels = Sentinel(  # type: ignore[no-untyped-call]
+        settings.redis_sentinels,
+        # A sentinel is asked as a connection opens: it has the connect's bound to answer, and
+        # one that does not is passed over for the next one.
+        sentinel_kwargs={
+            "socket_connect_timeout": settings.storage_connect_timeout,
+            "socket_timeout": settings.storage_connect_timeout,
+            "password": password.get_secret_value() if password else None,
+            "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        },
+    )
+    master: Redis = sentinels.master_for(
+        settings.redis_sentinel_service or "",
+        connection_pool_class=SentinelPool,
+        connection_class=SentinelConnection,
+        db=url.get("db", 0),
+        username=url.get("username"),
+        password=url.get("password"),
+        **bounds,
+    )
+    return master
