@@ -11,15 +11,22 @@ again, through the sentinels. Meanwhile the sentinels may name no master at all
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
+from redis.asyncio.sentinel import (
+    MasterNotFoundError,
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+)
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sessions_config.redis_connection import BoundedWritesConnection
 from sessions_config.settings import Settings
@@ -38,9 +45,45 @@ class SentinelConnection(SentinelManagedConnection, BoundedWritesConnection):
         await super().send_packed_command(command, check_health)
 
 
+class Sentinels(Sentinel):
+    """redis-py's Sentinel, safe to ask from several requests at once."""
+
+    async def discover_master(self, service_name: str) -> Any:
+        """As redis-py's (as of 8.1): the first sentinel that names a master in good state is
+        believed, and asked first next time. redis-py moves it to the front by swapping places
+        remembered across an await, so concurrent calls (every connection being opened after a
+        failover) can list one sentinel twice and drop another, never closed or asked again."""
+        errors = []
+        for sentinel in list(self.sentinels):
+            try:
+                masters = await sentinel.sentinel_masters()
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                errors.append(f"{sentinel} - {exc!r}")
+                continue
+            state = masters.get(service_name) if isinstance(masters, dict) else None
+            if state and self.check_master_state(state, service_name):
+                self.sentinels.remove(sentinel)
+                self.sentinels.insert(0, sentinel)
+                return state["ip"], state["port"]
+        why = f" : {', '.join(errors)}" if errors else ""
+        raise MasterNotFoundError(f"No master found for {service_name!r}{why}")
+
+
 class SentinelPool(SentinelConnectionPool, BlockingConnectionPool):
     """Sentinel's pool, blocking like the standalone one; it closes the sentinels' clients with
     its own connections."""
+
+    async def get_master_address(self) -> Any:
+        address = await self.sentinel_manager.discover_master(self.service_name)
+        if address != self.master_address:
+            self.master_address = address
+            # Idle connections to the old master leave the pool before they are closed. (redis-py
+            # closes them in place, and a request that takes one meanwhile and reconnects it can
+            # have its new socket orphaned by the close finishing after.)
+            idle = list(self._available_connections)
+            self._available_connections.clear()
+            await asyncio.gather(*(c.disconnect() for c in idle), return_exceptions=True)
+        return address
 
     async def aclose(self) -> None:
         try:
@@ -55,7 +98,7 @@ def client(settings: Settings, bounds: dict[str, Any]) -> Redis:
     of the data nodes; its host and port are not used."""
     url = parse_url(settings.redis_url)
     password = settings.redis_sentinel_password
-    sentinels = Sentinel(  # type: ignore[no-untyped-call]
+    sentinels = Sentinels(  # type: ignore[no-untyped-call]
         settings.redis_sentinels,
         # A sentinel is asked as a connection opens: it has the connect's bound to answer, and
         # one that does not is passed over for the next one.

@@ -24,7 +24,6 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from store.keys import Keys
@@ -269,7 +268,7 @@ class Unacknowledged(RedisTimeoutError):
 class RedisSessions:
     def __init__(self, redis: Redis, keys: Keys, *, wait_replicas: int = 0) -> None:
         self._redis = redis
-        # Replicas that must acknowledge an end mark before it counts (REDIS_WAIT_REPLICAS).
+        # Replicas that must have an end mark before the end is recorded (REDIS_WAIT_REPLICAS).
         self._wait_replicas = wait_replicas
         self._keys = keys
         self._put = redis.register_script(_PUT)
@@ -391,8 +390,7 @@ class RedisSessions:
                     args=[deadline, format_timestamp(at), reason],
                     client=pipe,
                 )
-            self._wait_for_replicas(pipe)
-            results = self._acknowledged(await pipe.execute())
+            results = await pipe.execute()
         if LATE in results:
             raise TooLate(f"{results.count(LATE)} of {len(results)} ends came too late")
         marked = {}
@@ -402,22 +400,19 @@ class RedisSessions:
                 marked[token_hash] = mark
         return marked
 
-    def _wait_for_replicas(self, pipe: Pipeline) -> None:
-        """Ends the pipeline with a WAIT, which must run on the connection that wrote."""
-        if self._wait_replicas:
-            pipe.wait(self._wait_replicas, self._budget_us // 1000)
-
-    def _acknowledged(self, results: list[Any]) -> list[Any]:
-        """The pipeline's results without the WAIT's; raises Unacknowledged if too few
-        replicas have the writes. They stay on the master, and writing them again is safe."""
+    async def replicated(self) -> None:
+        """Returns once REDIS_WAIT_REPLICAS replicas have every write the master has taken so
+        far, from any client (this one's end marks, or marks an earlier end left); raises
+        Unacknowledged if they do not within the write budget. WAIT counts the writes of its
+        own connection only: the PUBLISH before it (to no one) is one, after all the others."""
         if not self._wait_replicas:
-            return results
-        replicas = results.pop()
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.publish(f"{self._keys.prefix}replicated", "")
+            pipe.wait(self._wait_replicas, self._budget_us // 1000)
+            _, replicas = await pipe.execute()
         if replicas < self._wait_replicas:
-            raise Unacknowledged(
-                f"{replicas} of {self._wait_replicas} replicas acknowledged the end marks"
-            )
-        return results
+            raise Unacknowledged(f"{replicas} of {self._wait_replicas} replicas have the writes")
 
     async def remove_many(self, *, sessions: Mapping[str, str]) -> set[str]:
         """Removes sessions (token hash -> user id) from Redis, each on its own; returns the

@@ -459,6 +459,8 @@ class SessionStore:
         reason: EndReason,
     ) -> list[SessionRecord]:
         """Steps 2 and 3 of an end, for sessions marked (or absent) in Redis."""
+        if marks:  # a mark a failover could still lose is not an end yet (REDIS_WAIT_REPLICAS)
+            await self.active.replicated()
         rows = await self._record_ends(token_hashes, marks, at=at, reason=reason)
         ended: list[SessionRecord] = []
         entries: dict[str, str] = {}  # token hash -> user id, of the Redis entries to remove
