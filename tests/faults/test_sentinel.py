@@ -174,6 +174,24 @@ async def test_what_a_failover_raises_is_a_redis_outage(
             await client.aclose()
 
 
+async def test_concurrent_lookups_of_the_master_keep_every_sentinel(
+    settings: Settings, sentinel_group: SentinelGroup
+) -> None:
+    # Every connection opened at once after a failover asks the sentinels, passing over those
+    # that do not answer; none may be lost from the list.
+    sentinels = [("127.0.0.1", 1), *sentinel_group.addresses]
+    client = redis_client(settings.model_copy(update={"redis_sentinels": sentinels}))
+    try:
+        manager = client.connection_pool.sentinel_manager  # type: ignore[attr-defined]
+        master = sentinel_group.master().port
+        lookups = (manager.discover_master(SentinelGroup.SERVICE) for _ in range(20))
+        assert {port for _, port in await asyncio.gather(*lookups)} == {master}
+        ports = sorted(s.connection_pool.connection_kwargs["port"] for s in manager.sentinels)
+        assert ports == sorted(port for _, port in sentinels)
+    finally:
+        await client.aclose()
+
+
 async def test_a_master_short_of_replicas_is_a_redis_outage(base_settings: Settings) -> None:
     # min-replicas-to-write: a master left without its replica (killed in a failover) refuses
     # writes with NOREPLICAS, an error redis-py has no class for.
