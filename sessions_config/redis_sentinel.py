@@ -85,6 +85,13 @@ class SentinelPool(SentinelConnectionPool, BlockingConnectionPool):
             await asyncio.gather(*(c.disconnect() for c in idle), return_exceptions=True)
         return address
 
+    async def release(self, connection: Any) -> None:
+        # A connection to an address that is no longer the master's (it was in use when a
+        # failover was noticed) goes back closed, to reopen through the sentinels.
+        if self.master_address and (connection.host, connection.port) != self.master_address:
+            await connection.disconnect(nowait=True)
+        await super().release(connection)
+
     async def aclose(self) -> None:
         try:
             await super().aclose()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from redis.asyncio.sentinel import MasterNotFoundError
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, ResponseError
 
 from sessions_config.resources import Resources, open_resources, redis_client
@@ -169,9 +170,29 @@ async def test_what_a_failover_raises_is_a_redis_outage(
             await replica.set("test-sentinel-readonly", "1")
         assert outage_of(readonly.value) == "redis"
         assert "read only replica" in describe_outage(readonly.value)
+        await _write_to_a_demoted_master(settings, sentinel_group)
     finally:
         for client in (unknown, nobody, replica):
             await client.aclose()
+
+
+async def _write_to_a_demoted_master(settings: Settings, group: SentinelGroup) -> None:
+    """A connection of the sentinel client still open to a master since demoted (here: opened
+    to the replica) has its write refused as a ConnectionError, and is dropped."""
+    client = redis_client(settings)
+    pool = client.connection_pool
+    connection = await pool.get_connection()
+    try:
+        await connection.disconnect()
+        await connection.connect_to(("127.0.0.1", group.replica().port))  # type: ignore[attr-defined]
+        await connection.send_command("SET", "test-sentinel-demoted", "1")
+        with pytest.raises(RedisConnectionError, match="now a slave") as raised:
+            await connection.read_response()
+        assert outage_of(raised.value) == "redis"
+        assert not connection.is_connected
+    finally:
+        await pool.release(connection)
+        await client.aclose()
 
 
 async def test_concurrent_lookups_of_the_master_keep_every_sentinel(
@@ -256,6 +277,29 @@ async def test_a_failover_is_followed_without_a_restart(
     finally:
         if killed is not None:  # leave the group whole for later tests
             sentinel_group.rejoin(killed)
+
+
+async def test_a_demoted_master_is_left_for_the_new_one(
+    client: httpx.AsyncClient, resources: Resources, sentinel_group: SentinelGroup
+) -> None:
+    """A failover the sentinels are asked for (SENTINEL FAILOVER): the old master, alive, is made
+    a replica; pages go on (200, or 503 for a moment), then ends are made safe on the new one."""
+    sentinel_group.wait_whole()
+    readers = [await signed_in(resources) for _ in range(3)]
+    old = sentinel_group.master()
+    traffic = Traffic(client, readers)
+    async with traffic.running():
+        await traffic.wait(lambda: traffic.count(200) >= 10, "answers before the failover")
+        sentinel_group.sentinels[0].cli("sentinel", "failover", SentinelGroup.SERVICE)
+        asked_at = time.monotonic()
+        assert await asyncio.to_thread(sentinel_group.wait_failover, old) is not old
+        await traffic.wait(lambda: traffic.recovered(since=asked_at), "200 after the failover")
+    assert set(traffic.statuses()) <= {200, 503}
+    sentinel_group.wait_whole()
+    reader = readers[0]
+    _, other = reader.other()
+    await _eventually(lambda: _revoked(client, reader, other), "a revoke on the new master")
+    assert await page(client, reader.without(reader.other()[0])) == 200
 
 
 class Traffic:
