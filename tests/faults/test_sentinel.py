@@ -1,7 +1,8 @@
 """REDIS_MODE=sentinel, on a group of the run's own (a master, its replica, three sentinels:
-tests/infra.py): the app follows a failover by itself, answering 503 while there is no master
-and 200 again after, and a session revoked before the failover stays revoked after it, because
-an end counts only once a replica has it (REDIS_WAIT_REPLICAS).
+tests/infra.py): the app follows a failover by itself (the master killed, or demoted alive),
+answering 503 while there is no master and 200 again after, and a session revoked before the
+failover stays revoked after it, because an end counts only once a replica has it
+(REDIS_WAIT_REPLICAS). What a failover raises is an outage (503), never a bug (500).
 
 Every wait for the group or the app polls, up to PATIENCE; no fixed sleep decides anything.
 """
@@ -24,6 +25,7 @@ from sessions_config.resources import Resources, open_resources, redis_client
 from sessions_config.settings import Settings
 from store.errors import describe_outage, outage_of
 from tests.app_client import ROUTE, cookie
+from tests.cli_runner import run_cli
 from tests.conftest import Users
 from tests.http_errors import assert_rest_error
 from tests.infra import RedisServer, SentinelGroup
@@ -146,6 +148,19 @@ async def test_the_page_is_served_through_the_sentinels(
     assert await page(client, user) == 200
     ready = await client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["redis"] == "ok", ready.text
+
+
+async def test_the_command_finds_the_master_through_the_sentinels(
+    base_settings: Settings, sentinel_group: SentinelGroup
+) -> None:
+    sentinels = ",".join(f"{host}:{port}" for host, port in sentinel_group.addresses)
+    env = {"REDIS_MODE": "sentinel", "REDIS_SENTINELS": sentinels, "REDIS_URL": "redis://x/0"}
+    found = await run_cli(
+        base_settings, "check", **env, REDIS_SENTINEL_SERVICE=SentinelGroup.SERVICE
+    )
+    assert found.code == 0, found
+    lost = await run_cli(base_settings, "check", **env, REDIS_SENTINEL_SERVICE="no-such")
+    assert lost.code == 1 and "the sentinels' master" in lost.stderr, lost
 
 
 async def test_what_a_failover_raises_is_a_redis_outage(
