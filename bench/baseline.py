@@ -5,10 +5,11 @@
 One Starlette route, written without the service's code (no resolvers/, graph/, store/; only
 sessions_geo's rule for which addresses are public): it reads the keys and rows that
 docs/DATA.md describes and writes the service's v1 JSON, byte for byte
-(tests/bench/test_baseline.py checks it). The same round trips as the service: one HGETALL for
-the cookie; then, at once, the user's index (ZRANGEBYSCORE, then pipelined HGETALLs) and one
-Postgres query for history; then one MGET of the geolocation cache. Its Postgres connections
-skip asyncpg's reset query when handed back to the pool (they hold no session state).
+(tests/bench/test_baseline.py checks it). The same round trips as the service: the cookie's
+pointer (GET); one script on the user's slot that reads the cookie's HASH, the user's index and
+the HASHes it names; one Postgres query for history; then one MGET of the geolocation cache.
+Its Postgres connections skip asyncpg's reset query when handed back to the pool (they hold no
+session state).
 
 What it leaves out, since none of it changes a page read from a warm cache: recording the
 session's activity (`last_seen_at`, written at most once a minute), finishing half-done ends, the
@@ -21,7 +22,6 @@ GEO_MMDB_PATH.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import ipaddress
 import json
@@ -57,6 +57,17 @@ SELECT token_suffix, created_at, abbrev(client_ip) AS client_ip, user_agent
  WHERE user_id = $1 AND (ended_at IS NOT NULL OR expires_at <= $2)
  ORDER BY created_at DESC, id DESC
  LIMIT $3
+"""
+# The cookie's session and its user's active ones, in one round trip: the index and the HASHes
+# share the user's hash tag. Returns {{member, HASH, member, HASH, ...}, the cookie's HASH}.
+READ_SCRIPT = """#!lua flags=no-writes
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
+local listed = {}
+for _, member in ipairs(members) do
+  listed[#listed + 1] = member
+  listed[#listed + 1] = redis.call('HGETALL', ARGV[2] .. member)
+end
+return {listed, redis.call('HGETALL', KEYS[2])}
 """
 HEADERS = {"Cache-Control": "no-store"}
 Hash = dict[str, str]  # a session HASH, as read with decode_responses
@@ -117,6 +128,18 @@ def _python_ip(text: str) -> str:
 _global_ip = lru_cache(maxsize=65536)(global_ip)
 
 
+def _hash(flat: list[str]) -> Hash:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _active(user_id: str, listed: list[Any], now: datetime) -> list[tuple[str, Hash]]:
+    """(token hash, HASH) of the user's active sessions, newest first."""
+    found = ((h, _hash(flat)) for h, flat in zip(listed[::2], listed[1::2], strict=True))
+    active = [(h, s) for h, s in found if _is_active(s, now) and s["user_id"] == user_id]
+    active.sort(key=_age, reverse=True)
+    return active
+
+
 class _ReadOnlyConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg has no hints
     """A connection that only ever runs HISTORY_SQL has no session state to reset: handing it
     back to the pool skips asyncpg's reset query, a round trip per request."""
@@ -154,38 +177,28 @@ class Baseline:
             return None
         token_hash = hashlib.sha256(token.encode()).hexdigest()
         now = datetime.now(UTC).replace(microsecond=0)
-        current: Hash = await self._redis.hgetall(f"{self._prefix}session:{token_hash}")  # type: ignore[assignment]
-        if not _is_active(current, now):
+        user_id = await self._redis.get(f"{self._prefix}token:{token_hash}")
+        if user_id is None:
             return None
-        user_id = current["user_id"]
-        active, history = await asyncio.gather(
-            self._active(user_id, now), self._history(user_id, now, limit)
+        tag = f"{self._prefix}{{user:{user_id}}}"
+        listed, current = await self._redis.eval(  # type: ignore[misc]
+            READ_SCRIPT,
+            2,
+            f"{tag}:sessions",
+            f"{tag}:session:{token_hash}",
+            int(now.timestamp()),
+            f"{tag}:session:",
         )
+        session = _hash(current)
+        if not _is_active(session, now) or session["user_id"] != user_id:
+            return None
+        active = _active(user_id, listed, now)
+        history = await self._history(user_id, now, limit)
         geo = await self._geo([s.get("client_ip", "") for _, s in active] + [r[2] for r in history])
         return {
             "sessions": [_session(s, h == token_hash, geo) for h, s in active],
             "history": [_past(row, geo) for row in history],
         }
-
-    async def _active(self, user_id: str, now: datetime) -> list[tuple[str, Hash]]:
-        """(token hash, HASH) of the user's active sessions, newest first."""
-        index = f"{self._prefix}user:{user_id}:sessions"
-        members: list[str] = await self._redis.zrangebyscore(  # type: ignore[assignment]
-            index, f"({int(now.timestamp())}", "+inf"
-        )
-        if not members:
-            return []
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for token_hash in members:
-                pipe.hgetall(f"{self._prefix}session:{token_hash}")
-            found: list[Hash] = await pipe.execute()
-        active = [
-            (h, s)
-            for h, s in zip(members, found, strict=True)
-            if _is_active(s, now) and s["user_id"] == user_id
-        ]
-        active.sort(key=_age, reverse=True)
-        return active
 
     async def _history(self, user_id: str, now: datetime, limit: int) -> list[tuple[Any, ...]]:
         """(token_suffix, created_at, client_ip, user_agent) of the user's past sessions."""

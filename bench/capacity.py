@@ -7,11 +7,11 @@ In a database and key prefix of its own (bench.common.bench_environment, both re
 1. Creates ACTIVE sessions over USERS users through the store's public API
    (SessionStore.create_many), with browser-like user agents of about 120 characters and client
    IPs, a sixth of them IPv6. Then measures, with MEMORY USAGE on every real key, the session
-   HASHes, the users' index ZSETs, and the geolocation cache entries for their distinct IPs: the
-   offline provider's own entries (written by a real lookup, GeoLookup.many) and entries of
-   ip-api's shape (every field filled, written through GeoCache). INFO's used_memory before and
-   after each step is the cross-check (it also counts the expiry table; on a shared Redis other
-   clients move it too).
+   HASHes, their tokens' pointers, the users' index ZSETs, and the geolocation cache entries for
+   their distinct IPs: the offline provider's own entries (written by a real lookup,
+   GeoLookup.many) and entries of ip-api's shape (every field filled, written through GeoCache).
+   INFO's used_memory before and after each step is the cross-check (it also counts the expiry
+   table; on a shared Redis other clients move it too).
 2. Creates HISTORY ended or expired sessions (create_many, 10 000 a batch, oldest first, over 400
    days), runs VACUUM ANALYZE, and measures pg_total_relation_size('sessions') (table, TOAST and
    indexes) divided by the rows, then the table alone and each index.
@@ -147,10 +147,12 @@ async def measure_redis(env: Mapping[str, str], active: int, users: int) -> dict
         before = await used_memory(redis)
         created = await res.store.create_many(batch)
         after_sessions = await used_memory(redis)
-        session_keys = [keys.session(c.record.token_hash) for c in created]
+        session_keys = [keys.session(c.record.user_id, c.record.token_hash) for c in created]
         index_keys = sorted({keys.user_sessions(c.record.user_id) for c in created})
+        pointer_keys = [keys.token(c.record.token_hash) for c in created]
         hashes = await memory_usage(redis, session_keys)
         indexes = await memory_usage(redis, index_keys)
+        pointers = await memory_usage(redis, pointer_keys)
         hash_encodings = await encodings(redis, session_keys)
         index_encodings = await encodings(redis, index_keys)
 
@@ -166,7 +168,7 @@ async def measure_redis(env: Mapping[str, str], active: int, users: int) -> dict
         config = await redis.config_get("hash-max-listpack-*")
         version = (await redis.info("server"))["redis_version"]
 
-    per_session = mean(hashes) + sum(indexes) / len(created)
+    per_session = mean(hashes) + mean(pointers) + sum(indexes) / len(created)
     return {
         "redis_version": version,
         "hash_max_listpack": {str(k): int(str(v)) for k, v in config.items()},
@@ -176,6 +178,7 @@ async def measure_redis(env: Mapping[str, str], active: int, users: int) -> dict
         "ipv6_share": round(sum(":" in ip for ip in ips) / len(ips), 3),
         "session_hash_bytes": round(mean(hashes), 1),
         "session_hash_encoding": hash_encodings,
+        "token_pointer_bytes": round(mean(pointers), 1),
         "user_index_bytes": round(mean(indexes), 1),
         "user_index_encoding": index_encodings,
         "user_index_bytes_per_session": round(sum(indexes) / len(created), 1),
@@ -270,6 +273,7 @@ def table(redis: Mapping[str, Any], pg: Mapping[str, Any]) -> str:
         f"(user agents {redis['user_agent_chars']} chars, {redis['ipv6_share']:.0%} IPv6):",
         f"  session HASH              {redis['session_hash_bytes']:>8} B  "
         f"{redis['session_hash_encoding']}",
+        f"  token pointer STRING      {redis['token_pointer_bytes']:>8} B",
         f"  user index ZSET           {redis['user_index_bytes']:>8} B  "
         f"({redis['user_index_bytes_per_session']} B per session) {redis['user_index_encoding']}",
         f"  per active session        {redis['per_active_session_bytes']:>8} B  "

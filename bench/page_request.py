@@ -51,11 +51,12 @@ async def direct_page(request: Request) -> Response:
     """The v1 page of GET /v1/users/me/sessions, made without GraphQL."""
     res: Resources = request.app.state.resources
     token = session_token(request)
-    current = await res.store.authenticate(token) if token else None
-    if current is None:
+    found = await res.store.sign_in(token) if token else None
+    if found is None:
         raise HttpError(401, "unauthenticated", "Sign in first.")
+    current = found.session
     active, history = await asyncio.gather(
-        res.store.list_active_for_user(user_id=current.user_id),
+        res.store.list_active_for_user(user_id=current.user_id, listed=found.listed),
         res.store.list_history_for_user(user_id=current.user_id, first=DEFAULT_PAGE),
     )
     ips = [r.client_ip for r in active] + [r.client_ip for r in history.records]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeAlias, TypeVar
@@ -55,6 +55,8 @@ class Context:
         default_factory=lambda: asyncio.Semaphore(POSTGRES_READS_PER_REQUEST), repr=False
     )
     _admitted: str | None = field(default=None, repr=False)
+    # The cookie's user's sessions, read from Redis with the cookie (store.sign_in).
+    _listed: tuple[str, Sequence[SessionRecord]] | None = field(default=None, repr=False)
 
     @classmethod
     def for_request(
@@ -118,13 +120,22 @@ class Context:
     async def _authenticate(self) -> SessionRecord | None:
         if not self.token:
             return None
-        session = await self.store.authenticate(self.token, now=self.now)
-        AUTHENTICATIONS.labels("rejected" if session is None else "accepted").inc()
-        if session is not None:
-            if not IN_FLIGHT.enter(session.user_id, limit=self.max_in_flight):
-                raise RateLimited(self.retry_after)
-            self._admitted = session.user_id
-        return session
+        found = await self.store.sign_in(self.token, now=self.now)
+        AUTHENTICATIONS.labels("rejected" if found is None else "accepted").inc()
+        if found is None:
+            return None
+        user_id = found.session.user_id
+        self._listed = (user_id, found.listed)
+        if not IN_FLIGHT.enter(user_id, limit=self.max_in_flight):
+            raise RateLimited(self.retry_after)
+        self._admitted = user_id
+        return found.session
+
+    def listed_with_cookie(self, user_id: str) -> Sequence[SessionRecord] | None:
+        """The user's sessions as read with the cookie, if the cookie is theirs."""
+        if self._listed is None or self._listed[0] != user_id:
+            return None
+        return self._listed[1]
 
     def close(self) -> None:
         """Ends the request's work: gives back its user's slot, and cancels shared lookups no

@@ -3,7 +3,7 @@ implementation; resolvers name this protocol instead, so that they need nothing 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -43,4 +43,9 @@ class RequestScope(Protocol):
 
     async def cookie_session(self) -> SessionRecord | None:
         """The active session of the request's cookie, or None."""
+        ...
+
+    def listed_with_cookie(self, user_id: str) -> Sequence[SessionRecord] | None:
+        """The user's sessions as Redis held them when the cookie was checked (one read does
+        both), if the cookie is this user's; else None."""
         ...

@@ -85,7 +85,9 @@ async def _fetch(scope: RequestScope, user_id: str, want_timeline: bool) -> _Fet
     """The active sessions and, when asked for, the timeline, read at the same time."""
     listing = scope.shared(
         ("active", user_id),
-        lambda: scope.store.list_active_for_user(user_id=user_id, now=scope.now),
+        lambda: scope.store.list_active_for_user(
+            user_id=user_id, now=scope.now, listed=scope.listed_with_cookie(user_id)
+        ),
     )
     if not want_timeline:
         return _Fetched(await listing, [])

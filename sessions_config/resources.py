@@ -11,18 +11,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from sessions_config import redis_sentinel
 from sessions_config.redis_connection import BoundedWritesConnection
-from sessions_config.settings import ConfigurationError, Settings
+from sessions_config.settings import Settings
 from sessions_geo.ipapi import IpApiProvider
 from sessions_geo.lookup import GeoLookup
 from sessions_geo.offline import OfflineProvider
 from sessions_geo.provider import GeoProvider
 from store import records
+from store.client import RedisClient
 from store.geo_cache import GeoCache
 from store.keys import Keys
 from store.replica import Replica
@@ -50,10 +52,48 @@ async def make_provider(settings: Settings) -> GeoProvider:
     return await asyncio.to_thread(OfflineProvider, settings.geo_mmdb_path)
 
 
-def redis_client(settings: Settings) -> Redis:
-    """The Redis client of REDIS_MODE, with every wait bounded: for a free pooled connection (a
-    blocking pool of REDIS_POOL_SIZE: a burst waits its turn instead of failing or opening
-    connections without end), to connect, and for each reply.
+def redis_client(settings: Settings) -> RedisClient:
+    """The Redis client REDIS_MODE asks for (see _server_client, redis_sentinel.client and
+    _cluster_client)."""
+    if settings.redis_mode == "cluster":
+        return _cluster_client(settings)
+    if settings.redis_mode == "sentinel":
+        return redis_sentinel.client(settings, _server_bounds(settings))
+    return _server_client(settings)
+
+
+def _cluster_client(settings: Settings) -> RedisCluster:
+    """A Redis Cluster's client: it learns the slots from the node REDIS_URL names (at the first
+    command, not here), keeps up to REDIS_POOL_SIZE connections to each node, and follows
+    MOVED and ASK redirections and a failed-over master by itself. The same bounds on connecting
+    and on each reply as one server's; a command that finds its connection dropped is sent once
+    more (see _server_client on why that is safe)."""
+    return RedisCluster.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_pool_size,
+        socket_connect_timeout=settings.storage_connect_timeout,
+        socket_timeout=settings.storage_timeout,
+        health_check_interval=REDIS_HEALTH_CHECK_INTERVAL,
+        retry=Retry(NoBackoff(), 1),
+    )
+
+
+def _server_client(settings: Settings) -> Redis:
+    """The Redis client, with every wait bounded (see _server_bounds)."""
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        **_server_bounds(settings),
+        # rediss:// and unix:// URLs name their own connection class, which wins.
+        connection_class=BoundedWritesConnection,
+    )
+    return Redis.from_pool(pool)
+
+
+def _server_bounds(settings: Settings) -> dict[str, Any]:
+    """The pool and connections of a client of one server (standalone, or the sentinels'
+    master), with every wait bounded: for a free pooled connection (a blocking pool of
+    REDIS_POOL_SIZE: a burst waits its turn instead of failing or opening connections without
+    end), to connect, and for each reply.
 
     A command that finds its connection dropped is sent once more, at once, on a new connection.
     A timeout is never retried: a command sent to a hung Redis runs when it wakes up, and must
@@ -69,24 +109,13 @@ def redis_client(settings: Settings) -> Redis:
         "health_check_interval": REDIS_HEALTH_CHECK_INTERVAL,
         "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     }
-    if settings.redis_mode == "sentinel":
-        return redis_sentinel.client(settings, bounds)
-    if settings.redis_mode == "cluster":
-        raise ConfigurationError("REDIS_MODE=cluster is not supported yet")
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url,
-        **bounds,
-        # rediss:// and unix:// URLs name their own connection class, which wins.
-        connection_class=BoundedWritesConnection,
-    )
-    return Redis.from_pool(pool)
+    return bounds
 
 
 @asynccontextmanager
 async def open_resources(settings: Settings, *, geo: bool = True) -> AsyncIterator[Resources]:
     # Nothing here connects yet: the service starts, and /readyz says what is down, while Postgres
     # or Redis is. Every later wait on them is bounded (see records.open_pool, redis_client).
-    redis = redis_client(settings)  # first: it may refuse the settings, before anything opens
     pool = await records.open_pool(
         settings.database_url,
         size=settings.pg_pool_size,
@@ -104,6 +133,7 @@ async def open_resources(settings: Settings, *, geo: bool = True) -> AsyncIterat
             statement_timeout=settings.storage_timeout,
         )
         replica = Replica(replica_pool, max_lag=settings.database_replica_max_lag)
+    redis = redis_client(settings)
     provider: GeoProvider | None = None
     try:
         keys = Keys(settings.redis_key_prefix)

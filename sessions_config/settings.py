@@ -12,10 +12,6 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
-class ConfigurationError(ValueError):
-    """Settings that validate but that this version cannot serve; the message says which."""
-
-
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
@@ -25,9 +21,10 @@ class Settings(BaseSettings):
     database_replica_url: str | None = None
     # Seconds the replica may be behind before those reads go to DATABASE_URL instead.
     database_replica_max_lag: float = Field(default=10.0, gt=0, allow_inf_nan=False)
-    # How the service finds its Redis (sessions_config/resources.py): `standalone` at REDIS_URL;
-    # `sentinel`, the master the sentinels name (REDIS_URL then gives only the database number
-    # and credentials); `cluster` is accepted here, refused at start-up until supported.
+    # standalone: REDIS_URL is the one server. sentinel: the master the sentinels name
+    # (REDIS_SENTINELS; REDIS_URL then gives only the database number and credentials).
+    # cluster: REDIS_URL names any one node of a Redis Cluster, and the client finds the others
+    # (keys are laid out for it: docs/DATA.md). Before redis_url, whose check depends on it.
     redis_mode: Literal["standalone", "sentinel", "cluster"] = "standalone"
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Every Redis key this service reads or writes starts with this, so one Redis can host
@@ -108,6 +105,14 @@ class Settings(BaseSettings):
             return value
         if not value:
             raise ValueError("REDIS_MODE=sentinel needs the name of the master the sentinels watch")
+        return value
+
+    @field_validator("redis_wait_replicas")
+    @classmethod
+    def _wait_for_mode(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value and info.data.get("redis_mode") == "cluster":
+            # WAIT answers for the one node it is sent to, and a cluster's ends span nodes.
+            raise ValueError("waiting for replicas is not supported with REDIS_MODE=cluster")
         return value
 
     @property

@@ -1,5 +1,5 @@
-"""The `sessions-api` command: serve, migrate, prune history, export the schema, and write
-sessions."""
+"""The `sessions-api` command: serve, migrate (Postgres and Redis), prune history, export the
+schema, and write sessions."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import getpass
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
@@ -23,7 +24,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from sessions_config.logs import configure
-from sessions_config.settings import ConfigurationError, Settings, get_settings, parse_age
+from sessions_config.settings import Settings, get_settings, parse_age
 from store.errors import StorageUnavailable
 from store.models import WRITER_END_REASONS, format_timestamp, parse_timestamp, utcnow
 from store.sessions import DEFAULT_TTL, InvalidSession, IssuedSession, NewSession, NotUndone
@@ -170,19 +171,20 @@ def _print_issued(issued: IssuedSession) -> None:
     _print_json({"token": issued.token, "token_suffix": issued.record.token_suffix})
 
 
-def _print_left(token_hashes: Sequence[str]) -> None:
-    """Names, one line each, the sessions a failed write could not remove (hashes, never
-    tokens), so that an operator can end them."""
-    if not token_hashes:
+def _print_left(owners: Mapping[str, str]) -> None:
+    """Names, one line each, the sessions a failed write could not remove (token hash -> user
+    id; hashes, never tokens), so that an operator can end them."""
+    if not owners:
         return
     print(
-        f"sessions-api: {len(token_hashes)} sessions whose tokens were never printed could not "
-        "be removed and may stay active; end each with "
-        "`sessions-api sessions end --token-hash HASH`:",
+        f"sessions-api: {len(owners)} sessions whose tokens were never printed could not "
+        "be removed and may stay active; end each with `sessions-api sessions end` and the "
+        "options on its line:",
         file=sys.stderr,
     )
-    for token_hash in token_hashes:
-        print(f"not removed: {token_hash}", file=sys.stderr)
+    for token_hash in sorted(owners):
+        user = shlex.quote(owners[token_hash])
+        print(f"not removed: --user-id {user} --token-hash {token_hash}", file=sys.stderr)
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -249,6 +251,31 @@ async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_migrate_redis(args: argparse.Namespace, settings: Settings) -> int:
+    """Moves every session of the old Redis layout; progress on stderr, a JSON summary on
+    stdout. Safe to run again: what moved is not in the old layout any more."""
+    from sessions_config.resources import open_resources
+
+    if settings.redis_mode == "cluster":
+        print(
+            "sessions-api: the old layout only ever lived on a single Redis; run migrate-redis "
+            "against it (REDIS_MODE=standalone) before moving the data to a cluster",
+            file=sys.stderr,
+        )
+        return 2
+    moved = ended = 0
+    skipped: list[str] = []
+    async with open_resources(settings, geo=False) as res:
+        async for done in res.store.move_legacy_redis():
+            moved, ended = moved + done.moved, ended + done.ended
+            skipped += done.skipped
+            print(f"migrate-redis: {moved} sessions moved", file=sys.stderr, flush=True)
+    for token_hash in skipped:
+        print(f"left in the old layout (no user_id or no expiry): {token_hash}", file=sys.stderr)
+    _print_json({"moved": moved, "ended": ended, "skipped": len(skipped)})
+    return 0
+
+
 def cmd_export_schema(args: argparse.Namespace, settings: Settings) -> int:
     from graph.schema import schema
 
@@ -283,7 +310,8 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     redis = redis_client(settings)
     where = "the sentinels' master" if settings.redis_mode == "sentinel" else "REDIS_URL"
     try:
-        await redis.ping()
+        async with asyncio.timeout(3):
+            await redis.ping()
     except Exception as exc:  # any failure means "not there"
         print(f"redis: not answering at {where} ({exc.__class__.__name__})", file=sys.stderr)
         ok = False
@@ -344,7 +372,7 @@ async def cmd_sessions_end(args: argparse.Namespace, settings: Settings) -> int:
     else:
         return 2
     async with open_resources(settings, geo=False) as res:
-        record = await res.store.end_by_hash(token_hash, reason=args.reason)
+        record = await res.store.end_by_hash(token_hash, reason=args.reason, user_id=args.user_id)
     if record is None:
         print(f"no session has this {'token' if args.token else 'token hash'}", file=sys.stderr)
         return 1
@@ -500,6 +528,10 @@ def _add_service_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     sub.add_parser(
         "migrate", help="create the database if needed and apply migrations"
     ).set_defaults(func=cmd_migrate)
+    sub.add_parser(
+        "migrate-redis",
+        help="move active sessions from the Redis layout before hash tags (docs/DATA.md)",
+    ).set_defaults(func=cmd_migrate_redis)
     sub.add_parser("check", help="exit 0 when Postgres and Redis answer").set_defaults(
         func=cmd_check
     )
@@ -568,6 +600,11 @@ def _add_session_commands(ssub: argparse._SubParsersAction[_Parser]) -> None:
         type=_token_hash,
         help="the SHA-256 of the token, in hex (as a failed import names them)",
     )
+    end.add_argument(
+        "--user-id",
+        help="whose session it is, for one Redis holds without its token's pointer and "
+        "Postgres does not know (as a failed import names them)",
+    )
     end.add_argument("--reason", choices=WRITER_END_REASONS, default="logout")
     end.set_defaults(func=cmd_sessions_end)
 
@@ -611,9 +648,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidSession as exc:
         print(f"sessions-api: {exc}", file=sys.stderr)
         return 2
-    except ConfigurationError as exc:
-        print(f"sessions-api: bad configuration: {exc}", file=sys.stderr)
-        return 2
     except BrokenPipeError:
         _stdout_closed()
         return 1
@@ -624,7 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _stdout_closed()
         else:
             print(f"sessions-api: cannot reach storage: {cause}", file=sys.stderr)
-        _print_left(exc.token_hashes)
+        _print_left(exc.owners)
         return 1
     except (OSError, TimeoutError, RedisError, StorageUnavailable) as exc:
         print(f"sessions-api: cannot reach storage: {exc}", file=sys.stderr)

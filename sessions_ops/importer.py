@@ -12,7 +12,14 @@ import itertools
 import json
 import os
 import threading
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Mapping,
+    Sequence,
+)
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,11 +46,11 @@ MAX_LINE_BYTES = 4 * 1024 * 1024
 
 
 class ImportStopped(Exception):
-    def __init__(self, line: int, reason: str, *, left: Sequence[str] = ()) -> None:
+    def __init__(self, line: int, reason: str, *, left: Mapping[str, str] | None = None) -> None:
         super().__init__(f"line {line}: {reason}")
         self.line = line
-        # Token hashes of sessions a failed batch wrote that its undo could not remove.
-        self.left = list(left)
+        # Sessions a failed batch wrote that its undo could not remove: token hash -> user id.
+        self.left = dict(left or {})
 
 
 class ImportInterrupted(ImportStopped):
@@ -285,7 +292,7 @@ class _BatchWriter:
                 rows[0].line,
                 f"{_storage_failure(cause)}; none of lines {rows[0].line}-{rows[-1].line} "
                 "were imported",
-                left=exc.token_hashes if isinstance(exc, NotUndone) else (),
+                left=exc.owners if isinstance(exc, NotUndone) else None,
             ) from exc
 
     async def _emit(self, rows: Sequence[_Row]) -> None:

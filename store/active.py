@@ -1,8 +1,12 @@
-"""Redis: the active sessions and each user's index of them.
+"""Redis: the active sessions, each user's index of them, and the tokens' pointers to users.
 
-A session is a HASH at `session:{sha256(token)}` that expires at the session's expires_at, and a
-member of the user's ZSET `user:{user_id}:sessions` scored by expires_at. The ZSET can hold
-members whose HASH has expired: readers skip them, writers prune them.
+A session is a HASH at `{user:<user_id>}:session:<sha256(token)>` that expires at the session's
+expires_at, and a member of the user's ZSET `{user:<user_id>}:sessions` scored by expires_at:
+one hash tag, so one Redis Cluster slot holds a user's sessions and index, and one script reads
+or writes them. The ZSET can hold members whose HASH has expired: readers skip them, writers
+prune them. A token is found by `token:<sha256(token)>`, a STRING holding the user id, which
+expires with the session. The pointer only says where to look: a session is active because its
+HASH is, never because a pointer exists.
 
 Ending a session first marks its HASH (`ended_at`, `end_reason`): from then on it is not active,
 whatever happens to the rest of the end (docs/DATA.md). A marked HASH is never unmarked.
@@ -10,8 +14,8 @@ whatever happens to the rest of the end (docs/DATA.md). A marked HASH is never u
 Every write is a Lua script that first compares Redis's clock with a deadline taken from Redis's
 clock just before (`deadline`), and does nothing past it. A write sent to a Redis that hangs
 (stopped, paused, swamped) sits in its socket and runs when it wakes up, long after this client
-gave up on it and, perhaps, undid it: past the deadline it changes nothing. One script per session,
-so a pipeline of them never depends on two sessions' keys being on one server.
+gave up on it and, perhaps, undid it: past the deadline it changes nothing. Each script touches
+one slot's keys, so a pipeline of them never depends on two sessions' keys being on one server.
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from store.client import RedisClient, eval_script, reply_timeout
 from store.keys import Keys
 from store.memo import memo_of_short_texts
 from store.models import (
@@ -44,7 +48,6 @@ log = logging.getLogger(__name__)
 # rest is a margin for the reply to arrive before the client stops waiting for it, so a write
 # that ran is (almost always) one the client heard about.
 DEADLINE_SHARE = 0.8
-DEFAULT_TIMEOUT = 5.0  # seconds, for a client without a socket timeout
 
 # Returns true when Redis's clock (µs) is past ARGV[1]. Scripts replicate their effects, so
 # reading TIME before writing is allowed (Redis 5 and later).
@@ -102,6 +105,32 @@ redis.call('DEL', KEYS[1])
 return 1
 """
 )
+
+# KEYS: a token's pointer. ARGV: deadline, user id, expires_at (Unix s).
+_POINT = (
+    _LATE
+    + """
+redis.call('SET', KEYS[1], ARGV[2], 'EXAT', ARGV[3])
+return 1
+"""
+)
+
+# KEYS: a user's index, and optionally one session HASH of theirs. ARGV: now (Unix s), the
+# prefix of the user's session HASHes. Returns {index members not yet expired, each followed by
+# its HASH (empty if gone), the HASH of KEYS[2]}. The HASHes it names from the index share the
+# index's hash tag, so they are in its slot. Flagged no-writes, so that it runs while Redis holds
+# writes (CLIENT PAUSE WRITE, as in a failover) and when it is out of memory.
+_READ = """#!lua flags=no-writes
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
+local listed = {}
+for _, member in ipairs(members) do
+  listed[#listed + 1] = member
+  listed[#listed + 1] = redis.call('HGETALL', ARGV[2] .. member)
+end
+local current = {}
+if KEYS[2] then current = redis.call('HGETALL', KEYS[2]) end
+return {listed, current}
+"""
 
 # Sets last_seen_at unless it is already later than the threshold (ARGV[3]), so concurrent
 # workers write it at most once per interval. Never recreates a hash that has expired, nor
@@ -176,24 +205,25 @@ _HASHES_REMEMBERED = 4096
 
 
 @functools.lru_cache(maxsize=_HASHES_REMEMBERED)
-def _unmarked_record(token_hash: str, items: tuple[tuple[Any, Any], ...]) -> SessionRecord:
-    record = _record_of(token_hash, _fields(dict(items)))
+def _unmarked_record(token_hash: str, flat: tuple[Any, ...]) -> SessionRecord:
+    record = _record_of(token_hash, _fields(_pairs(flat)))
     if record is None:
         raise _Unreadable
     return record
 
 
-def _from_hash(token_hash: str, data: Mapping[Any, Any]) -> SessionRecord | None:
-    """Reads a stored HASH; None (and a warning) for one too damaged to show. A HASH marked
-    ended comes back with ended_at and end_reason set."""
-    if not data:
+def _from_hash(token_hash: str, flat: Sequence[Any]) -> SessionRecord | None:
+    """Reads a stored HASH, as HGETALL's flat list of fields and values; None (and a warning)
+    for one too damaged to show. A HASH marked ended comes back with ended_at and end_reason
+    set."""
+    if not flat:
         return None
-    if b"ended_at" not in data and "ended_at" not in data:
+    if b"ended_at" not in flat[::2] and "ended_at" not in flat[::2]:
         try:
-            return _unmarked_record(token_hash, tuple(data.items()))
+            return _unmarked_record(token_hash, tuple(flat))
         except _Unreadable:
             return None
-    fields = _fields(data)
+    fields = _fields(_pairs(flat))
     record = _record_of(token_hash, fields)
     mark = _mark_of(token_hash, fields, record)
     if record is None or mark is None:
@@ -247,13 +277,17 @@ def _mark_of(
     )
 
 
-def _read_mark(token_hash: str, data: Mapping[Any, Any]) -> Mark | None:
-    fields = _fields(data)
-    return _mark_of(token_hash, fields, _from_hash(token_hash, data))
+def _read_mark(token_hash: str, flat: Sequence[Any]) -> Mark | None:
+    return _mark_of(token_hash, _fields(_pairs(flat)), _from_hash(token_hash, flat))
 
 
 def _pairs(flat: Sequence[Any]) -> dict[Any, Any]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _flat(data: Mapping[Any, Any]) -> list[Any]:
+    """A HASH as HGETALL's reply lists it (redis-py makes a dict of it outside scripts)."""
+    return [item for pair in data.items() for item in pair]
 
 
 class States(NamedTuple):
@@ -261,55 +295,85 @@ class States(NamedTuple):
     marked: dict[str, Mark]  # token hash -> its mark, for HASHes marked ended
 
 
+class Found(NamedTuple):
+    """A token's active session, and its user's sessions read with it (as `list_for_user` with
+    include_ended reads them), so that a page needs no second look at the index."""
+
+    session: SessionRecord
+    listed: list[SessionRecord]
+
+
 class Unacknowledged(RedisTimeoutError):
     """Too few replicas acknowledged a write in time: a failover could still lose it."""
 
 
 class RedisSessions:
-    def __init__(self, redis: Redis, keys: Keys, *, wait_replicas: int = 0) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys, *, wait_replicas: int = 0) -> None:
         self._redis = redis
         # Replicas that must have an end mark before the end is recorded (REDIS_WAIT_REPLICAS).
         self._wait_replicas = wait_replicas
         self._keys = keys
-        self._put = redis.register_script(_PUT)
-        self._mark_ended = redis.register_script(_MARK_ENDED)
-        self._remove = redis.register_script(_REMOVE)
-        self._delete = redis.register_script(_DELETE)
-        self._touch = redis.register_script(_TOUCH)
         # Seconds this client waits for a reply (its socket timeout).
-        self.timeout = float(
-            redis.connection_pool.connection_kwargs.get("socket_timeout") or DEFAULT_TIMEOUT
-        )
+        self.timeout = reply_timeout(redis)
         self._budget_us = int(self.timeout * DEADLINE_SHARE * 1_000_000)
 
     # -- reading -------------------------------------------------------------------------------
 
+    async def find(self, *, token_hash: str, now: datetime) -> Found | None:
+        """The session of a token if it is active (present, not marked ended, not expired), with
+        its user's sessions: two round trips, the pointer and then one script on the user's
+        slot."""
+        user = await self._redis.get(self._keys.token(token_hash))
+        if user is None:
+            return None
+        user_id = _text(user)
+        listed, current = await self._read(
+            [self._keys.user_sessions(user_id), self._keys.session(user_id, token_hash)],
+            now=now,
+            prefix=self._keys.session_prefix(user_id),
+        )
+        record = _from_hash(token_hash, current)
+        if (
+            record is None
+            or record.user_id != user_id
+            or record.ended_at is not None
+            or record.expires_at <= now
+        ):
+            return None
+        return Found(record, self._listed(user_id, listed, now=now, include_ended=True))
+
     async def get(self, *, token_hash: str, now: datetime) -> SessionRecord | None:
         """The session if it is active: present, not marked ended, not expired."""
-        data = await self._redis.hgetall(self._keys.session(token_hash))
-        record = _from_hash(token_hash, data)
-        if record is None or record.ended_at is not None or record.expires_at <= now:
-            return None
-        return record
+        found = await self.find(token_hash=token_hash, now=now)
+        return found.session if found is not None else None
 
     async def list_for_user(
         self, *, user_id: str, now: datetime, include_ended: bool = False
     ) -> list[SessionRecord]:
-        """The user's active sessions, newest first: one ZRANGE, then one pipelined HGETALL each.
-        With include_ended, also those marked ended whose end is not finished (ended_at set)."""
-        index = self._keys.user_sessions(user_id)
-        members = await self._redis.zrangebyscore(index, f"({int(now.timestamp())}", "+inf")
-        if not members:
-            return []
-        hashes = [_text(m) for m in members]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for token_hash in hashes:
-                pipe.hgetall(self._keys.session(token_hash))
-            found = await pipe.execute()
+        """The user's active sessions, newest first: one script, which reads the index and each
+        session's HASH. With include_ended, also those marked ended whose end is not finished
+        (ended_at set)."""
+        listed, _ = await self._read(
+            [self._keys.user_sessions(user_id)],
+            now=now,
+            prefix=self._keys.session_prefix(user_id),
+        )
+        return self._listed(user_id, listed, now=now, include_ended=include_ended)
+
+    async def _read(self, keys: list[str], *, now: datetime, prefix: str) -> Any:
+        # By its text (see eval_script): a server that holds writes (CLIENT PAUSE WRITE, in a
+        # failover) runs a no-writes script at once, but holds an EVALSHA of a script it has not
+        # cached yet, not knowing its flags.
+        return await eval_script(self._redis, _READ, keys=keys, args=[int(now.timestamp()), prefix])
+
+    @staticmethod
+    def _listed(
+        user_id: str, flat: Sequence[Any], *, now: datetime, include_ended: bool
+    ) -> list[SessionRecord]:
         records = []
-        for token_hash, data in zip(hashes, found, strict=True):
-            record = _from_hash(token_hash, data)
-            # Another user's hash listed in this index would be a writer's bug; never show it.
+        for member, data in zip(flat[::2], flat[1::2], strict=True):
+            record = _from_hash(_text(member), data)
+            # A HASH naming another user would be a writer's bug; never show it.
             if (
                 record
                 and record.user_id == user_id
@@ -320,22 +384,34 @@ class RedisSessions:
         records.sort(key=lambda r: (r.created_at, r.id), reverse=True)
         return records
 
-    async def states(self, *, token_hashes: Sequence[str]) -> States:
-        """Which of these sessions Redis lacks (no HASH), and which it holds marked ended."""
+    async def owners(self, token_hashes: Sequence[str]) -> dict[str, str]:
+        """The user ids the tokens' pointers name (token hash -> user id), for those that have
+        one: one pipelined GET each (on a cluster, pointers live on every node)."""
+        if not token_hashes:
+            return {}
         async with self._redis.pipeline(transaction=False) as pipe:
             for token_hash in token_hashes:
-                pipe.hgetall(self._keys.session(token_hash))
+                pipe.get(self._keys.token(token_hash))
+            found = await pipe.execute()
+        return {h: _text(u) for h, u in zip(token_hashes, found, strict=True) if u is not None}
+
+    async def states(self, *, sessions: Mapping[str, str]) -> States:
+        """Which of these sessions (token hash -> user id) Redis lacks (no HASH), and which it
+        holds marked ended."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for token_hash, user_id in sessions.items():
+                pipe.hgetall(self._keys.session(user_id, token_hash))
             found = await pipe.execute()
         missing = set()
         marked = {}
-        for token_hash, data in zip(token_hashes, found, strict=True):
+        for token_hash, data in zip(sessions, found, strict=True):
             if not data:
                 missing.add(token_hash)
-            elif (mark := _read_mark(token_hash, data)) is not None:
+            elif (mark := _read_mark(token_hash, _flat(data))) is not None:
                 marked[token_hash] = mark
         return States(missing, marked)
 
-    # -- writing (each one script per session, guarded by a deadline) -------------------------
+    # -- writing (each one script per session and slot, guarded by a deadline) ----------------
 
     async def deadline(self) -> int:
         """The moment (µs on Redis's clock) after which a write sent now does nothing. Reading
@@ -347,8 +423,9 @@ class RedisSessions:
     async def put_many(
         self, *, records: Sequence[SessionRecord], now: datetime, deadline: int | None = None
     ) -> None:
-        """Writes sessions and indexes them, in one pipelined round trip. Raises TooLate if any
-        ran past the deadline (those wrote nothing; the others did)."""
+        """Writes sessions, indexes them and points their tokens at them, in one pipelined round
+        trip. Raises TooLate if any ran past the deadline (those wrote nothing; the others did).
+        """
         if not records:
             return
         deadline = deadline if deadline is not None else await self.deadline()
@@ -359,44 +436,54 @@ class RedisSessions:
                 args: list[str | int] = [deadline, now_s, expires, record.token_hash]
                 for name, value in _to_hash(record).items():
                     args += (name, value)
-                await self._put(
+                eval_script(
+                    pipe,
+                    _PUT,
                     keys=[
-                        self._keys.session(record.token_hash),
+                        self._keys.session(record.user_id, record.token_hash),
                         self._keys.user_sessions(record.user_id),
                     ],
                     args=args,
-                    client=pipe,
+                )
+                eval_script(
+                    pipe,
+                    _POINT,
+                    keys=[self._keys.token(record.token_hash)],
+                    args=[deadline, record.user_id, expires],
                 )
             results = await pipe.execute()
         if LATE in results:
             raise TooLate(f"{results.count(LATE)} of {len(results)} session writes came too late")
-        if 0 in results:
-            skipped = [r.token_hash[:12] for r, n in zip(records, results, strict=True) if n == 0]
+        written = results[::2]
+        if 0 in written:
+            skipped = [r.token_hash[:12] for r, n in zip(records, written, strict=True) if n == 0]
             log.warning("not rewritten, being ended: sessions %s…", "…, ".join(skipped))
 
     async def mark_ended(
-        self, *, token_hashes: Sequence[str], at: datetime, reason: EndReason
+        self, *, sessions: Mapping[str, str], at: datetime, reason: EndReason
     ) -> dict[str, Mark]:
-        """Marks sessions ended, so they stop being active at once. Returns those that exist in
-        Redis, as marked (an earlier mark's ended_at and reason are kept). Raises if Redis does
-        not answer or any mark came too late: the marks that did run stay, and are safe."""
-        if not token_hashes:
+        """Marks sessions (token hash -> user id) ended, so they stop being active at once.
+        Returns those that exist in Redis, as marked (an earlier mark's ended_at and reason are
+        kept). Raises if Redis does not answer or any mark came too late: the marks that did run
+        stay, and are safe."""
+        if not sessions:
             return {}
         deadline = await self.deadline()
         async with self._redis.pipeline(transaction=False) as pipe:
-            for token_hash in token_hashes:
-                await self._mark_ended(
-                    keys=[self._keys.session(token_hash)],
+            for token_hash, user_id in sessions.items():
+                eval_script(
+                    pipe,
+                    _MARK_ENDED,
+                    keys=[self._keys.session(user_id, token_hash)],
                     args=[deadline, format_timestamp(at), reason],
-                    client=pipe,
                 )
             results = await pipe.execute()
         if LATE in results:
             raise TooLate(f"{results.count(LATE)} of {len(results)} ends came too late")
         marked = {}
-        for token_hash, result in zip(token_hashes, results, strict=True):
+        for token_hash, result in zip(sessions, results, strict=True):
             # A list is the HASH the script has just marked (0: no such session).
-            if isinstance(result, list) and (mark := _read_mark(token_hash, _pairs(result))):
+            if isinstance(result, list) and (mark := _read_mark(token_hash, result)):
                 marked[token_hash] = mark
         return marked
 
@@ -415,41 +502,54 @@ class RedisSessions:
             raise Unacknowledged(f"{replicas} of {self._wait_replicas} replicas have the writes")
 
     async def remove_many(self, *, sessions: Mapping[str, str]) -> set[str]:
-        """Removes sessions (token hash -> user id) from Redis, each on its own; returns the
-        hashes removed (all, unless some came too late). Raises if Redis does not answer."""
+        """Removes sessions (token hash -> user id) from Redis, each on its own: the HASH and
+        index entry, then the pointer. Returns the hashes removed whole (all, unless some came
+        too late). Raises if Redis does not answer."""
         if not sessions:
             return set()
         deadline = await self.deadline()
         async with self._redis.pipeline(transaction=False) as pipe:
             for token_hash, user_id in sessions.items():
-                await self._remove(
-                    keys=[self._keys.session(token_hash), self._keys.user_sessions(user_id)],
+                eval_script(
+                    pipe,
+                    _REMOVE,
+                    keys=[
+                        self._keys.session(user_id, token_hash),
+                        self._keys.user_sessions(user_id),
+                    ],
                     args=[deadline, token_hash],
-                    client=pipe,
                 )
+                eval_script(pipe, _DELETE, keys=[self._keys.token(token_hash)], args=[deadline])
             results = await pipe.execute(raise_on_error=False)
-        return {h for h, n in zip(sessions, results, strict=True) if n == 1}
+        pairs = zip(results[::2], results[1::2], strict=True)
+        return {h for h, (a, b) in zip(sessions, pairs, strict=True) if a == 1 and b == 1}
 
     async def remove_user(self, *, user_id: str, token_hashes: Sequence[str]) -> None:
         """Removes a user's sessions and index."""
         removed = await self.remove_many(sessions=dict.fromkeys(token_hashes, user_id))
         deadline = await self.deadline()
-        dropped = await self._delete(keys=[self._keys.user_sessions(user_id)], args=[deadline])
+        dropped = await eval_script(
+            self._redis, _DELETE, keys=[self._keys.user_sessions(user_id)], args=[deadline]
+        )
         if dropped == LATE or len(removed) < len(set(token_hashes)):
             raise TooLate(f"removing the sessions of user {user_id} came too late")
 
-    async def touch(self, *, token_hash: str, at: datetime, unless_after: datetime) -> bool:
+    async def touch(
+        self, *, user_id: str, token_hash: str, at: datetime, unless_after: datetime
+    ) -> bool:
         """Sets last_seen_at to `at` unless it is already later than `unless_after`.
 
         True when it wrote; False when it was recent enough, the session is gone or ended, or
         Redis was too slow to write it in time.
         """
-        written = await self._touch(
-            keys=[self._keys.session(token_hash)],
+        written = await eval_script(
+            self._redis,
+            _TOUCH,
+            keys=[self._keys.session(user_id, token_hash)],
             args=[await self.deadline(), format_timestamp(at), format_timestamp(unless_after)],
         )
         return bool(written == 1)
 
 
-async def ping(redis: Redis) -> None:
+async def ping(redis: RedisClient) -> None:
     await redis.ping()

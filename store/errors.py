@@ -46,6 +46,9 @@ _REDIS_OUTAGES: tuple[type[BaseException], ...] = (
     redis_errors.OutOfMemoryError,
     redis_errors.TryAgainError,
     redis_errors.ClusterDownError,
+    # A cluster whose slot has no master (lost, not yet replaced), or a replica cut off from it.
+    redis_errors.SlotNotCoveredError,
+    redis_errors.MasterDownError,
 )
 # Refusals Redis has no error class for in redis-py (a plain ResponseError), by their code: a
 # master configured with min-replicas-to-write that has too few replicas (one lost in a failover).

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
-from redis.asyncio import Redis
-
+from store.client import RedisClient, get_many
 from store.keys import Keys
 
 
@@ -26,17 +25,17 @@ class CacheEntry(NamedTuple):
 
 
 class GeoCache:
-    def __init__(self, redis: Redis, keys: Keys, provider: str) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys, provider: str) -> None:
         self._redis = redis
         self._keys = keys
         self._provider = provider
 
     async def get_many(self, ips: Sequence[str]) -> dict[str, str]:
-        """The cached JSON for each IP that has a readable one: a single MGET. The caller still
-        checks what the JSON says (GeoInfo.from_json)."""
+        """The cached JSON for each IP that has a readable one: a single MGET (one per slot on a
+        cluster). The caller still checks what the JSON says (GeoInfo.from_json)."""
         if not ips:
             return {}
-        values = await self._redis.mget([self._keys.geo(self._provider, ip) for ip in ips])
+        values = await get_many(self._redis, [self._keys.geo(self._provider, ip) for ip in ips])
         texts = {ip: _text(v) for ip, v in zip(ips, values, strict=True) if v is not None}
         return {ip: text for ip, text in texts.items() if text is not None}
 

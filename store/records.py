@@ -272,17 +272,22 @@ async def delete(pool: asyncpg.Pool, *, ids: Sequence[str]) -> list[str]:
 
 async def taken_token_hashes(pool: asyncpg.Pool, *, token_hashes: Sequence[str]) -> set[str]:
     """Which of these token hashes some stored session already has."""
+    return set(await owners(pool, token_hashes=token_hashes))
+
+
+async def owners(pool: asyncpg.Pool, *, token_hashes: Sequence[str]) -> dict[str, str]:
+    """The user ids of the stored sessions with these token hashes (token hash -> user id)."""
     if not token_hashes:
-        return set()
+        return {}
     rows = await _call(
         pool,
         lambda c: c.fetch(
-            "SELECT token_hash FROM sessions WHERE token_hash = ANY($1::text[])",
+            "SELECT token_hash, user_id FROM sessions WHERE token_hash = ANY($1::text[])",
             list(token_hashes),
         ),
         retry=True,
     )
-    return {r["token_hash"] for r in rows}
+    return {r["token_hash"]: r["user_id"] for r in rows}
 
 
 async def get_for_user(
@@ -413,6 +418,20 @@ async def not_ended_among(pool: asyncpg.Pool, *, token_hashes: Sequence[str]) ->
         lambda c: c.fetch(
             """SELECT token_hash FROM sessions
                 WHERE token_hash = ANY($1::text[]) AND ended_at IS NULL""",
+            list(token_hashes),
+        ),
+        retry=True,
+    )
+    return {r["token_hash"] for r in rows}
+
+
+async def ended_among(pool: asyncpg.Pool, *, token_hashes: Sequence[str]) -> set[str]:
+    """Which of these sessions are stored as ended."""
+    rows = await _call(
+        pool,
+        lambda c: c.fetch(
+            """SELECT token_hash FROM sessions
+                WHERE token_hash = ANY($1::text[]) AND ended_at IS NOT NULL""",
             list(token_hashes),
         ),
         retry=True,

@@ -8,19 +8,20 @@ import asyncio
 import ipaddress
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import NamedTuple, TypeVar
 
 import asyncpg
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from store import records
-from store.active import Mark, RedisSessions, TooLate
+from store.active import Found, Mark, RedisSessions, TooLate
+from store.client import RedisClient
 from store.errors import StorageUnavailable, describe_outage, outage_of
 from store.keys import Keys
+from store.legacy import LegacySessions
 from store.models import (
     END_REASONS,
     EPOCH,
@@ -66,19 +67,28 @@ class InvalidSession(ValueError):
 
 class NotUndone(Exception):
     """A write failed, and its undo could not remove all of it: these sessions (by token hash,
-    sorted) may remain, active in Redis with no Postgres row (or in Postgres alone), until
-    someone ends them (`sessions-api sessions end --token-hash HASH`). The write's own error is
-    the cause."""
+    sorted; `owners` maps each to its user id) may remain, active in Redis with no Postgres row
+    (or in Postgres alone), until someone ends them
+    (`sessions-api sessions end --user-id USER --token-hash HASH`). The write's own error is the
+    cause."""
 
-    def __init__(self, token_hashes: Sequence[str]) -> None:
-        super().__init__(f"{len(token_hashes)} sessions of a failed write could not be removed")
-        self.token_hashes = list(token_hashes)
+    def __init__(self, owners: Mapping[str, str]) -> None:
+        super().__init__(f"{len(owners)} sessions of a failed write could not be removed")
+        self.token_hashes = sorted(owners)
+        self.owners = dict(owners)
 
 
 @dataclass(frozen=True, slots=True)
 class Restored:
     restored: int  # sessions written back to Redis
     finished: int  # ends that had failed half-way, finished
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    moved: int  # sessions moved to the current Redis layout
+    ended: int  # of those, ended because Postgres says they had ended
+    skipped: list[str]  # token hashes left in the old layout (no user_id, or no expiry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +221,7 @@ class SessionStore:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        redis: Redis,
+        redis: RedisClient,
         keys: Keys,
         *,
         replica: Replica | None = None,
@@ -245,27 +255,40 @@ class SessionStore:
     async def authenticate(
         self, token: str, *, now: datetime | None = None
     ) -> SessionRecord | None:
-        """The active session of a raw token, or None. Malformed tokens never reach Redis.
+        """The active session of a raw token, or None; see sign_in."""
+        found = await self.sign_in(token, now=now)
+        return found.session if found is not None else None
+
+    async def sign_in(self, token: str, *, now: datetime | None = None) -> Found | None:
+        """The active session of a raw token, with its user's sessions as Redis held them at the
+        same moment (for `list_active_for_user(listed=…)`), or None. Malformed tokens never
+        reach Redis.
 
         Marks the session as seen now (at most once per TOUCH_INTERVAL).
         """
         if not is_well_formed(token):
             return None
         now = now or utcnow()
-        record = await self.active.get(token_hash=hash_token(token), now=now)
-        if record is not None and (
-            record.last_seen_at is None or now - record.last_seen_at >= TOUCH_INTERVAL
-        ):
+        found = await self.active.find(token_hash=hash_token(token), now=now)
+        if found is None:
+            return None
+        record = found.session
+        if record.last_seen_at is None or now - record.last_seen_at >= TOUCH_INTERVAL:
             if await self._record_activity(record, now=now):
-                record = replace(record, last_seen_at=now)
-        return record
+                seen = replace(record, last_seen_at=now)
+                listed = [seen if r.token_hash == record.token_hash else r for r in found.listed]
+                found = Found(seen, listed)
+        return found
 
     async def _record_activity(self, record: SessionRecord, *, now: datetime) -> bool:
         """Sets the session's last_seen_at (see ACTIVITY_WAIT); False when it did not."""
         try:
             async with asyncio.timeout(ACTIVITY_WAIT):
                 return await self.active.touch(
-                    token_hash=record.token_hash, at=now, unless_after=now - TOUCH_INTERVAL
+                    user_id=record.user_id,
+                    token_hash=record.token_hash,
+                    at=now,
+                    unless_after=now - TOUCH_INTERVAL,
                 )
         except (TimeoutError, RedisError, StorageUnavailable) as exc:
             why = describe_outage(exc) if str(exc) else f"no answer within {ACTIVITY_WAIT} s"
@@ -273,15 +296,22 @@ class SessionStore:
             return False
 
     async def list_active_for_user(
-        self, *, user_id: str, now: datetime | None = None
+        self,
+        *,
+        user_id: str,
+        now: datetime | None = None,
+        listed: Sequence[SessionRecord] | None = None,
     ) -> list[SessionRecord]:
-        """The user's active sessions, newest first. Finishes on the way the ends of theirs that
-        an earlier failure left half-done (marked in Redis, not yet recorded in Postgres), so a
-        session revoked half-way moves to history at the user's next look, not only at the next
-        `sessions restore`."""
-        listed = await self.active.list_for_user(
-            user_id=user_id, now=now or utcnow(), include_ended=True
-        )
+        """The user's active sessions, newest first: `listed` (what sign_in read with the cookie)
+        or a fresh read. Finishes on the way the ends of theirs that an earlier failure left
+        half-done (marked in Redis, not yet recorded in Postgres), so a session revoked half-way
+        moves to history at the user's next look, not only at the next `sessions restore`."""
+        if listed is None:
+            listed = await self.active.list_for_user(
+                user_id=user_id, now=now or utcnow(), include_ended=True
+            )
+        else:
+            listed = [r for r in listed if r.user_id == user_id]  # never another user's
         # The listing already read each mark: no second trip to Redis for them.
         marked = {
             r.token_hash: Mark(r.token_hash, r.user_id, r.ended_at, r.end_reason, r)
@@ -377,7 +407,7 @@ class SessionStore:
             left = await asyncio.shield(self._undo(issued, redis=sent))
             if left:
                 if isinstance(exc, Exception):
-                    raise NotUndone(left) from exc
+                    raise NotUndone(_owners(issued, left)) from exc
                 for token_hash in left:  # interrupted: nobody will catch a NotUndone
                     log.error("session %s may remain in Redis with no Postgres row", token_hash)
             raise
@@ -388,7 +418,7 @@ class SessionStore:
         what it could not remove."""
         left = await self._undo(issued, redis=True)
         if left:
-            raise NotUndone(left)
+            raise NotUndone(_owners(issued, left))
 
     async def _undo(self, issued: Sequence[IssuedSession], *, redis: bool) -> list[str]:
         """Removes these new sessions' rows, then each of their Redis entries (with `redis`),
@@ -428,7 +458,7 @@ class SessionStore:
         return await self.end_by_hash(hash_token(token), reason=reason)
 
     async def end_by_hash(
-        self, token_hash: str, *, reason: EndReason = "logout"
+        self, token_hash: str, *, reason: EndReason = "logout", user_id: str | None = None
     ) -> SessionRecord | None:
         """Ends a session, in three steps that each leave a state no reader takes for active:
         1. Redis: the session is marked ended, so it stops working at once. If Redis does not
@@ -436,19 +466,35 @@ class SessionStore:
         2. Postgres: the end is recorded (with the mark's time and reason).
         3. Redis: the marked entry is removed.
         Idempotent: calling it again finishes an end that failed half-way. None if no such
-        session exists."""
+        session exists.
+
+        The session's user is found from its token's pointer in Redis, else its Postgres row;
+        `user_id` names it for a session that has neither (a failed write's leftover)."""
         if reason not in WRITER_END_REASONS:
             raise ValueError(f"a session is ended for logout or revoked, not {reason!r}")
-        ended = await self._end_many([token_hash], reason=reason)
+        owners = {token_hash: user_id} if user_id is not None else await self._owners([token_hash])
+        if not owners:
+            return None
+        ended = await self._end_many(owners, reason=reason)
         return ended[0] if ended else None
 
+    async def _owners(self, token_hashes: Sequence[str]) -> dict[str, str]:
+        """Whose sessions these are (token hash -> user id): Redis's pointers, which name the
+        user a token signs in as, then Postgres for those without one."""
+        owners = await self.active.owners(token_hashes)
+        rest = [h for h in token_hashes if h not in owners]
+        if rest:
+            owners.update(await records.owners(self.pool, token_hashes=rest))
+        return owners
+
     async def _end_many(
-        self, token_hashes: Sequence[str], *, reason: EndReason
+        self, sessions: Mapping[str, str], *, reason: EndReason
     ) -> list[SessionRecord]:
-        """Ends sessions as end_by_hash does; returns those that existed, as ended."""
+        """Ends sessions (token hash -> user id) as end_by_hash does; returns those that
+        existed, as ended."""
         now = utcnow()
-        marks = await self.active.mark_ended(token_hashes=token_hashes, at=now, reason=reason)
-        return await self._finish_ends(token_hashes, marks, at=now, reason=reason)
+        marks = await self.active.mark_ended(sessions=sessions, at=now, reason=reason)
+        return await self._finish_ends(list(sessions), marks, at=now, reason=reason)
 
     async def _finish_ends(
         self,
@@ -532,7 +578,8 @@ class SessionStore:
             record = next((r for r in active if r.id == wanted), None)
             if record is None:
                 return None
-        return await self.end_by_hash(record.token_hash, reason="revoked") or record
+        ended = await self._end_many({record.token_hash: user_id}, reason="revoked")
+        return ended[0] if ended else record
 
     async def revoke_others(self, *, user_id: str, keep_session_id: str) -> int:
         """Revokes every active session of the user but one; returns how many it revoked. Also
@@ -546,7 +593,7 @@ class SessionStore:
         ]
         if not targets:
             return 0
-        await self._end_many([r.token_hash for r in targets], reason="revoked")
+        await self._end_many({r.token_hash: user_id for r in targets}, reason="revoked")
         return sum(1 for r in targets if r.ended_at is None)
 
     async def restore_active(self, *, batch: int = 1000) -> Restored:
@@ -557,7 +604,9 @@ class SessionStore:
         restored = finished = 0
         # The primary alone, here and below: Redis is rebuilt from the latest record.
         async for rows in records.active_batches(self.pool, now=now, batch=batch):
-            missing, marked = await self.active.states(token_hashes=[r.token_hash for r in rows])
+            missing, marked = await self.active.states(
+                sessions={r.token_hash: r.user_id for r in rows}
+            )
             lost = [r for r in rows if r.token_hash in missing]
             if lost:
                 await self.active.put_many(records=lost, now=now)
@@ -580,13 +629,26 @@ class SessionStore:
             log.warning("finished %d ends that had failed half-way", finished)
         return Restored(restored=restored, finished=finished)
 
+    async def move_legacy_redis(self, *, batch: int = 1000) -> AsyncIterator[Moved]:
+        """Moves the sessions Redis holds in the layout before hash tags (store/legacy.py),
+        `batch` at a time, and yields what each batch did. A moved session whose Postgres row
+        says it ended (an end recorded by a writer of the old layout) is ended here too."""
+        legacy = LegacySessions(self.redis, self.keys)
+        async for done in legacy.batches(now=utcnow(), size=batch):
+            ended = await records.ended_among(self.pool, token_hashes=list(done.moved))
+            if ended:
+                await self._end_many({h: done.moved[h] for h in ended}, reason="revoked")
+            yield Moved(moved=len(done.moved), ended=len(ended), skipped=done.skipped)
+
     async def touch(self, token: str) -> SessionRecord | None:
         """Marks an active session as seen now (for login services); None if it is not active."""
         now = utcnow()
         record = await self.active.get(token_hash=hash_token(token), now=now)
         if record is None:
             return None
-        if await self.active.touch(token_hash=record.token_hash, at=now, unless_after=now):
+        if await self.active.touch(
+            user_id=record.user_id, token_hash=record.token_hash, at=now, unless_after=now
+        ):
             record = replace(record, last_seen_at=now)
         return record
 
@@ -623,3 +685,8 @@ class SessionStore:
                 f"only sessions that ended over {CLOCK_SKEW.seconds // 60} minutes ago are pruned"
             )
         return await records.delete_history_before(self.pool, before=before, limit=limit)
+
+
+def _owners(issued: Sequence[IssuedSession], token_hashes: Sequence[str]) -> dict[str, str]:
+    users = {c.record.token_hash: c.record.user_id for c in issued}
+    return {h: users[h] for h in token_hashes}

@@ -28,6 +28,7 @@ def cli_env(settings: Settings, **overrides: str) -> dict[str, str]:
     env.update(
         DATABASE_URL=settings.database_url,
         REDIS_URL=settings.redis_url,
+        REDIS_MODE=settings.redis_mode,
         REDIS_KEY_PREFIX=settings.redis_key_prefix,
     )
     env.update(overrides)

@@ -2,6 +2,11 @@
 
 DATABASE_URL and REDIS_URL name the servers (defaults: the local ones); the run's database is
 DATABASE_URL's server with a database name of its own.
+
+A test module marked `redis_topologies` runs each of its tests twice: on that Redis, and on a
+Redis Cluster of three masters the run starts for itself (`settings`, `resources`, `server`,
+`client`, `users` and `ipapi_app` follow the topology; `base_settings` is always the single
+Redis).
 """
 
 from __future__ import annotations
@@ -21,9 +26,24 @@ from store.migrate import migrate
 from store.sessions import IssuedSession, NewSession
 from tests.infra import PostgresReplica, PostgresServer, RedisServer, SentinelGroup
 from tests.ipapi_server import IpApiServer
+from tests.redis_cluster import RedisCluster
 from tests.servers import serve
 
 RUN_ID = uuid.uuid4().hex[:10]
+TOPOLOGIES = ("standalone", "cluster")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "redis_topologies: run each test on a single Redis and on a Redis Cluster"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "redis_topology" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "redis_topologies"
+    ):
+        metafunc.parametrize("redis_topology", TOPOLOGIES, indirect=True, scope="session")
 
 
 def with_database(dsn: str, name: str) -> str:
@@ -69,17 +89,40 @@ async def redis_keyspace(base_settings: Settings) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
+def redis_topology(request: pytest.FixtureRequest) -> str:
+    """ "standalone" (the run's Redis), or "cluster" in modules marked redis_topologies."""
+    return str(getattr(request, "param", "standalone"))
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    with RedisCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def settings(
+    base_settings: Settings, redis_topology: str, request: pytest.FixtureRequest
+) -> Settings:
+    """base_settings on the Redis of the test's topology."""
+    if redis_topology == "standalone":
+        return base_settings
+    cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+    return base_settings.model_copy(update={"redis_url": cluster.url, "redis_mode": "cluster"})
+
+
+@pytest.fixture(scope="session")
 async def resources(
-    base_settings: Settings, database: str, redis_keyspace: str
+    settings: Settings, database: str, redis_keyspace: str
 ) -> AsyncIterator[Resources]:
-    async with open_resources(base_settings) as res:
+    async with open_resources(settings) as res:
         yield res
 
 
 @pytest.fixture(scope="session")
-def server(base_settings: Settings, database: str, redis_keyspace: str) -> Iterator[str]:
+def server(settings: Settings, database: str, redis_keyspace: str) -> Iterator[str]:
     """The app, served by uvicorn on loopback, with the offline geolocation provider."""
-    with serve(base_settings) as url:
+    with serve(settings) as url:
         yield url
 
 
@@ -97,13 +140,13 @@ def ipapi() -> Iterator[IpApiServer]:
 
 @pytest.fixture(scope="session")
 def ipapi_app(
-    base_settings: Settings, database: str, redis_keyspace: str, ipapi: IpApiServer
+    settings: Settings, database: str, redis_keyspace: str, ipapi: IpApiServer
 ) -> Iterator[str]:
     """A second app, whose provider is the ip-api protocol server on loopback."""
-    settings = base_settings.model_copy(
+    with_ipapi = settings.model_copy(
         update={"geo_provider": "ip-api", "geo_ipapi_url": ipapi.url, "geo_timeout": 1.0}
     )
-    with serve(settings) as url:
+    with serve(with_ipapi) as url:
         yield url
 
 

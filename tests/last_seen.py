@@ -15,7 +15,9 @@ SESSIONS_QUERY = "{ me { sessions { id createdAt lastSeenAt isCurrent } } }"
 async def stored_last_seen(resources: Resources, created: IssuedSession) -> str:
     """The last_seen_at field of the session's Redis hash, as stored."""
     store = resources.store
-    value = await store.redis.hget(store.keys.session(created.record.token_hash), "last_seen_at")
+    value = await store.redis.hget(
+        store.keys.session(created.record.user_id, created.record.token_hash), "last_seen_at"
+    )
     assert value is not None
     return value.decode() if isinstance(value, bytes) else str(value)
 

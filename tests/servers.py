@@ -65,7 +65,8 @@ def serve_process(
     settings: Settings, log_path: Path, *args: str, env: dict[str, str] | None = None
 ) -> Iterator[str]:
     """`sessions-api serve ARGS` on the Postgres database and Redis keyspace of these settings,
-    with offline geolocation and any extra ENV; yields its base URL once /healthz answers.
+    with offline geolocation unless ENV (which wins) says otherwise; yields its base URL once
+    /healthz answers.
     Output goes to log_path.
     """
     with serve_process_with_pid(settings, log_path, *args, env=env) as served:
@@ -87,14 +88,15 @@ def serve_process_with_pid(
     extra = env or {}
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith(("GEO_", "ALLOWED_"))}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env.update(extra)
     env.update(
         DATABASE_URL=settings.database_url,
         REDIS_URL=settings.redis_url,
+        REDIS_MODE=settings.redis_mode,
         REDIS_KEY_PREFIX=settings.redis_key_prefix,
         GEO_PROVIDER="offline",
         LOG_LEVEL="warning",
     )
+    env.update(extra)  # the caller's word is the last
     command = [
         str(Path(sys.executable).parent / "sessions-api"),
         "serve",

@@ -1,6 +1,6 @@
-"""bench/capacity.py measures what the store really writes: every active session's HASH and its
-user's index, a geo cache entry per distinct address, and the sessions table with each of its
-indexes (the end index of migration 0002 included)."""
+"""bench/capacity.py measures what the store really writes: every active session's HASH, its
+token's pointer and its user's index, a geo cache entry per distinct address, and the sessions
+table with each of its indexes (the end index of migration 0002 included)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,11 @@ async def test_redis_figures_cover_every_key_written(
     assert sum(figures["session_hash_encoding"].values()) == 12
     assert sum(figures["user_index_encoding"].values()) == 5
     assert figures["geo_offline_entries"] == figures["distinct_ips"] == 12
-    assert figures["per_active_session_bytes"] > figures["session_hash_bytes"] > 0
+    assert figures["token_pointer_bytes"] > 0
+    assert (
+        figures["per_active_session_bytes"]
+        > figures["session_hash_bytes"] + figures["token_pointer_bytes"]
+    )
     assert figures["geo_full_entry_bytes"] > 0
 
 

@@ -124,7 +124,9 @@ async def seed(resources: Resources) -> World:
     # last_seen_at (it is optional, docs/DATA.md): never seen, lastSeenAt null.
     assert await resources.store.touch(seen.token) is not None
     store = resources.store
-    await store.redis.hdel(store.keys.session(never_seen.record.token_hash), "last_seen_at")
+    await store.redis.hdel(
+        store.keys.session(never_seen.record.user_id, never_seen.record.token_hash), "last_seen_at"
+    )
 
     day = timedelta(days=1)
     same_second = now - 9 * day

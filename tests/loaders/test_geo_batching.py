@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +25,9 @@ from tests import ipapi_server
 from tests.app_client import graphql_data, rest_sessions
 from tests.geo_app import fake_ipapi, fresh_ips, make_user, own_app
 from tests.ipapi_server import IpApiServer, answer_for
+from tests.servers import serve_process
+
+pytestmark = pytest.mark.redis_topologies
 
 QUERY = """
 query {
@@ -118,6 +122,33 @@ async def test_150_ips_over_sessions_and_history_make_two_requests(
     cold, requests = await cold_then_warm(ipapi_app, ipapi, token, ips)
     assert len(cold) == len(active) + len(history)
     assert requests == 2
+
+
+async def test_a_second_process_sends_nothing_the_first_has_cached(
+    ipapi_app: str,
+    ipapi: IpApiServer,
+    resources: Resources,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """Two `serve` processes on one Redis (or cluster) are one service: what one located, the
+    other reads from the shared cache, without asking the provider again."""
+    ipapi.reset()
+    ips = fresh_ips(5)
+    token = await make_user(resources, active=ips[:3], history=ips[3:])
+    first = await rest_geo(ipapi_app, token)
+    assert sorted(ipapi.queried_ips) == sorted(ips)
+
+    ipapi.reset()
+    provider = {"GEO_PROVIDER": "ip-api", "GEO_IPAPI_URL": ipapi.url, "GEO_TIMEOUT": "1.0"}
+    with serve_process(settings, tmp_path / "serve.log", env=provider) as other:
+        second = await rest_geo(other, token)
+        assert ipapi.requests == []
+        assert second == first
+        # It does ask the provider, for an address nobody has located yet.
+        new = fresh_ips(1)
+        await rest_geo(other, await make_user(resources, active=new))
+        assert ipapi.queried_ips == new
 
 
 async def test_a_new_ip_next_to_cached_ones_is_the_only_one_sent(
@@ -222,7 +253,7 @@ async def test_non_global_ips_are_never_sent_and_have_null_geo(
 
 
 async def test_an_ip_the_provider_fails_on_gets_null_geo_and_is_not_asked_again_soon(
-    base_settings: Settings, resources: Resources, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, resources: Resources, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ip-api answers `status: fail` for some addresses; that is remembered for a short time
     (GEO_FAILURE_TTL, 1 s here), while good answers stay cached."""
@@ -239,7 +270,7 @@ async def test_an_ip_the_provider_fails_on_gets_null_geo_and_is_not_asked_again_
     token = await make_user(resources, active=[failing, fine])
 
     async with fake_ipapi() as fake:
-        with own_app(base_settings, fake, geo_failure_ttl=1) as app:
+        with own_app(settings, fake, geo_failure_ttl=1) as app:
             first = dict(await graphql_geo(app, token))
             assert first[failing] is None
             assert first[fine] == {"countryCode": expected_country(fine)}
@@ -256,7 +287,7 @@ async def test_an_ip_the_provider_fails_on_gets_null_geo_and_is_not_asked_again_
 
 
 async def _rate_limited_then_window_resets(
-    base_settings: Settings, resources: Resources, fake: IpApiServer, *, first_answered: bool
+    settings: Settings, resources: Resources, fake: IpApiServer, *, first_answered: bool
 ) -> None:
     """With the provider quiet, new IPs get null geo and nothing is sent; after the window
     (X-Ttl: 2) they are fetched, since nothing was cached for them."""
@@ -265,7 +296,7 @@ async def _rate_limited_then_window_resets(
     token_before = await make_user(resources, active=before)
     token_during = await make_user(resources, active=during)
 
-    with own_app(base_settings, fake) as app:
+    with own_app(settings, fake) as app:
         rows = dict(await graphql_geo(app, token_before))
         assert len(fake.requests) == 1  # answered with X-Rl: 0, or 429
         if first_answered:
@@ -288,29 +319,29 @@ async def _rate_limited_then_window_resets(
 
 
 async def test_at_x_rl_0_nothing_is_sent_until_the_window_resets(
-    base_settings: Settings, resources: Resources
+    settings: Settings, resources: Resources
 ) -> None:
     async with fake_ipapi() as fake:
         fake.remaining = 1  # the first batch is answered, with X-Rl: 0
-        await _rate_limited_then_window_resets(base_settings, resources, fake, first_answered=True)
+        await _rate_limited_then_window_resets(settings, resources, fake, first_answered=True)
 
 
 async def test_after_a_429_nothing_is_sent_until_the_window_resets(
-    base_settings: Settings, resources: Resources
+    settings: Settings, resources: Resources
 ) -> None:
     async with fake_ipapi() as fake:
         fake.remaining = 0  # the first batch gets 429 Too Many Requests
-        await _rate_limited_then_window_resets(base_settings, resources, fake, first_answered=False)
+        await _rate_limited_then_window_resets(settings, resources, fake, first_answered=False)
 
 
 async def test_a_slow_provider_gives_null_geo_instead_of_a_hanging_page(
-    base_settings: Settings, resources: Resources
+    settings: Settings, resources: Resources
 ) -> None:
     ips = fresh_ips(2)
     token = await make_user(resources, active=ips)
     async with fake_ipapi() as fake:
         fake.delay = 2.0
-        with own_app(base_settings, fake, geo_timeout=0.3) as app:
+        with own_app(settings, fake, geo_timeout=0.3) as app:
             rows = dict(await graphql_geo(app, token))  # the client gives up after 10 s
             assert rows == {ip: None for ip in ips}
             assert len(fake.requests) == 1

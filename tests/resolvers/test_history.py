@@ -21,6 +21,8 @@ from store.tokens import new_token
 from tests.app_client import ROUTE, cookie, error_codes, fresh_ip, graphql_data, post_graphql
 from tests.conftest import Users
 
+pytestmark = pytest.mark.redis_topologies
+
 HISTORY_QUERY = """
 query History($first: Int, $after: String) {
   me {

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import httpx
+import pytest
 
 from sessions_config.resources import Resources
 from store.models import utcnow
@@ -23,6 +24,8 @@ from tests.app_client import (
 )
 from tests.conftest import Users
 from tests.http_errors import assert_rest_error
+
+pytestmark = pytest.mark.redis_topologies
 
 ME_QUERY = "{ me { id sessions { id tokenSuffix } history { edges { node { id } } } } }"
 

@@ -22,6 +22,8 @@ from tests.conftest import Users
 from tests.http_errors import assert_graphql_http_error, assert_rest_error
 from tests.servers import serve_process
 
+pytestmark = pytest.mark.redis_topologies
+
 REVOKE = "mutation Revoke($id: ID!) { revokeSession(id: $id) }"
 REVOKE_OTHERS = "mutation { revokeOtherSessions }"
 STATE = """
@@ -273,7 +275,9 @@ async def test_an_id_another_writer_spelt_in_upper_case_is_still_the_current_ses
     that writer's spelling."""
     me, _other = await active_user(users, 2)
     store = users.resources.store
-    await store.redis.hset(store.keys.session(me.record.token_hash), "id", me.record.id.upper())
+    await store.redis.hset(
+        store.keys.session(me.record.user_id, me.record.token_hash), "id", me.record.id.upper()
+    )
     response = await client.delete(f"{ROUTE}/{me.record.id.upper()}", headers=cookie(me.token))
     assert response.status_code == 409, response.text
     assert_rest_error(response, 409, "current_session")
@@ -392,15 +396,15 @@ async def test_two_users_cannot_touch_each_others_sessions(
 
 @pytest.fixture(scope="module")
 def second_process(
-    base_settings: Settings,
+    settings: Settings,
     database: str,
     redis_keyspace: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     """`sessions-api serve` in a process of its own, on the same Postgres database and Redis
-    keyspace as the in-process `server`; yields its base URL."""
+    keyspace (or cluster) as the in-process `server`; yields its base URL."""
     log_path = tmp_path_factory.mktemp("second") / "serve.log"
-    with serve_process(base_settings, log_path) as url:
+    with serve_process(settings, log_path) as url:
         yield url
 
 

@@ -18,6 +18,8 @@ from tests.app_client import by_id, fresh_ip, graphql_data
 from tests.conftest import Users
 from tests.ipapi_server import IpApiServer, answer_for
 
+pytestmark = pytest.mark.redis_topologies
+
 LONDON_IP = "81.2.69.142"
 MOUNTAIN_VIEW_IP = "8.8.8.8"
 PRIVATE_IP = "10.20.30.40"

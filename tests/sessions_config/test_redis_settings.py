@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from sessions_config.resources import redis_client
-from sessions_config.settings import ConfigurationError, Settings
+from sessions_config.settings import Settings
 from tests.cli_runner import assert_usage_error, run_cli
 
 SENTINEL = {"redis_mode": "sentinel", "redis_sentinel_service": "sessions"}
@@ -46,10 +45,10 @@ def test_sentinel_mode_needs_sentinels_a_service_and_a_redis_url() -> None:
     assert Settings(redis_url="rediss://h/0").redis_sentinels == []
 
 
-def test_cluster_is_accepted_but_not_served_yet() -> None:
-    settings = Settings(redis_mode="cluster")
-    with pytest.raises(ConfigurationError, match="not supported yet"):
-        redis_client(settings)
+def test_a_cluster_waits_for_no_replica() -> None:
+    # WAIT answers for the one node it is sent to; a cluster's ends span nodes.
+    assert Settings(redis_mode="cluster").wait_replicas == 0
+    assert refused(redis_mode="cluster", redis_wait_replicas=1) == {"redis_wait_replicas"}
 
 
 @pytest.mark.parametrize(
@@ -57,7 +56,7 @@ def test_cluster_is_accepted_but_not_served_yet() -> None:
     [
         ({"REDIS_MODE": "sentinel"}, "REDIS_SENTINEL"),
         ({"REDIS_MODE": "sentinel", "REDIS_SENTINEL_SERVICE": "s"}, "REDIS_SENTINELS"),
-        ({"REDIS_MODE": "cluster"}, "REDIS_MODE=cluster"),
+        ({"REDIS_MODE": "cluster", "REDIS_WAIT_REPLICAS": "1"}, "REDIS_WAIT_REPLICAS"),
         ({"REDIS_MODE": "replicated"}, "REDIS_MODE"),
     ],
 )

@@ -24,6 +24,8 @@ from tests.app_client import (
 )
 from tests.http_errors import assert_graphql_http_error, assert_rest_error
 
+pytestmark = pytest.mark.redis_topologies
+
 
 async def post(
     client: httpx.AsyncClient, body: Any, *, accept: str | None = GRAPHQL_RESPONSE
@@ -414,11 +416,11 @@ async def test_every_405_of_graphql_has_one_shape(client: httpx.AsyncClient, acc
 
 @pytest.mark.parametrize("path", ["/graphql", "/v1/users/me/sessions"])
 async def test_a_failure_of_our_own_answers_500_in_the_paths_shape(
-    base_settings: Settings, path: str, caplog: pytest.LogCaptureFixture
+    settings: Settings, path: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The app without its lifespan has no resources: any route that needs them fails with a
     bug of ours. The client learns nothing of it but a 500 in the shape of the path."""
-    transport = httpx.ASGITransport(app=create_app(base_settings), raise_app_exceptions=False)
+    transport = httpx.ASGITransport(app=create_app(settings), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as app:
         response = await app.get(path, params={"query": ME})
     if path == "/graphql":

@@ -25,6 +25,8 @@ from tests.app_client import JSON, ROUTE, cookie, fresh_ip, media_type, signs_in
 from tests.conftest import Users
 from tests.http_errors import assert_rest_error
 
+pytestmark = pytest.mark.redis_topologies
+
 EXAMPLE = json.loads(
     (Path(__file__).parent.parent / "contract" / "sessions-v1-example.json").read_text("utf-8")
 )
@@ -441,8 +443,8 @@ async def test_damaged_session_hashes_do_not_break_the_page(
     }
     dangling = hashlib.sha256(secrets.token_bytes(16)).hexdigest()
     for token_hash, mapping in damaged.items():
-        await redis.hset(keys.session(token_hash), mapping=mapping)  # type: ignore[misc]
-        await redis.expireat(keys.session(token_hash), score)
+        await redis.hset(keys.session(uid, token_hash), mapping=mapping)  # type: ignore[misc]
+        await redis.expireat(keys.session(uid, token_hash), score)
     await redis.zadd(keys.user_sessions(uid), {h: score for h in [*damaged, dangling]})
 
     response = await client.get(ROUTE, headers=cookie(current.token))

@@ -17,10 +17,10 @@ from tests.conftest import Users
 from tests.round_trips import CountingProxy, counting_proxy
 from tests.servers import serve
 
-# Redis: the cookie's session (HGETALL); the active list (the user's index, then one pipeline of
-# the sessions it names: the sessions live on keys of their own, so that a cluster may hold them
-# anywhere); the geolocation cache (one MGET). Postgres: the history page, one query.
-REDIS_PER_PAGE = 4
+# Redis: the cookie (its token's pointer, GET); the active list (one script on the user's slot,
+# which also reads the cookie's own session); the geolocation cache (one MGET). Postgres: the
+# history page, one query.
+REDIS_PER_PAGE = 3
 POSTGRES_PER_PAGE = 1
 
 

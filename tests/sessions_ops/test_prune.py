@@ -57,16 +57,19 @@ async def stored_ids(resources: Resources, user_id: str) -> set[str]:
 
 
 async def redis_state(resources: Resources, active: list[IssuedSession]) -> dict[str, Any]:
-    """Every Redis key of these active sessions (their HASHes, their users' indexes): type,
-    value and expiry time."""
+    """Every Redis key of these active sessions (their HASHes, their users' indexes, their
+    tokens' pointers): type, value and expiry time."""
     redis, keys = resources.store.redis, resources.store.keys
-    names = {keys.session(s.record.token_hash) for s in active}
+    names = {keys.session(s.record.user_id, s.record.token_hash) for s in active}
     names |= {keys.user_sessions(s.record.user_id) for s in active}
+    names |= {keys.token(s.record.token_hash) for s in active}
     state: dict[str, Any] = {}
     for name in sorted(names):
         kind = (await redis.type(name)).decode()
         if kind == "hash":
             value: Any = sorted((await redis.hgetall(name)).items())
+        elif kind == "string":
+            value = await redis.get(name)
         else:
             value = await redis.zrange(name, 0, -1, withscores=True)
         state[name] = (kind, value, await redis.execute_command("EXPIRETIME", name))

@@ -23,7 +23,9 @@ async def forget_in_redis(resources: Resources, user_id: str, token_hashes: list
     """What a Redis restart does to this user's active sessions."""
     keys = resources.store.keys
     await resources.store.redis.delete(
-        keys.user_sessions(user_id), *(keys.session(h) for h in token_hashes)
+        keys.user_sessions(user_id),
+        *(keys.session(user_id, h) for h in token_hashes),
+        *(keys.token(h) for h in token_hashes),
     )
 
 
@@ -72,7 +74,7 @@ async def test_restore_leaves_sessions_redis_still_has_untouched(
 ) -> None:
     user = users.new_id()
     kept = await users.session(user)
-    key = resources.store.keys.session(kept.record.token_hash)
+    key = resources.store.keys.session(kept.record.user_id, kept.record.token_hash)
     await resources.store.redis.hset(key, "last_seen_at", "2030-01-01T00:00:00Z")
 
     result = await run_cli(base_settings, "sessions", "restore")
@@ -104,7 +106,9 @@ async def test_a_session_ended_while_restore_runs_stays_ended(
     await store.restore_active()
 
     assert await live.authenticate(victim.token) is None
-    assert not await live.redis.exists(live.keys.session(victim.record.token_hash))
+    assert not await live.redis.exists(
+        live.keys.session(victim.record.user_id, victim.record.token_hash)
+    )
     assert await live.authenticate(survivor.token) is not None
     [ended], _ = await live.list_history_for_user(user_id=user, first=10)
     assert (ended.id, ended.end_reason) == (victim.record.id, "revoked")

@@ -32,7 +32,9 @@ async def set_stored_last_seen(resources: Resources, created: IssuedSession, at:
     """Pretends the session was last seen at `at` (as if that much time had passed)."""
     store = resources.store
     await store.redis.hset(
-        store.keys.session(created.record.token_hash), "last_seen_at", format_timestamp(at)
+        store.keys.session(created.record.user_id, created.record.token_hash),
+        "last_seen_at",
+        format_timestamp(at),
     )
 
 
@@ -134,7 +136,10 @@ async def test_concurrent_touches_write_once(users: Users, resources: Resources)
     written = await asyncio.gather(
         *(
             resources.store.active.touch(
-                token_hash=session.record.token_hash, at=at, unless_after=t - TOUCH_INTERVAL
+                user_id=session.record.user_id,
+                token_hash=session.record.token_hash,
+                at=at,
+                unless_after=t - TOUCH_INTERVAL,
             )
             for at in attempts
         )

@@ -26,7 +26,7 @@ async def test_stored_fields_read_the_same_on_every_look(
     created_at = utcnow() - timedelta(hours=1)
     created = await users.session(users.new_id(), created_at=created_at)
     record, store = created.record, resources.store
-    key = store.keys.session(record.token_hash)
+    key = store.keys.session(record.user_id, record.token_hash)
     stored = format_timestamp(created_at)
     expected = [(record.id, stored)]
     assert await listed(resources, created) == expected

@@ -112,8 +112,8 @@ async def test_tokens_never_reach_the_logs(
     redis, keys = resources.store.redis, resources.store.keys
     damaged = hashlib.sha256(secrets.token_bytes(16)).hexdigest()
     expires = int((utcnow() + timedelta(hours=1)).timestamp())
-    await redis.hset(keys.session(damaged), mapping={"id": "x", "user_id": uid})  # type: ignore[misc]
-    await redis.expireat(keys.session(damaged), expires)
+    await redis.hset(keys.session(uid, damaged), mapping={"id": "x", "user_id": uid})  # type: ignore[misc]
+    await redis.expireat(keys.session(uid, damaged), expires)
     await redis.zadd(keys.user_sessions(uid), {damaged: expires})
 
     with caplog.at_level(logging.DEBUG):
