@@ -157,6 +157,11 @@ class Settings(BaseSettings):
     # Seconds /readyz waits for each dependency (both are checked at once).
     ready_timeout: float = Field(default=2.0, gt=0)
 
+    # -- Session events ---------------------------------------------------------------------------
+    # Seconds between two looks for sessions that expired, each of which gets a session.expired
+    # event (store/expiry.py): an expiry is recorded within about this long.
+    expiry_sweep_interval: float = Field(default=30.0, gt=0, le=3600, allow_inf_nan=False)
+
     # -- History retention (`sessions-api prune`) -----------------------------------------------
     # How long past sessions are kept after they ended: `400d` (days) or `36h` (hours).
     history_retention: timedelta = timedelta(days=400)

@@ -9,7 +9,7 @@ import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from importlib import resources as package_files
 
 from starlette.applications import Starlette
@@ -30,6 +30,7 @@ from sessions_http.origin_check import OriginCheck
 from sessions_http.request_timeout import RequestTimeout
 from sessions_http.responses import GRAPHQL_PATH, HttpError, answer_error, error_response
 from sessions_rules import device
+from store.expiry import sweep_forever
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +108,15 @@ def _lifespan(
             # all of it, a pause of tens of milliseconds for every request in flight.
             gc.collect()
             gc.freeze()
+            sweeping = asyncio.create_task(
+                sweep_forever(resources.store, interval=settings.expiry_sweep_interval)
+            )
             try:
                 yield
             finally:
+                sweeping.cancel()
+                with suppress(asyncio.CancelledError):
+                    await sweeping  # before the pools it uses close
                 gc.unfreeze()
 
     return lifespan

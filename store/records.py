@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -207,6 +208,51 @@ _SELECT_LIST = (
 )
 
 
+# A session's stored fields as an event carries them (docs/DATA.md): times in UTC to the
+# second with a Z, the address as Postgres writes it. Never the token hash.
+EVENT_DATA = """jsonb_build_object(
+    'id', s.id::text, 'user_id', s.user_id, 'token_suffix', s.token_suffix,
+    'created_at', to_char(s.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+    'expires_at', to_char(s.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+    'ended_at', to_char(s.ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+    'end_reason', s.end_reason, 'client_ip', host(s.client_ip), 'user_agent', s.user_agent)"""
+
+# $1: the new rows' ids; $2: the writer's "now".
+_CREATED_EVENTS = f"""
+INSERT INTO session_events (id, type, session_id, user_id, occurred_at, data)
+SELECT gen_random_uuid(), 'session.created', s.id, s.user_id, $2, {EVENT_DATA}
+  FROM sessions s
+ WHERE s.id = ANY($1::uuid[]) AND s.ended_at IS NULL AND s.expires_at > $2
+"""  # noqa: S608
+
+# $1: token hashes; $2: the reason; $3: when. The rows are locked first (`old`), so of two
+# writers ending one session at once, the second sees the first's end and adds no event.
+_END = f"""
+WITH old AS (
+    SELECT id, ended_at FROM sessions WHERE token_hash = ANY($1::text[]) FOR UPDATE
+), s AS (
+    UPDATE sessions
+       SET ended_at = COALESCE(sessions.ended_at,
+                               GREATEST(created_at, LEAST($3, expires_at))),
+           end_reason = COALESCE(end_reason,
+                                 CASE WHEN expires_at <= $3 THEN 'expired' ELSE $2 END)
+      FROM old
+     WHERE sessions.id = old.id
+ RETURNING sessions.*, old.ended_at IS NULL AS ended_now
+), events AS (
+    INSERT INTO session_events (id, type, session_id, user_id, occurred_at, data)
+    SELECT gen_random_uuid(),
+           CASE s.end_reason WHEN 'logout' THEN 'session.ended'
+                             ELSE 'session.' || s.end_reason END,
+           s.id, s.user_id, s.ended_at, {EVENT_DATA}
+      FROM s
+     WHERE s.ended_now
+    ON CONFLICT DO NOTHING
+)
+SELECT {_SELECT_LIST} FROM s
+"""  # noqa: S608
+
+
 def python_ip(text: str) -> str:
     """An address as Postgres writes it (`abbrev(inet)`: no /32 or /128) in Python's spelling,
     which the rest of the service uses: they differ only for IPv6 with an embedded IPv4 address,
@@ -234,8 +280,12 @@ def _record(row: Any) -> SessionRecord:
     )  # fmt: skip
 
 
-async def create_many(pool: asyncpg.Pool, *, records: Sequence[SessionRecord]) -> None:
-    """Inserts the records in one COPY: thousands of rows a second."""
+async def create_many(
+    pool: asyncpg.Pool, *, records: Sequence[SessionRecord], now: datetime
+) -> None:
+    """Inserts the records in one COPY (thousands of rows a second) and, in the same
+    transaction, a session.created event for each that is active at `now` (not ended, not
+    expired: a row written as history is not a sign-in)."""
     rows = [
         (
             uuid.UUID(r.id),
@@ -251,8 +301,9 @@ async def create_many(pool: asyncpg.Pool, *, records: Sequence[SessionRecord]) -
         )
         for r in records
     ]
-    async with _connection(pool) as conn:
+    async with _connection(pool) as conn, conn.transaction():
         await conn.copy_records_to_table("sessions", records=rows, columns=_COLUMNS)
+        await conn.execute(_CREATED_EVENTS, [row[0] for row in rows], now)
 
 
 async def delete(pool: asyncpg.Pool, *, ids: Sequence[str]) -> list[str]:
@@ -313,26 +364,16 @@ async def end(
     pool: asyncpg.Pool, *, token_hashes: Sequence[str], reason: EndReason, at: datetime
 ) -> list[SessionRecord]:
     """Marks sessions ended. Idempotent: a session that already ended keeps its first end, and
-    one already past its expiry ends as 'expired' at expires_at.
+    one already past its expiry ends as 'expired' at expires_at. A session this ends gets its
+    event (session.ended, .revoked or .expired) in the same statement; one that had already
+    ended gets none.
 
     Returns the sessions as stored afterwards (those that exist). Being idempotent, it is
     retried on a dropped connection like a read.
     """
     rows = await _call(
         pool,
-        lambda c: c.fetch(
-            f"""UPDATE sessions
-                   SET ended_at = COALESCE(ended_at,
-                                           GREATEST(created_at, LEAST($3, expires_at))),
-                       end_reason = COALESCE(end_reason,
-                                             CASE WHEN expires_at <= $3 THEN 'expired'
-                                                  ELSE $2 END)
-                 WHERE token_hash = ANY($1::text[])
-             RETURNING {_SELECT_LIST}""",  # noqa: S608
-            list(token_hashes),
-            reason,
-            at,
-        ),
+        lambda c: c.fetch(_END, list(token_hashes), reason, at),
         retry=True,
     )
     return [_record(r) for r in rows]
@@ -510,3 +551,69 @@ async def delete_history_before(pool: asyncpg.Pool, *, before: datetime, limit: 
         ),
     )
     return int(str(status).rsplit(" ", 1)[-1])  # "DELETE 7"
+
+
+# -- session events (the outbox of migration 0003) -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    seq: int  # delivery order
+    id: str  # uuid text
+    type: str  # session.created, .ended, .revoked or .expired
+    session_id: str
+    user_id: str
+    occurred_at: datetime
+    data: dict[str, Any]  # the session's stored fields (EVENT_DATA)
+
+
+# The expired sessions not swept yet: not ended, expires_at after the last sweep and not after
+# now. The sweep row is locked for the transaction, so sweepers in several processes take turns.
+_SWEEP = f"""
+WITH sweep AS (
+    SELECT swept_to FROM session_expiry_sweep FOR UPDATE
+), events AS (
+    INSERT INTO session_events (id, type, session_id, user_id, occurred_at, data)
+    SELECT gen_random_uuid(), 'session.expired', s.id, s.user_id, s.expires_at, {EVENT_DATA}
+      FROM sessions s, sweep
+     WHERE COALESCE(s.ended_at, s.expires_at) > sweep.swept_to
+       AND COALESCE(s.ended_at, s.expires_at) <= now()
+       AND s.ended_at IS NULL
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), moved AS (
+    UPDATE session_expiry_sweep SET swept_to = now() RETURNING 1
+)
+SELECT (SELECT count(*) FROM events) AS expired, (SELECT count(*) FROM moved) AS swept
+"""  # noqa: S608
+
+
+async def sweep_expiries(pool: asyncpg.Pool) -> int:
+    """Records a session.expired event for every session that has expired since the last sweep
+    without being ended (Postgres's clock); returns how many. The first sweep starts now: it
+    adds no events for sessions that expired before it."""
+
+    async def sweep(conn: Any) -> int:
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO session_expiry_sweep (swept_to) VALUES (now()) ON CONFLICT DO NOTHING"
+            )
+            row = await conn.fetchrow(_SWEEP)
+        return int(row["expired"])
+
+    return await _call(pool, sweep, retry=True)
+
+
+async def events_after(pool: asyncpg.Pool, *, seq: int, limit: int) -> list[StoredEvent]:
+    """Up to `limit` events after the one numbered `seq` (0: from the first), in order."""
+    rows = await _call(
+        pool,
+        lambda c: c.fetch(
+            """SELECT seq, id::text, type, session_id::text, user_id, occurred_at, data
+                 FROM session_events WHERE seq > $1 ORDER BY seq LIMIT $2""",
+            seq,
+            limit,
+        ),
+        retry=True,
+    )
+    return [StoredEvent(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]

@@ -393,7 +393,7 @@ class SessionStore:
         live = [c.record for c in issued if c.record.ended_at is None and c.record.expires_at > now]
         sent = False  # whether anything may have reached Redis
         try:
-            await records.create_many(self.pool, records=[c.record for c in issued])
+            await records.create_many(self.pool, records=[c.record for c in issued], now=now)
             if live:
                 # Past this deadline the writes do nothing, so a pipeline that a hung Redis runs
                 # late cannot bring back what the undo below removed.
@@ -639,6 +639,15 @@ class SessionStore:
             if ended:
                 await self._end_many({h: done.moved[h] for h in ended}, reason="revoked")
             yield Moved(moved=len(done.moved), ended=len(ended), skipped=done.skipped)
+
+    async def record_expiries(self) -> int:
+        """Records session.expired events for the sessions that expired, unended, since the
+        last time (store/expiry.py runs it); returns how many."""
+        return await records.sweep_expiries(self.pool)
+
+    async def events_after(self, seq: int, *, limit: int = 1000) -> list[records.StoredEvent]:
+        """Session events after the one numbered `seq` (0: from the first), in order."""
+        return await records.events_after(self.pool, seq=seq, limit=limit)
 
     async def touch(self, token: str) -> SessionRecord | None:
         """Marks an active session as seen now (for login services); None if it is not active."""
