@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Connection, Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from sessions_config import redis_sentinel
+from sessions_config.redis_connection import BoundedWritesConnection
 from sessions_config.settings import Settings
 from sessions_geo.ipapi import IpApiProvider
 from sessions_geo.lookup import GeoLookup
@@ -50,49 +52,13 @@ async def make_provider(settings: Settings) -> GeoProvider:
     return await asyncio.to_thread(OfflineProvider, settings.geo_mmdb_path)
 
 
-class _Connection(Connection):
-    """redis-py's TCP connection, its writes bounded by `asyncio.timeout` rather than
-    `asyncio.wait_for`, which on Python 3.11 runs each write as a task of its own (a tenth of
-    a command's cost). Otherwise redis-py's own `send_packed_command` (as of redis 8.1, which
-    constraints.txt pins): the same checks, errors and disconnects."""
-
-    async def send_packed_command(
-        self, command: bytes | str | Iterable[bytes], check_health: bool = True
-    ) -> None:
-        if not self.socket_timeout:
-            await super().send_packed_command(command, check_health)
-            return
-        if not self.is_connected:
-            await self.connect_check_health(check_health=False)
-        if check_health:
-            await self.check_health()  # type: ignore[no-untyped-call]
-        try:
-            if isinstance(command, str):
-                command = command.encode()
-            if isinstance(command, bytes):
-                command = [command]
-            async with asyncio.timeout(self.socket_timeout):
-                await self._send_packed_command(command)
-        except TimeoutError:
-            await self.disconnect(nowait=True)
-            raise RedisTimeoutError("Timeout writing to socket") from None
-        except OSError as e:
-            await self.disconnect(nowait=True)
-            if len(e.args) == 1:
-                err_no, errmsg = "UNKNOWN", e.args[0]
-            else:
-                err_no, errmsg = e.args[0], e.args[1]
-            raise RedisConnectionError(f"Error {err_no} while writing to socket. {errmsg}.") from e
-        except BaseException:
-            # As redis-py: a write cut off half-way leaves the connection unusable.
-            await self.disconnect(nowait=True)
-            raise
-
-
 def redis_client(settings: Settings) -> RedisClient:
-    """The Redis client REDIS_MODE asks for (see _server_client and _cluster_client)."""
+    """The Redis client REDIS_MODE asks for (see _server_client, redis_sentinel.client and
+    _cluster_client)."""
     if settings.redis_mode == "cluster":
         return _cluster_client(settings)
+    if settings.redis_mode == "sentinel":
+        return redis_sentinel.client(settings, _server_bounds(settings))
     return _server_client(settings)
 
 
@@ -113,8 +79,20 @@ def _cluster_client(settings: Settings) -> RedisCluster:
 
 
 def _server_client(settings: Settings) -> Redis:
-    """The Redis client, with every wait bounded: for a free pooled connection (a blocking pool
-    of REDIS_POOL_SIZE: a burst waits its turn instead of failing or opening connections without
+    """The Redis client, with every wait bounded (see _server_bounds)."""
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        **_server_bounds(settings),
+        # rediss:// and unix:// URLs name their own connection class, which wins.
+        connection_class=BoundedWritesConnection,
+    )
+    return Redis.from_pool(pool)
+
+
+def _server_bounds(settings: Settings) -> dict[str, Any]:
+    """The pool and connections of a client of one server (standalone, or the sentinels'
+    master), with every wait bounded: for a free pooled connection (a blocking pool of
+    REDIS_POOL_SIZE: a burst waits its turn instead of failing or opening connections without
     end), to connect, and for each reply.
 
     A command that finds its connection dropped is sent once more, at once, on a new connection.
@@ -123,18 +101,15 @@ def _server_client(settings: Settings) -> Redis:
     geo cache, and the write scripts of store/active.py (each writes the same values again, or
     nothing past its deadline): keep it so.
     """
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=settings.redis_pool_size,
-        timeout=settings.pool_acquire_timeout,
-        socket_connect_timeout=settings.storage_connect_timeout,
-        socket_timeout=settings.storage_timeout,
-        health_check_interval=REDIS_HEALTH_CHECK_INTERVAL,
-        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        # rediss:// and unix:// URLs name their own connection class, which wins.
-        connection_class=_Connection,
-    )
-    return Redis.from_pool(pool)
+    bounds: dict[str, Any] = {
+        "max_connections": settings.redis_pool_size,
+        "timeout": settings.pool_acquire_timeout,
+        "socket_connect_timeout": settings.storage_connect_timeout,
+        "socket_timeout": settings.storage_timeout,
+        "health_check_interval": REDIS_HEALTH_CHECK_INTERVAL,
+        "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+    }
+    return bounds
 
 
 @asynccontextmanager
@@ -162,7 +137,9 @@ async def open_resources(settings: Settings, *, geo: bool = True) -> AsyncIterat
     provider: GeoProvider | None = None
     try:
         keys = Keys(settings.redis_key_prefix)
-        store = SessionStore(pool, redis, keys, replica=replica)
+        store = SessionStore(
+            pool, redis, keys, replica=replica, wait_replicas=settings.wait_replicas
+        )
         provider = await make_provider(settings) if geo else _NoProvider()
         lookup = GeoLookup(
             provider,

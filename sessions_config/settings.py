@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -21,13 +21,26 @@ class Settings(BaseSettings):
     database_replica_url: str | None = None
     # Seconds the replica may be behind before those reads go to DATABASE_URL instead.
     database_replica_max_lag: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    # standalone: REDIS_URL is the one server. sentinel: the master the sentinels name
+    # (REDIS_SENTINELS; REDIS_URL then gives only the database number and credentials).
+    # cluster: REDIS_URL names any one node of a Redis Cluster, and the client finds the others
+    # (keys are laid out for it: docs/DATA.md). Before redis_url, whose check depends on it.
+    redis_mode: Literal["standalone", "sentinel", "cluster"] = "standalone"
     redis_url: str = "redis://127.0.0.1:6379/0"
-    # standalone: REDIS_URL is the one server. cluster: REDIS_URL names any one node of a Redis
-    # Cluster, and the client finds the others (keys are laid out for it: docs/DATA.md).
-    redis_mode: Literal["standalone", "cluster"] = "standalone"
     # Every Redis key this service reads or writes starts with this, so one Redis can host
     # several deployments (and each test run gets a keyspace of its own).
     redis_key_prefix: str = "psession:"
+    # Sentinel mode: the sentinels, `host:port,host:port,...`, and the name of the master they
+    # watch (their `sentinel monitor NAME ...`).
+    redis_sentinels: Annotated[list[tuple[str, int]], NoDecode] = Field(
+        default_factory=list, validate_default=True
+    )
+    redis_sentinel_service: str | None = Field(default=None, validate_default=True)
+    redis_sentinel_password: SecretStr | None = None
+    # Replicas that must acknowledge a session's end before it counts as done (Redis WAIT):
+    # replication is asynchronous, and an end the master never passed on would be undone by a
+    # failover. Unset: 1 in sentinel mode, else 0 (no waiting).
+    redis_wait_replicas: int | None = Field(default=None, ge=0, le=100)
 
     geo_provider: Literal["offline", "ip-api"] = "offline"
     geo_ipapi_url: str = "http://ip-api.com"
@@ -62,10 +75,52 @@ class Settings(BaseSettings):
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_url(cls, value: str) -> str:
+    def _redis_url(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("redis_mode") == "sentinel":
+            # The sentinels name a TCP address; TLS to it is not supported yet.
+            return _checked_url(value, ("redis",), "a redis:// URL with REDIS_MODE=sentinel")
         return _checked_url(
             value, ("redis", "rediss", "unix"), "a redis://, rediss:// or unix:// URL"
         )
+
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _split_sentinels(cls, value: object) -> object:
+        return parse_sentinels(value) if isinstance(value, str) else value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels_for_mode(
+        cls, value: list[tuple[str, int]], info: ValidationInfo
+    ) -> list[tuple[str, int]]:
+        if info.data.get("redis_mode") == "sentinel" and not value:
+            raise ValueError("REDIS_MODE=sentinel needs the sentinels, as host:port,host:port")
+        return value
+
+    @field_validator("redis_sentinel_service")
+    @classmethod
+    def _service_for_mode(cls, value: str | None, info: ValidationInfo) -> str | None:
+        value = value.strip() if value else None
+        if info.data.get("redis_mode") != "sentinel":
+            return value
+        if not value:
+            raise ValueError("REDIS_MODE=sentinel needs the name of the master the sentinels watch")
+        return value
+
+    @field_validator("redis_wait_replicas")
+    @classmethod
+    def _wait_for_mode(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value and info.data.get("redis_mode") == "cluster":
+            # WAIT answers for the one node it is sent to, and a cluster's ends span nodes.
+            raise ValueError("waiting for replicas is not supported with REDIS_MODE=cluster")
+        return value
+
+    @property
+    def wait_replicas(self) -> int:
+        """Replicas that must acknowledge an end (REDIS_WAIT_REPLICAS, or its default)."""
+        if self.redis_wait_replicas is not None:
+            return self.redis_wait_replicas
+        return 1 if self.redis_mode == "sentinel" else 0
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
@@ -164,6 +219,20 @@ def parse_span(text: str) -> timedelta:
     if span is None or not timedelta(seconds=1) <= span <= timedelta(days=30):
         raise ValueError(f"{text[:40]!r} is not a wait such as 5s, 5m, 2h or 1d (1s to 30d)")
     return span
+
+
+def parse_sentinels(text: str) -> list[tuple[str, int]]:
+    """`host:port,[::1]:port` as (host, port) pairs; ValueError names the first bad one."""
+    found = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        host, _, port = item.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{item[:60]!r} is not host:port")
+        found.append((host, int(port)))
+    return found
 
 
 def _checked_url(value: str, schemes: tuple[str, ...], what: str) -> str:

@@ -309,11 +309,12 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
         )
         ok = False
     redis = redis_client(settings)
+    where = "the sentinels' master" if settings.redis_mode == "sentinel" else "REDIS_URL"
     try:
         async with asyncio.timeout(3):
             await redis.ping()
     except Exception as exc:  # any failure means "not there"
-        print(f"redis: not answering at REDIS_URL ({exc.__class__.__name__})", file=sys.stderr)
+        print(f"redis: not answering at {where} ({exc.__class__.__name__})", file=sys.stderr)
         ok = False
     finally:
         await redis.aclose()

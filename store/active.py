@@ -303,9 +303,15 @@ class Found(NamedTuple):
     listed: list[SessionRecord]
 
 
+class Unacknowledged(RedisTimeoutError):
+    """Too few replicas acknowledged a write in time: a failover could still lose it."""
+
+
 class RedisSessions:
-    def __init__(self, redis: RedisClient, keys: Keys) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys, *, wait_replicas: int = 0) -> None:
         self._redis = redis
+        # Replicas that must have an end mark before the end is recorded (REDIS_WAIT_REPLICAS).
+        self._wait_replicas = wait_replicas
         self._keys = keys
         # Seconds this client waits for a reply (its socket timeout).
         self.timeout = reply_timeout(redis)
@@ -480,6 +486,20 @@ class RedisSessions:
             if isinstance(result, list) and (mark := _read_mark(token_hash, result)):
                 marked[token_hash] = mark
         return marked
+
+    async def replicated(self) -> None:
+        """Returns once REDIS_WAIT_REPLICAS replicas have every write the master has taken so
+        far, from any client (this one's end marks, or marks an earlier end left); raises
+        Unacknowledged if they do not within the write budget. WAIT counts the writes of its
+        own connection only: the PUBLISH before it (to no one) is one, after all the others."""
+        if not self._wait_replicas:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.publish(f"{self._keys.prefix}replicated", "")
+            pipe.wait(self._wait_replicas, self._budget_us // 1000)
+            _, replicas = await pipe.execute()
+        if replicas < self._wait_replicas:
+            raise Unacknowledged(f"{replicas} of {self._wait_replicas} replicas have the writes")
 
     async def remove_many(self, *, sessions: Mapping[str, str]) -> set[str]:
         """Removes sessions (token hash -> user id) from Redis, each on its own: the HASH and

@@ -38,7 +38,9 @@ _POSTGRES_OUTAGES: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.ReadOnlySQLTransactionError,
 )
 _REDIS_OUTAGES: tuple[type[BaseException], ...] = (
-    redis_errors.ConnectionError,  # includes loading, authentication and a full pool
+    # Includes loading, authentication, a full pool, and with REDIS_MODE=sentinel no master
+    # known (MasterNotFoundError) or a demoted one (READONLY, turned into a ConnectionError).
+    redis_errors.ConnectionError,
     redis_errors.TimeoutError,
     # A replica (a failover in progress) or a full server refusing writes; a cluster moving.
     redis_errors.ReadOnlyError,
@@ -49,6 +51,9 @@ _REDIS_OUTAGES: tuple[type[BaseException], ...] = (
     redis_errors.SlotNotCoveredError,
     redis_errors.MasterDownError,
 )
+# Refusals Redis has no error class for in redis-py (a plain ResponseError), by their code: a
+# master configured with min-replicas-to-write that has too few replicas (one lost in a failover).
+_REDIS_OUTAGE_CODES = ("NOREPLICAS ",)
 # Clients that raise plain OSErrors (refused or reset connections, timeouts: TimeoutError is an
 # OSError) from their own code: asyncpg while connecting, or on its command_timeout.
 _CLIENT_PACKAGES: tuple[tuple[str, Dependency], ...] = (("asyncpg", "postgres"), ("redis", "redis"))
@@ -76,7 +81,7 @@ def _outage(exc: BaseException | None) -> tuple[BaseException, Dependency] | Non
     while exc is not None:
         if isinstance(exc, StorageUnavailable):
             return exc, exc.dependency
-        if isinstance(exc, _REDIS_OUTAGES):
+        if isinstance(exc, _REDIS_OUTAGES) or _refused_by_redis(exc):
             return exc, "redis"
         if isinstance(exc, _POSTGRES_OUTAGES):
             return exc, "postgres"
@@ -85,6 +90,10 @@ def _outage(exc: BaseException | None) -> tuple[BaseException, Dependency] | Non
         # Wrapped (GraphQL's original_error, `raise ... from`): look at the cause.
         exc = exc.__cause__
     return None
+
+
+def _refused_by_redis(exc: BaseException) -> bool:
+    return isinstance(exc, redis_errors.ResponseError) and str(exc).startswith(_REDIS_OUTAGE_CODES)
 
 
 def _raised_through_client(exc: BaseException) -> Dependency | None:

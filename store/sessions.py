@@ -219,12 +219,18 @@ class SessionStore:
     to the primary `pool` (cookies and the active list are read from Redis, never Postgres)."""
 
     def __init__(
-        self, pool: asyncpg.Pool, redis: RedisClient, keys: Keys, *, replica: Replica | None = None
+        self,
+        pool: asyncpg.Pool,
+        redis: RedisClient,
+        keys: Keys,
+        *,
+        replica: Replica | None = None,
+        wait_replicas: int = 0,
     ) -> None:
         self.pool = pool
         self.redis = redis
         self.keys = keys
-        self.active = RedisSessions(redis, keys)
+        self.active = RedisSessions(redis, keys, wait_replicas=wait_replicas)
         self.replica = replica
 
     async def _lagging_read(self, read: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
@@ -499,6 +505,8 @@ class SessionStore:
         reason: EndReason,
     ) -> list[SessionRecord]:
         """Steps 2 and 3 of an end, for sessions marked (or absent) in Redis."""
+        if marks:  # a mark a failover could still lose is not an end yet (REDIS_WAIT_REPLICAS)
+            await self.active.replicated()
         rows = await self._record_ends(token_hashes, marks, at=at, reason=reason)
         ended: list[SessionRecord] = []
         entries: dict[str, str] = {}  # token hash -> user id, of the Redis entries to remove

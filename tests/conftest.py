@@ -25,7 +25,7 @@ from sessions_config.resources import Resources, open_resources
 from sessions_config.settings import Settings
 from store.migrate import migrate
 from store.sessions import IssuedSession, NewSession
-from tests.infra import PostgresReplica, PostgresServer, RedisServer
+from tests.infra import PostgresReplica, PostgresServer, RedisServer, SentinelGroup
 from tests.ipapi_server import IpApiServer
 from tests.redis_cluster import RedisCluster
 from tests.servers import serve
@@ -181,6 +181,15 @@ async def replicated_postgres() -> AsyncIterator[tuple[PostgresServer, PostgresR
         await migrate(primary.dsn("sessions"))
         with PostgresReplica(primary) as replica:
             yield primary, replica
+
+
+@pytest.fixture(scope="session")
+def sentinel_group() -> Iterator[SentinelGroup]:
+    """A Redis master, its replica and three sentinels of the run's own, which tests may pause,
+    kill and restart; a test that kills the master must rejoin() it (the group must be whole
+    again, whichever node is master)."""
+    with SentinelGroup() as group:
+        yield group
 
 
 @pytest.fixture(scope="session")

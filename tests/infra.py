@@ -306,3 +306,173 @@ class PostgresReplica(PostgresServer):
 
     def resume_replay(self) -> None:
         self.sql("SELECT pg_wal_replay_resume()")
+
+
+class SentinelServer(_Server):
+    """A Redis Sentinel watching `service` at the master on `master_port` (quorum 2), quick to
+    act: a master is down after a second without answers."""
+
+    def __init__(self, service: str, master_port: int) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="test-sentinel-"))
+        # Sentinel rewrites its configuration file as it learns (peers, replicas, failovers).
+        (self.dir / "sentinel.conf").write_text(
+            f"port {self.port}\n"
+            "bind 127.0.0.1\n"
+            f"dir {self.dir}\n"
+            f"logfile {self.dir / 'sentinel.log'}\n"
+            f"sentinel monitor {service} 127.0.0.1 {master_port} 2\n"
+            f"sentinel down-after-milliseconds {service} 1000\n"
+            f"sentinel failover-timeout {service} 5000\n"
+            f"sentinel parallel-syncs {service} 1\n"
+        )
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            _dying_with_us("redis-server", str(self.dir / "sentinel.conf"), "--sentinel"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_until(lambda: _answers(self.port), f"redis sentinel on port {self.port}")
+
+    def cli(self, *args: str) -> list[str]:
+        """The lines redis-cli prints for a command ([] if the sentinel does not answer)."""
+        result = subprocess.run(
+            ["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, check=False
+        )
+        return result.stdout.splitlines() if result.returncode == 0 else []
+
+    def fields(self, *args: str) -> list[dict[str, str]]:
+        """A reply of flat name/value lists (SENTINEL MASTER, SENTINEL REPLICAS) as dicts; one
+        dict per entry (redis-cli prints nested replies as one flat list of lines)."""
+        lines = self.cli(*args)
+        entries: list[dict[str, str]] = []
+        for name, value in zip(lines[::2], lines[1::2], strict=False):
+            if name == "name" or not entries:
+                entries.append({})
+            entries[-1][name] = value
+        return entries
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class SentinelGroup:
+    """A Redis master, one replica of it and three sentinels watching them, all of the test
+    run's own. kill_master() takes the master down for good (SIGKILL); the sentinels promote
+    the replica; rejoin() brings the killed node back as a replica of the new master, so the
+    group is whole again for later tests."""
+
+    SERVICE = "test-sessions"
+    # A replica's first sync starts at once, not after the default 5 s.
+    NODE_OPTIONS = ("--repl-diskless-sync-delay", "0")
+
+    def __init__(self) -> None:
+        self.nodes = [RedisServer(*self.NODE_OPTIONS), RedisServer(*self.NODE_OPTIONS)]
+        self.sentinels = [SentinelServer(self.SERVICE, self.nodes[0].port) for _ in range(3)]
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [("127.0.0.1", s.port) for s in self.sentinels]
+
+    def __enter__(self) -> SentinelGroup:
+        try:
+            self.nodes[0].start()
+            self._start_replica(self.nodes[1], of=self.nodes[0])
+            for sentinel in self.sentinels:
+                sentinel.start()
+            self.wait_whole()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for server in (*self.sentinels, *self.nodes):
+            server.kill()
+            server.cleanup()
+
+    def master(self) -> RedisServer:
+        """The node the sentinels call the master (they must agree)."""
+        ports = {self._master_port(s) for s in self.sentinels}
+        assert len(ports) == 1, f"the sentinels disagree on the master: {ports}"
+        return next(n for n in self.nodes if n.port in ports)
+
+    def replica(self) -> RedisServer:
+        master = self.master()
+        return next(n for n in self.nodes if n is not master)
+
+    def kill_master(self) -> RedisServer:
+        """SIGKILLs the master; returns it (down) for rejoin()."""
+        master = self.master()
+        master.kill()
+        return master
+
+    def wait_failover(self, old: RedisServer, timeout: float = 30.0) -> RedisServer:
+        """Waits until every sentinel names another master, which says it is one."""
+
+        def moved() -> bool:
+            ports = {self._master_port(s) for s in self.sentinels}
+            if len(ports) != 1 or old.port in ports:
+                return False
+            node = next((n for n in self.nodes if n.port in ports), None)
+            return node is not None and "role:master" in _info(node, "replication")
+
+        _wait_until(moved, "a failover", timeout)
+        return self.master()
+
+    def rejoin(self, node: RedisServer) -> None:
+        """Restarts a killed node as a replica of the current master."""
+        self._start_replica(node, of=self.master())
+        self.wait_whole()
+
+    def wait_whole(self, timeout: float = 30.0) -> None:
+        """Waits until the sentinels know each other, agree on a master that answers, and see
+        its replica up, which is in sync with it."""
+        _wait_until(self._whole, "the sentinel group", timeout)
+
+    def _whole(self) -> bool:
+        ports = {self._master_port(s) for s in self.sentinels}
+        if len(ports) != 1:
+            return False
+        master = next((n for n in self.nodes if n.port in ports), None)
+        if master is None or master.process is None:
+            return False
+        replica = next(n for n in self.nodes if n is not master)
+        if replica.process is None or "master_link_status:up" not in _info(replica, "replication"):
+            return False
+        for sentinel in self.sentinels:
+            state = sentinel.fields("sentinel", "master", self.SERVICE)
+            if not state or state[0].get("flags") != "master":
+                return False
+            if state[0].get("num-other-sentinels") != str(len(self.sentinels) - 1):
+                return False
+            replicas = sentinel.fields("sentinel", "replicas", self.SERVICE)
+            seen = {r.get("port"): r for r in replicas}
+            # Known and up (what a sentinel says of the replica's own link is refreshed every
+            # 10 s only: the link is asked of the replica itself, above).
+            known = seen.get(str(replica.port))
+            if known is None or known.get("flags") != "slave":
+                return False
+        return True
+
+    def _master_port(self, sentinel: SentinelServer) -> int | None:
+        lines = sentinel.cli("sentinel", "get-master-addr-by-name", self.SERVICE)
+        return int(lines[1]) if len(lines) == 2 and lines[1].isdigit() else None
+
+    @staticmethod
+    def _start_replica(node: RedisServer, *, of: RedisServer) -> None:
+        node.options = (*SentinelGroup.NODE_OPTIONS, "--replicaof", "127.0.0.1", str(of.port))
+        node.start()
+
+
+def _info(node: RedisServer, section: str) -> str:
+    try:
+        return node.cli("info", section)
+    except subprocess.CalledProcessError:
+        return ""
