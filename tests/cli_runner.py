@@ -36,6 +36,7 @@ def cli_env(settings: Settings, **overrides: str) -> dict[str, str]:
         ),
         EVENT_WORKERS=str(settings.event_workers).lower(),
         WEBHOOK_TIMEOUT=str(settings.webhook_timeout),
+        EXPIRY_SWEEP_INTERVAL=str(settings.expiry_sweep_interval),
     )
     env.update(overrides)
     return env

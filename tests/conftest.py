@@ -65,6 +65,7 @@ def base_settings() -> Settings:
             "webhook_allow_private": True,
             "webhook_retry_schedule": [timedelta(seconds=1)] * 10,
             "webhook_timeout": 2.0,
+            "expiry_sweep_interval": 1.0,
         }
     )
 

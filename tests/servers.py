@@ -99,6 +99,7 @@ def serve_process_with_pid(
         ),
         EVENT_WORKERS=str(settings.event_workers).lower(),
         WEBHOOK_TIMEOUT=str(settings.webhook_timeout),
+        EXPIRY_SWEEP_INTERVAL=str(settings.expiry_sweep_interval),
         GEO_PROVIDER="offline",
         LOG_LEVEL="warning",
     )

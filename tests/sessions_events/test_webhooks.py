@@ -8,13 +8,17 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from sessions_config.resources import Resources
 from sessions_config.settings import Settings
+from store.models import utcnow
+from tests.app_client import ROUTE, cookie
 from tests.cli_runner import import_row, run_cli
 from tests.conftest import Users
 from tests.infra import free_port
@@ -231,3 +235,36 @@ async def test_an_import_of_1000_sessions_is_1000_events(
     assert {r.event["type"] for r in mine} == {"session.created"}
     assert len({r.id for r in mine}) == 1000
     print(f"1000 imported sessions delivered as webhooks in {time.monotonic() - started:.1f} s")
+
+
+async def test_an_expiry_and_a_rest_revoke_arrive_too(
+    server: str,
+    client: httpx.AsyncClient,
+    users: Users,
+    receiver: WebhookReceiver,
+    endpoint: dict[str, Any],
+) -> None:
+    """An expiry (noticed by the sweep, every second in the tests) and a revoke through the v1
+    route each reach the endpoint."""
+    user = users.new_id()
+    now = utcnow()
+    me = await users.session(user)
+    expiring = await users.session(
+        user, created_at=now - timedelta(hours=1), expires_at=now + timedelta(seconds=1)
+    )
+    revoked = await users.session(user)
+    answer = await client.delete(f"{ROUTE}/{revoked.record.id}", headers=cookie(me.token))
+    assert answer.status_code == 204, answer.text
+
+    def ends(received: list[Received]) -> dict[str, str]:
+        return {
+            r.event["data"]["id"]: r.event["type"]
+            for r in delivered(of_user(received, user))
+            if r.event["type"] != "session.created"
+        }
+
+    got = await eventually(receiver, lambda r: len(ends(r)) == 2, "an expiry and a revoke")
+    assert ends(got) == {
+        expiring.record.id: "session.expired",
+        revoked.record.id: "session.revoked",
+    }
