@@ -35,6 +35,8 @@ class GeoByIpLoader(DataLoader[str, GeoInfo | None]):
         self._open = 0
         self._ips: list[str] = []
         self._round: asyncio.Future[Locations] | None = None
+        # The futures the round's submitters wait on, one each (see Reservation.submit).
+        self._waiters: list[asyncio.Future[Locations]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         # IP -> the round of this request that looked it up (or is looking it up).
         self._asked_in: dict[str, asyncio.Future[Locations]] = {}
@@ -44,19 +46,19 @@ class GeoByIpLoader(DataLoader[str, GeoInfo | None]):
         self._open += 1
         return Reservation(self)
 
-    def _arrive(self, ips: Sequence[str]) -> asyncio.Future[Locations]:
+    def _arrive(self, ips: Sequence[str], waiter: asyncio.Future[Locations] | None) -> None:
         if self._round is None:
             self._round = asyncio.get_running_loop().create_future()
-        this_round = self._round
+        if waiter is not None:
+            self._waiters.append(waiter)
         self._ips.extend(ips)
         self._open -= 1
         if self._open == 0:
             self._flush()
-        return this_round
 
     def _flush(self) -> None:
-        this_round, ips = self._round, list(dict.fromkeys(self._ips))
-        self._round, self._ips = None, []
+        this_round, ips, waiters = self._round, list(dict.fromkeys(self._ips)), self._waiters
+        self._round, self._ips, self._waiters = None, [], []
         if this_round is None:
             return
         earlier = {ip: self._asked_in[ip] for ip in ips if ip in self._asked_in}
@@ -69,16 +71,34 @@ class GeoByIpLoader(DataLoader[str, GeoInfo | None]):
                 for ip, asked in earlier.items():
                     found[ip] = (await asked)[ip]
             except Exception as exc:  # handed to every waiter of the round
-                if not this_round.done():
-                    this_round.set_exception(exc)
+                _settle(this_round, waiters, {}, exc)
                 return
-            if not this_round.done():
-                this_round.set_result(found)
+            _settle(this_round, waiters, found, None)
 
         # Hold a reference until it is done, so the task is not garbage-collected mid-flight.
         task = asyncio.ensure_future(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _settle(
+    this_round: asyncio.Future[Locations],
+    waiters: list[asyncio.Future[Locations]],
+    found: Locations,
+    error: Exception | None,
+) -> None:
+    """Ends a round: its submitters' futures (but those whose wait was cancelled) and the round's
+    own, which later rounds of the request wait on for the IPs it looked up."""
+    for future in (this_round, *waiters):
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(found)
+    if error is not None and not this_round.cancelled():
+        # Seen here: a round no later round asks again would log it as "never retrieved".
+        this_round.exception()
 
 
 class Reservation:
@@ -89,14 +109,18 @@ class Reservation:
     async def submit(self, ips: Sequence[str]) -> Locations:
         """Waits for the round's single lookup and returns what it found for every IP."""
         self._done = True
-        # Shielded: one waiter being cancelled must not cancel the round for the others.
-        return await asyncio.shield(self._loader._arrive(ips))
+        # A future of its own, which the round sets: this waiter being cancelled cancels only
+        # that future, never the round for the others (as asyncio.shield would, with one
+        # loop iteration and four callbacks more).
+        waiter: asyncio.Future[Locations] = asyncio.get_running_loop().create_future()
+        self._loader._arrive(ips, waiter)
+        return await waiter
 
     def release(self) -> None:
         """This list needs no lookup (no geo asked for, or it failed): don't hold the round up."""
         if not self._done:
             self._done = True
-            self._loader._arrive(())
+            self._loader._arrive((), None)
 
     async def __aenter__(self) -> Reservation:
         return self

@@ -74,3 +74,15 @@ async def test_a_failed_lookup_fails_the_waiters_of_its_round_and_later_rounds_f
     assert all(isinstance(r, RuntimeError) for r in results)
     with pytest.raises(RuntimeError):
         await loader.reserve().submit(["2.2.2.2"])
+
+
+async def test_a_waiter_cancelled_leaves_the_round_to_the_others() -> None:
+    loader = loader_of(RecordingLookup())
+    sessions, history = loader.reserve(), loader.reserve()
+    gone = asyncio.ensure_future(sessions.submit(["1.1.1.1"]))
+    await asyncio.sleep(0)
+    waiting = asyncio.ensure_future(history.submit(["2.2.2.2"]))
+    await asyncio.sleep(0)  # both have arrived: the round's lookup is under way
+    gone.cancel()
+    assert set(await waiting) == {"1.1.1.1", "2.2.2.2"}
+    assert gone.cancelled()
