@@ -10,8 +10,9 @@ round is in, for all IPs together.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
+from typing import Any
 
 from strawberry.dataloader import DataLoader
 
@@ -20,6 +21,8 @@ from sessions_geo.model import GeoInfo
 
 # Where each IP of a lookup round is (None: unknown).
 Locations = dict[str, GeoInfo | None]
+# A round's lookup, ready to run: it settles every waiter of the round and never raises.
+RunRound = Callable[[], Coroutine[Any, Any, None]]
 
 
 class GeoByIpLoader(DataLoader[str, GeoInfo | None]):
@@ -46,21 +49,23 @@ class GeoByIpLoader(DataLoader[str, GeoInfo | None]):
         self._open += 1
         return Reservation(self)
 
-    def _arrive(self, ips: Sequence[str], waiter: asyncio.Future[Locations] | None) -> None:
+    def _arrive(
+        self, ips: Sequence[str], waiter: asyncio.Future[Locations] | None
+    ) -> RunRound | None:
+        """Adds a list's IPs to the round; the round's lookup when this was its last list."""
         if self._round is None:
             self._round = asyncio.get_running_loop().create_future()
         if waiter is not None:
             self._waiters.append(waiter)
         self._ips.extend(ips)
         self._open -= 1
-        if self._open == 0:
-            self._flush()
+        return self._flush() if self._open == 0 else None
 
-    def _flush(self) -> None:
+    def _flush(self) -> RunRound | None:
         this_round, ips, waiters = self._round, list(dict.fromkeys(self._ips)), self._waiters
         self._round, self._ips, self._waiters = None, [], []
         if this_round is None:
-            return
+            return None
         earlier = {ip: self._asked_in[ip] for ip in ips if ip in self._asked_in}
         new = [ip for ip in ips if ip not in earlier]
         self._asked_in.update(dict.fromkeys(new, this_round))
@@ -75,6 +80,9 @@ class GeoByIpLoader(DataLoader[str, GeoInfo | None]):
                 return
             _settle(this_round, waiters, found, None)
 
+        return run
+
+    def _in_background(self, run: RunRound) -> None:
         # Hold a reference until it is done, so the task is not garbage-collected mid-flight.
         task = asyncio.ensure_future(run())
         self._tasks.add(task)
@@ -113,14 +121,26 @@ class Reservation:
         # that future, never the round for the others (as asyncio.shield would, with one
         # loop iteration and four callbacks more).
         waiter: asyncio.Future[Locations] = asyncio.get_running_loop().create_future()
-        self._loader._arrive(ips, waiter)
+        run = self._loader._arrive(ips, waiter)
+        if run is not None:
+            # The last list in runs the round's lookup itself: in a task of its own, the lookup
+            # would start one loop iteration later.
+            try:
+                await run()
+            except asyncio.CancelledError:
+                # This waiter is gone, not the round: it starts again for the others (the
+                # lookup only reads, and joins fetches under way).
+                self._loader._in_background(run)
+                raise
         return await waiter
 
     def release(self) -> None:
         """This list needs no lookup (no geo asked for, or it failed): don't hold the round up."""
         if not self._done:
             self._done = True
-            self._loader._arrive((), None)
+            run = self._loader._arrive((), None)
+            if run is not None:
+                self._loader._in_background(run)
 
     async def __aenter__(self) -> Reservation:
         return self
