@@ -1,5 +1,6 @@
 """The GraphQL types: Me, Session, History (with its Relay-style connection), Geo, Device, and
-the mutations. Each type has one constructor from what the resolvers return (`of`)."""
+the mutations. Each type has one constructor from what the resolvers return (`of`), but History
+and HistoryEdge, whose values are HistoryRow objects that HistoryConnection.of makes."""
 
 from __future__ import annotations
 
