@@ -1,6 +1,8 @@
 """In-process cost of one whole sessions page request through the ASGI app, and where it goes.
 
     .venv/bin/python -m bench.page_request [N] [--profile] [graphql|direct|baseline]
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/dev/null \
+        .venv/bin/python -m bench.page_request N --callgrind [graphql|direct|baseline]
     .venv/bin/python -m bench.page_request --serve PORT    # the `direct` app, for bench.throughput
 
 Seeds the benchmark page (bench.common.seed_page), opens the app's lifespan, warms it, then
@@ -8,7 +10,10 @@ calls the app N times (500 by default) directly as ASGI (no socket, no HTTP pars
 time per request. `rest` (the default) and `graphql` are the service's routes; `direct` is the
 service's app with a route that makes the page without GraphQL (the same store, geolocation,
 middleware and encoder: what the service costs around GraphQL); `baseline` is bench/baseline.py.
-`--profile` adds a cProfile listing by cumulative and by own time.
+`--profile` adds a cProfile listing by cumulative and by own time. `--callgrind`, under valgrind
+as above, has callgrind count the instructions of the N requests alone (its "Collected" line at
+exit, divided by N): a figure that other processes sharing the machine do not change, unlike CPU
+time.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import json
+import os
 import pstats
 import sys
 import time
@@ -139,7 +145,17 @@ async def _call(app: Any, scope: Mapping[str, Any], body: bytes) -> tuple[int, b
     return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
 
 
-async def run(env: Mapping[str, str], n: int, route: str, profile: bool) -> None:
+async def _callgrind(switch: str) -> None:
+    """Turns callgrind's instrumentation of this process on or off."""
+    command = await asyncio.create_subprocess_exec(
+        "callgrind_control", "-i", switch, str(os.getpid()), stdout=asyncio.subprocess.DEVNULL
+    )
+    await command.wait()
+
+
+async def run(
+    env: Mapping[str, str], n: int, route: str, profile: bool, callgrind: bool = False
+) -> None:
     token = await seed_page(env)
     settings = Settings(
         database_url=env["DATABASE_URL"],
@@ -168,6 +184,8 @@ async def run(env: Mapping[str, str], n: int, route: str, profile: bool) -> None
             status, _ = await _call(app, scope, body)
             assert status == 200, status
         profiler = cProfile.Profile() if profile else None
+        if callgrind:
+            await _callgrind("on")
         if profiler:
             profiler.enable()
         wall, cpu = time.perf_counter(), time.process_time()
@@ -176,6 +194,8 @@ async def run(env: Mapping[str, str], n: int, route: str, profile: bool) -> None
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         if profiler:
             profiler.disable()
+        if callgrind:
+            await _callgrind("off")
     print(f"{route}: {n} requests, wall {wall / n * 1e3:.2f} ms, cpu {cpu / n * 1e3:.2f} ms each")
     if profiler:
         stats = pstats.Stats(profiler)
@@ -192,7 +212,7 @@ def main() -> None:
     n = int(next((a for a in sys.argv[1:] if a.isdigit()), "500"))
     route = next((r for r in ("graphql", "direct", "baseline") if r in sys.argv), "rest")
     with bench_environment() as env:
-        asyncio.run(run(env, n, route, "--profile" in sys.argv))
+        asyncio.run(run(env, n, route, "--profile" in sys.argv, "--callgrind" in sys.argv))
 
 
 if __name__ == "__main__":

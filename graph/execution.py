@@ -7,7 +7,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from graphql import GraphQLError
-from graphql.execution.values import get_variable_values
 from prometheus_client import Counter
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
@@ -78,9 +77,7 @@ async def _run_compiled(
     prepared = DOCUMENTS.get(query, operation_name)
     if prepared is None:
         return None
-    coerced = get_variable_values(
-        schema._schema, prepared.operation.variable_definitions or (), dict(variables or {})
-    )
+    coerced = prepared.coerce(variables)
     if isinstance(coerced, list):
         return None  # graphql-core words these errors; the fallback reports them
     plan = prepared.plan_for(coerced)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -25,3 +26,7 @@ DateTime = strawberry.scalar(
 )
 
 SCALAR_MAP: dict[object, ScalarDefinition] = {datetime: DateTime}
+
+# Serializers that make a string of every value of one Python type (never null): compiled plans
+# call them directly for such values (graph/compiled/plan.py).
+TOTAL_SERIALIZERS: dict[Callable[[Any], Any], type] = {format_timestamp: datetime}

@@ -10,8 +10,9 @@ round is in, for all IPs together.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
+from typing import Any
 
 from strawberry.dataloader import DataLoader
 
@@ -20,6 +21,8 @@ from sessions_geo.model import GeoInfo
 
 # Where each IP of a lookup round is (None: unknown).
 Locations = dict[str, GeoInfo | None]
+# A round's lookup, ready to run: it settles every waiter of the round and never raises.
+RunRound = Callable[[], Coroutine[Any, Any, None]]
 
 
 class GeoByIpLoader(DataLoader[str, GeoInfo | None]):
@@ -35,6 +38,8 @@ class GeoByIpLoader(DataLoader[str, GeoInfo | None]):
         self._open = 0
         self._ips: list[str] = []
         self._round: asyncio.Future[Locations] | None = None
+        # The futures the round's submitters wait on, one each (see Reservation.submit).
+        self._waiters: list[asyncio.Future[Locations]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         # IP -> the round of this request that looked it up (or is looking it up).
         self._asked_in: dict[str, asyncio.Future[Locations]] = {}
@@ -44,21 +49,23 @@ class GeoByIpLoader(DataLoader[str, GeoInfo | None]):
         self._open += 1
         return Reservation(self)
 
-    def _arrive(self, ips: Sequence[str]) -> asyncio.Future[Locations]:
+    def _arrive(
+        self, ips: Sequence[str], waiter: asyncio.Future[Locations] | None
+    ) -> RunRound | None:
+        """Adds a list's IPs to the round; the round's lookup when this was its last list."""
         if self._round is None:
             self._round = asyncio.get_running_loop().create_future()
-        this_round = self._round
+        if waiter is not None:
+            self._waiters.append(waiter)
         self._ips.extend(ips)
         self._open -= 1
-        if self._open == 0:
-            self._flush()
-        return this_round
+        return self._flush() if self._open == 0 else None
 
-    def _flush(self) -> None:
-        this_round, ips = self._round, list(dict.fromkeys(self._ips))
-        self._round, self._ips = None, []
+    def _flush(self) -> RunRound | None:
+        this_round, ips, waiters = self._round, list(dict.fromkeys(self._ips)), self._waiters
+        self._round, self._ips, self._waiters = None, [], []
         if this_round is None:
-            return
+            return None
         earlier = {ip: self._asked_in[ip] for ip in ips if ip in self._asked_in}
         new = [ip for ip in ips if ip not in earlier]
         self._asked_in.update(dict.fromkeys(new, this_round))
@@ -69,16 +76,37 @@ class GeoByIpLoader(DataLoader[str, GeoInfo | None]):
                 for ip, asked in earlier.items():
                     found[ip] = (await asked)[ip]
             except Exception as exc:  # handed to every waiter of the round
-                if not this_round.done():
-                    this_round.set_exception(exc)
+                _settle(this_round, waiters, {}, exc)
                 return
-            if not this_round.done():
-                this_round.set_result(found)
+            _settle(this_round, waiters, found, None)
 
+        return run
+
+    def _in_background(self, run: RunRound) -> None:
         # Hold a reference until it is done, so the task is not garbage-collected mid-flight.
         task = asyncio.ensure_future(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _settle(
+    this_round: asyncio.Future[Locations],
+    waiters: list[asyncio.Future[Locations]],
+    found: Locations,
+    error: Exception | None,
+) -> None:
+    """Ends a round: its submitters' futures (but those whose wait was cancelled) and the round's
+    own, which later rounds of the request wait on for the IPs it looked up."""
+    for future in (this_round, *waiters):
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(found)
+    if error is not None and not this_round.cancelled():
+        # Seen here: a round no later round asks again would log it as "never retrieved".
+        this_round.exception()
 
 
 class Reservation:
@@ -89,14 +117,30 @@ class Reservation:
     async def submit(self, ips: Sequence[str]) -> Locations:
         """Waits for the round's single lookup and returns what it found for every IP."""
         self._done = True
-        # Shielded: one waiter being cancelled must not cancel the round for the others.
-        return await asyncio.shield(self._loader._arrive(ips))
+        # A future of its own, which the round sets: this waiter being cancelled cancels only
+        # that future, never the round for the others (as asyncio.shield would, with one
+        # loop iteration and four callbacks more).
+        waiter: asyncio.Future[Locations] = asyncio.get_running_loop().create_future()
+        run = self._loader._arrive(ips, waiter)
+        if run is not None:
+            # The last list in runs the round's lookup itself: in a task of its own, the lookup
+            # would start one loop iteration later.
+            try:
+                await run()
+            except asyncio.CancelledError:
+                # This waiter is gone, not the round: it starts again for the others (the
+                # lookup only reads, and joins fetches under way).
+                self._loader._in_background(run)
+                raise
+        return await waiter
 
     def release(self) -> None:
         """This list needs no lookup (no geo asked for, or it failed): don't hold the round up."""
         if not self._done:
             self._done = True
-            self._loader._arrive(())
+            run = self._loader._arrive((), None)
+            if run is not None:
+                self._loader._in_background(run)
 
     async def __aenter__(self) -> Reservation:
         return self

@@ -25,9 +25,12 @@ async def with_geo(
     lists of this query into one lookup. No lookup if nothing asks for one (`ips_of` is empty).
     The reservation (`scope.geo.reserve()`) must be taken before the resolver's first await, so
     that the round waits for this list; it is submitted or released here."""
-    async with reservation:
+    # try/finally rather than `async with reservation`: two coroutines fewer per list.
+    try:
         data = await fetch()
         ips = list(ips_of(data))
         if not ips:
             return WithGeo(data, {})
         return WithGeo(data, await reservation.submit(ips))
+    finally:
+        reservation.release()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,7 @@ from graphql import (
     visit,
 )
 from graphql.execution.collect_fields import FragmentDetails
-from graphql.execution.values import VariableValues
+from graphql.execution.values import VariableValues, get_variable_values
 from strawberry.schema.schema import validate_document
 
 from graph.compiled.plan import ObjectPlan, Unsupported, compile_operation
@@ -40,6 +41,12 @@ from graph.schema import LIMIT_RULES, MAX_TOKENS, schema
 MAX_DOCUMENTS = 256
 # Plans kept for one document: one for each set of values of the variables its directives read.
 MAX_SWITCHED_PLANS = 16
+
+# Sets of variable values kept coerced for one document, and which.
+MAX_COERCED = 32
+MAX_COERCED_VARIABLES = 4
+MAX_COERCED_TEXT = 64
+_KEPT_TYPES = (int, bool, type(None))
 
 _GRAPHQL_SCHEMA = schema._schema
 _RULES = (*specified_rules, *LIMIT_RULES)
@@ -57,6 +64,25 @@ class Prepared:
     plans: dict[tuple[Any, ...], ObjectPlan] = field(default_factory=dict)
     # Set when compiling showed the compiler does not take it after all.
     unsupported: bool = False
+    # Coerced variables by the values requests gave, when those are few and immutable (the REST
+    # route's limit): coercing them costs more than finding them here. Never changed once made.
+    _coerced: dict[tuple[Any, ...], VariableValues] = field(default_factory=dict)
+
+    def coerce(self, variables: Mapping[str, Any] | None) -> VariableValues | list[GraphQLError]:
+        """graphql-core's coercion of the request's variables: their values, or its errors."""
+        given = dict(variables or {})
+        key = _key_of(given)
+        known = self._coerced.get(key) if key is not None else None
+        if known is not None:
+            return known
+        coerced = get_variable_values(
+            _GRAPHQL_SCHEMA, self.operation.variable_definitions or (), given
+        )
+        if key is not None and not isinstance(coerced, list):
+            if len(self._coerced) >= MAX_COERCED:
+                self._coerced.clear()
+            self._coerced[key] = coerced
+        return coerced
 
     def plan_for(self, variables: VariableValues) -> ObjectPlan | None:
         """The plan for these coerced variables; None when the fallback must run it."""
@@ -83,6 +109,20 @@ class Prepared:
         plan depends on no variable)."""
         if not self.switches:
             self.plan_for(VariableValues({}, {}))
+
+
+def _key_of(variables: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The variables as a key (types too: True == 1, and they coerce differently), or None for
+    values not worth keeping: lists, objects, floats, long strings."""
+    if len(variables) > MAX_COERCED_VARIABLES:
+        return None
+    key = []
+    for name, value in variables.items():
+        kind = type(value)
+        if not (kind in _KEPT_TYPES or (kind is str and len(value) <= MAX_COERCED_TEXT)):
+            return None
+        key.append((name, kind, value))
+    return tuple(key)
 
 
 class Documents:

@@ -118,7 +118,7 @@ class _Writer:
             return [
                 f"{pad}try:",
                 f"{pad}    v = {read}",
-                f"{pad}    {results}[{key}] = {_leaf_value(n, step)}",
+                f"{pad}    {results}[{key}] = {_leaf_value(n, step, self.names)}",
                 f"{pad}except Exception as raw:",
                 f"{pad}    {results}[{key}] = run.field_error(raw, S{n}, {at})",
             ]
@@ -264,11 +264,18 @@ def _share(step: Step, value: object, answer: dict[str, Any]) -> None:
     _SHARED[(step, id(value))] = (value, answer)
 
 
-def _leaf_value(n: int, step: Step) -> str:
+def _leaf_value(n: int, step: Step, names: dict[str, Any]) -> str:
     """The expression for a leaf's answer: values the scalar keeps as they are (strings and
-    booleans of their own type, and null where the field may be null) without a call."""
+    booleans of their own type, and null where the field may be null) without a call, and
+    values of the type its serializer always takes (graph.scalars.TOTAL_SERIALIZERS) with a
+    call of that serializer alone."""
     kept = getattr(step.leaf, "kept", None)
     keeps = [f"type(v) is {kept.__name__}"] if kept in (str, bool) else []
     if not step.non_null:
         keeps.append("v is None")
-    return f"v if {' or '.join(keeps)} else L{n}(v)" if keeps else f"L{n}(v)"
+    other = f"L{n}(v)"
+    direct = getattr(step.leaf, "direct", None)
+    if direct is not None:
+        names[f"F{n}"], names[f"T{n}"] = direct
+        other = f"(F{n}(v) if type(v) is T{n} else L{n}(v))"
+    return f"v if {' or '.join(keeps)} else {other}" if keeps else other

@@ -21,6 +21,7 @@ from graphql import (
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
+    GraphQLResolveInfo,
     GraphQLSchema,
     OperationDefinitionNode,
     is_abstract_type,
@@ -44,8 +45,12 @@ from graphql.type.scalars import (
     serialize_id,
     serialize_string,
 )
+from strawberry import ID
+from strawberry.types.base import StrawberryOptional
+from strawberry.types.field import StrawberryField
 
 from graph.compiled.generate import generate
+from graph.scalars import TOTAL_SERIALIZERS
 from graph.types import SHARED_VALUES
 
 if TYPE_CHECKING:
@@ -184,7 +189,7 @@ class _Compiler:
             step.sub = self.sub_plan(return_type, details)
             step.items, step.items_non_null = self.object_list(return_type, details)
         elif definition.resolve is not None:
-            step.resolve = definition.resolve
+            step.resolve = _direct_resolver(self.schema, strawberry_field) or definition.resolve
             step.takes_arguments = bool(definition.args or first.arguments)
         else:
             raise Unsupported(f"{parent.name}.{name} has no resolver")
@@ -291,6 +296,52 @@ def _plain_method(strawberry_field: Any) -> Callable[[Any], Any] | None:
     return method
 
 
+# Argument types Strawberry hands to a resolver as graphql-core coerced them (its
+# convert_argument returns a leaf's value unchanged; GlobalID, enums and inputs are converted).
+_UNCONVERTED = (str, int, float, bool, ID)
+
+
+def _direct_resolver(schema: GraphQLSchema, strawberry_field: Any) -> Callable[..., Any] | None:
+    """What Strawberry's resolver wrapper does for a field without extensions (nor permissions,
+    which are extensions) or exception handlers, whose arguments it passes unconverted: it makes
+    an Info, renames the arguments and calls the function. None for any other field, which keeps
+    the wrapper."""
+    resolver = getattr(strawberry_field, "base_resolver", None)
+    strawberry_schema = getattr(schema, "_strawberry_schema", None)
+    if (
+        resolver is None
+        or strawberry_schema is None
+        or strawberry_schema.exception_handlers
+        or type(strawberry_field) is not StrawberryField
+        or strawberry_field.extensions
+        or strawberry_field.permission_classes
+        or resolver.root_parameter is not None
+        or resolver.parent_parameter is not None
+    ):
+        return None
+    config = strawberry_schema.config
+    names = {}
+    for argument in strawberry_field.arguments:
+        type_ = argument.type
+        if type(type_) is StrawberryOptional:
+            type_ = type_.of_type
+        if type_ not in _UNCONVERTED:
+            return None
+        names[config.name_converter.from_argument(argument)] = argument.python_name
+    function: Callable[..., Any] = resolver.wrapped_func
+    make_info = config.info_class
+    info_name = resolver.info_parameter.name if resolver.info_parameter is not None else None
+    takes_self = resolver.self_parameter is not None
+
+    def resolve(source: Any, info: GraphQLResolveInfo[Any], **arguments: Any) -> Any:
+        kwargs = {names[name]: value for name, value in arguments.items()}
+        if info_name is not None:
+            kwargs[info_name] = make_info(_raw_info=info, _field=strawberry_field)
+        return function(source, **kwargs) if takes_self else function(**kwargs)
+
+    return resolve
+
+
 def compile_operation(
     schema: GraphQLSchema,
     fragments: dict[str, FragmentDetails],
@@ -337,6 +388,10 @@ def _leaf(type_: Any, non_null: str | None = None) -> CompleteLeaf:
         return result
 
     complete.kept = same  # type: ignore[attr-defined]
+    # A serializer that makes a string of any value of one Python type: generated code calls it
+    # for such a value, without the checks above (graph/compiled/generate.py).
+    total = TOTAL_SERIALIZERS.get(coerce)
+    complete.direct = None if total is None else (coerce, total)  # type: ignore[attr-defined]
     return complete
 
 

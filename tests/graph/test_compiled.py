@@ -5,15 +5,19 @@ answers is tests/graph/test_differential.py.)"""
 
 from __future__ import annotations
 
+import enum
 import gc
 import tracemalloc
 
 import httpx
 import pytest
+import strawberry
 from prometheus_client import REGISTRY
+from strawberry.permission import BasePermission
 from strawberry.types.graphql import OperationType
 
 from graph.compiled.documents import MAX_DOCUMENTS, Documents
+from graph.compiled.plan import _direct_resolver
 from graph.execution import DOCUMENTS, execute, to_json
 from sessions_config.resources import Resources
 from sessions_config.settings import Settings
@@ -205,3 +209,44 @@ def test_the_compiled_engine_does_what_each_schema_extension_does() -> None:
         "ShapeErrors",
     ]
     assert [type(extension).__name__ for extension in schema.get_extensions()] == handled
+
+
+class _Deny(BasePermission):
+    message = "No."
+
+    def has_permission(self, source: object, info: strawberry.Info, **kwargs: object) -> bool:
+        return False
+
+
+@strawberry.enum
+class _Color(enum.Enum):
+    RED = "red"
+
+
+@strawberry.type
+class _Query:
+    @strawberry.field
+    def plain(self, info: strawberry.Info, n: int | None = 1) -> int:
+        return n or 0
+
+    @strawberry.field(permission_classes=[_Deny])
+    def guarded(self, info: strawberry.Info) -> int:
+        return 1
+
+    @strawberry.field
+    def colored(self, color: _Color) -> str:
+        return color.value
+
+
+def test_only_resolvers_strawberry_would_merely_call_are_called_without_its_wrapper() -> None:
+    """The compiled engine calls a resolver's function itself only where Strawberry's wrapper
+    would do nothing else: a permission (a field extension) or an argument Strawberry converts
+    (an enum here) keeps the wrapper, and with it what it does."""
+    graphql_schema = strawberry.Schema(query=_Query)._schema
+    assert graphql_schema.query_type is not None
+    direct = {
+        name: _direct_resolver(graphql_schema, field.extensions["strawberry-definition"])
+        is not None
+        for name, field in graphql_schema.query_type.fields.items()
+    }
+    assert direct == {"plain": True, "guarded": False, "colored": False}

@@ -74,3 +74,38 @@ async def test_a_failed_lookup_fails_the_waiters_of_its_round_and_later_rounds_f
     assert all(isinstance(r, RuntimeError) for r in results)
     with pytest.raises(RuntimeError):
         await loader.reserve().submit(["2.2.2.2"])
+
+
+async def test_a_waiter_cancelled_leaves_the_round_to_the_others() -> None:
+    loader = loader_of(RecordingLookup())
+    sessions, history = loader.reserve(), loader.reserve()
+    gone = asyncio.ensure_future(sessions.submit(["1.1.1.1"]))
+    await asyncio.sleep(0)
+    waiting = asyncio.ensure_future(history.submit(["2.2.2.2"]))
+    await asyncio.sleep(0)  # both have arrived: the round's lookup is under way
+    gone.cancel()
+    assert set(await waiting) == {"1.1.1.1", "2.2.2.2"}
+    assert gone.cancelled()
+
+
+async def test_the_last_list_in_cancelled_mid_lookup_leaves_the_round_to_the_others() -> None:
+    lookup = RecordingLookup()
+    loader = loader_of(lookup)
+    sessions, history = loader.reserve(), loader.reserve()
+    waiting = asyncio.ensure_future(sessions.submit(["1.1.1.1"]))
+    await asyncio.sleep(0)
+    gone = asyncio.ensure_future(history.submit(["2.2.2.2"]))
+    await asyncio.sleep(0)  # the last list in is running the round's lookup
+    assert lookup.asked == [["1.1.1.1", "2.2.2.2"]]
+    gone.cancel()
+    assert set(await waiting) == {"1.1.1.1", "2.2.2.2"}
+    assert gone.cancelled()
+
+
+async def test_a_round_whose_last_list_needs_no_lookup_still_runs() -> None:
+    loader = loader_of(RecordingLookup())
+    sessions, history = loader.reserve(), loader.reserve()
+    waiting = asyncio.ensure_future(sessions.submit(["1.1.1.1"]))
+    await asyncio.sleep(0)
+    history.release()
+    assert await waiting == {"1.1.1.1": GeoInfo(city="city of 1.1.1.1")}
