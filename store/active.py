@@ -133,15 +133,16 @@ return {listed, current}
 """
 
 # Sets last_seen_at unless it is already later than the threshold (ARGV[3]), so concurrent
-# workers write it at most once per interval. Never recreates a hash that has expired, nor
-# touches one marked ended. ISO timestamps of one format compare correctly as strings.
+# workers write it at most once per interval; then answers the value it kept. Never recreates a
+# hash that has expired, nor touches one marked ended (-2). ISO timestamps of one format compare
+# correctly as strings.
 _TOUCH = (
     _LATE
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
 if redis.call('HEXISTS', KEYS[1], 'ended_at') == 1 then return -2 end
 local last = redis.call('HGET', KEYS[1], 'last_seen_at')
-if last and last > ARGV[3] then return 0 end
+if last and last > ARGV[3] then return last end
 redis.call('HSET', KEYS[1], 'last_seen_at', ARGV[2])
 return 1
 """
@@ -293,6 +294,11 @@ def _flat(data: Mapping[Any, Any]) -> list[Any]:
 class States(NamedTuple):
     missing: set[str]  # token hashes with no HASH
     marked: dict[str, Mark]  # token hash -> its mark, for HASHes marked ended
+
+
+class Touched(NamedTuple):
+    wrote: bool
+    last_seen_at: datetime | None  # as the session now has it; None if it has none any more
 
 
 class Found(NamedTuple):
@@ -536,19 +542,24 @@ class RedisSessions:
 
     async def touch(
         self, *, user_id: str, token_hash: str, at: datetime, unless_after: datetime
-    ) -> bool:
-        """Sets last_seen_at to `at` unless it is already later than `unless_after`.
-
-        True when it wrote; False when it was recent enough, the session is gone or ended, or
-        Redis was too slow to write it in time.
-        """
-        written = await eval_script(
+    ) -> Touched:
+        """Sets last_seen_at to `at` unless it is already later than `unless_after`, and says
+        whether it wrote and what last_seen_at now is (None when the session is gone or ended,
+        or Redis was too slow to write it in time)."""
+        answer = await eval_script(
             self._redis,
             _TOUCH,
             keys=[self._keys.session(user_id, token_hash)],
             args=[await self.deadline(), format_timestamp(at), format_timestamp(unless_after)],
         )
-        return bool(written == 1)
+        if answer == 1:
+            return Touched(True, at)
+        if isinstance(answer, bytes | str):  # kept: written a moment ago by another request
+            try:
+                return Touched(False, _timestamp(_text(answer)))
+            except ValueError:
+                return Touched(False, None)
+        return Touched(False, None)
 
 
 async def ping(redis: RedisClient) -> None:

@@ -274,26 +274,31 @@ class SessionStore:
             return None
         record = found.session
         if record.last_seen_at is None or now - record.last_seen_at >= TOUCH_INTERVAL:
-            if await self._record_activity(record, now=now):
-                seen = replace(record, last_seen_at=now)
+            # Written now, or a moment ago by a request of the same session: either way the
+            # session and its place in the list show what Redis now holds.
+            seen_at = await self._record_activity(record, now=now)
+            if seen_at is not None and seen_at != record.last_seen_at:
+                seen = replace(record, last_seen_at=seen_at)
                 listed = [seen if r.token_hash == record.token_hash else r for r in found.listed]
                 found = Found(seen, listed)
         return found
 
-    async def _record_activity(self, record: SessionRecord, *, now: datetime) -> bool:
-        """Sets the session's last_seen_at (see ACTIVITY_WAIT); False when it did not."""
+    async def _record_activity(self, record: SessionRecord, *, now: datetime) -> datetime | None:
+        """Sets the session's last_seen_at (see ACTIVITY_WAIT) unless a moment ago; returns it
+        as Redis now holds it, or None when that is not known."""
         try:
             async with asyncio.timeout(ACTIVITY_WAIT):
-                return await self.active.touch(
+                touched = await self.active.touch(
                     user_id=record.user_id,
                     token_hash=record.token_hash,
                     at=now,
                     unless_after=now - TOUCH_INTERVAL,
                 )
+                return touched.last_seen_at
         except (TimeoutError, RedisError, StorageUnavailable) as exc:
             why = describe_outage(exc) if str(exc) else f"no answer within {ACTIVITY_WAIT} s"
             log.warning("redis: activity of session %s not recorded: %s", record.id, why)
-            return False
+            return None
 
     async def list_active_for_user(
         self,
@@ -655,10 +660,11 @@ class SessionStore:
         record = await self.active.get(token_hash=hash_token(token), now=now)
         if record is None:
             return None
-        if await self.active.touch(
+        touched = await self.active.touch(
             user_id=record.user_id, token_hash=record.token_hash, at=now, unless_after=now
-        ):
-            record = replace(record, last_seen_at=now)
+        )
+        if touched.last_seen_at is not None:
+            record = replace(record, last_seen_at=touched.last_seen_at)
         return record
 
     @staticmethod

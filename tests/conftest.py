@@ -198,8 +198,14 @@ def fragile_settings(
     base_settings: Settings, own_postgres: PostgresServer, own_redis: RedisServer
 ) -> Settings:
     """Settings for an app on the run's own servers (see own_redis and own_postgres)."""
+    # No event workers: these servers are paused and locked, and the requests' own effects
+    # are what the tests watch.
     return base_settings.model_copy(
-        update={"database_url": own_postgres.dsn("sessions"), "redis_url": own_redis.url}
+        update={
+            "database_url": own_postgres.dsn("sessions"),
+            "redis_url": own_redis.url,
+            "event_workers": False,
+        }
     )
 
 

@@ -50,6 +50,8 @@ def replica_settings(base: Settings, pair: Pair, *, max_lag: float) -> Settings:
             "database_replica_url": replica.dsn("sessions"),
             "database_replica_max_lag": max_lag,
             "ready_timeout": 2.0,
+            # No expiry sweep committing every second: the tests watch the primary go idle.
+            "event_workers": False,
         }
     )
 

@@ -144,8 +144,11 @@ async def test_concurrent_touches_write_once(users: Users, resources: Resources)
             for at in attempts
         )
     )
-    assert written.count(True) == 1, written
-    winner = attempts[written.index(True)]
+    wrote = [touched.wrote for touched in written]
+    assert wrote.count(True) == 1, written
+    winner = attempts[wrote.index(True)]
+    # The others kept, and tell, the winner's value.
+    assert {touched.last_seen_at for touched in written} == {winner}
     assert await stored_last_seen(resources, session) == format_timestamp(winner)
 
 
