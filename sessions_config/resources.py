@@ -112,26 +112,25 @@ def _server_bounds(settings: Settings) -> dict[str, Any]:
     return bounds
 
 
-@asynccontextmanager
-async def open_resources(settings: Settings, *, geo: bool = True) -> AsyncIterator[Resources]:
-    # Nothing here connects yet: the service starts, and /readyz says what is down, while Postgres
-    # or Redis is. Every later wait on them is bounded (see records.open_pool, redis_client).
-    pool = await records.open_pool(
-        settings.database_url,
+async def _postgres_pool(settings: Settings, url: str) -> Any:
+    """A pool of PG_POOL_SIZE connections to `url`, every wait bounded by the settings."""
+    return await records.open_pool(
+        url,
         size=settings.pg_pool_size,
         connect_timeout=settings.storage_connect_timeout,
         acquire_timeout=settings.pool_acquire_timeout,
         statement_timeout=settings.storage_timeout,
     )
+
+
+@asynccontextmanager
+async def open_resources(settings: Settings, *, geo: bool = True) -> AsyncIterator[Resources]:
+    # Nothing here connects yet: the service starts, and /readyz says what is down, while Postgres
+    # or Redis is. Every later wait on them is bounded (see records.open_pool, redis_client).
+    pool = await _postgres_pool(settings, settings.database_url)
     replica: Replica | None = None
     if settings.database_replica_url is not None:
-        replica_pool = await records.open_pool(
-            settings.database_replica_url,
-            size=settings.pg_pool_size,
-            connect_timeout=settings.storage_connect_timeout,
-            acquire_timeout=settings.pool_acquire_timeout,
-            statement_timeout=settings.storage_timeout,
-        )
+        replica_pool = await _postgres_pool(settings, settings.database_replica_url)
         replica = Replica(replica_pool, max_lag=settings.database_replica_max_lag)
     redis = redis_client(settings)
     provider: GeoProvider | None = None
