@@ -17,6 +17,7 @@ from graph.fairness import IN_FLIGHT
 from loaders.geo_by_ip import GeoByIpLoader
 from resolvers.errors import RateLimited
 from sessions_config.resources import Resources
+from sessions_events.live import Connection
 from store.models import SessionRecord, utcnow
 from store.sessions import SessionStore
 
@@ -159,3 +160,16 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
 
 
 Info: TypeAlias = strawberry.Info[Context, None]
+
+
+@dataclass
+class LiveContext:
+    """The context of the operations of one WebSocket connection (sessions_http/live.py): the
+    session it signed in as, for as long as it lasts."""
+
+    connection: Connection
+    # What the client sent with connection_init (Strawberry sets it; nothing reads it).
+    connection_params: Any = None
+
+
+LiveInfo: TypeAlias = strawberry.Info[LiveContext, None]

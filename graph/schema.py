@@ -20,7 +20,7 @@ from graph.context import Context
 from graph.errors import ShapeErrors, log_errors
 from graph.limits import query_limits
 from graph.scalars import SCALAR_MAP
-from graph.types import Mutation, Query
+from graph.types import Mutation, Query, Subscription
 
 MAX_DEPTH = 10
 # The v1 REST document alone uses 20 aliases (its snake_case keys); leave room above it.
@@ -61,6 +61,7 @@ LIMIT_RULES: list[type[ASTValidationRule]] = [
 schema = SessionsSchema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     config=StrawberryConfig(scalar_map=SCALAR_MAP),
     # Factories: Strawberry builds fresh extensions per request (the parse and validation
     # caches behind ParserCache and ValidationCache are shared all the same).

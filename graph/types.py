@@ -1,13 +1,14 @@
-"""The GraphQL types: Me, Session, History (with its Relay-style connection), Geo, Device, and
-the mutations. Each type has one constructor from what the resolvers return (`of`), but History
-and HistoryEdge, whose values are HistoryRow objects that HistoryConnection.of makes."""
+"""The GraphQL types: Me, Session, History (with its Relay-style connection), Geo, Device, the
+mutations, and the subscription's SessionEvent. Each type has one constructor from what the
+resolvers return (`of`), but History and HistoryEdge, whose values are HistoryRow objects that
+HistoryConnection.of makes."""
 
 from __future__ import annotations
 
 import enum
 import functools
 import weakref
-from collections.abc import Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -15,14 +16,15 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import strawberry
 from graphql import OperationDefinitionNode
 
-from graph.context import Info
-from resolvers import history, me, revoke, sessions
+from graph.context import Info, LiveInfo
+from resolvers import history, live, me, revoke, sessions
 from resolvers.history import DEFAULT_PAGE
+from sessions_events.payload import Enriched
 from sessions_geo.model import GeoInfo
 from sessions_rules import device
 from sessions_rules.signals import MAX_KMH, Signals
 from store.errors import StorageUnavailable
-from store.models import SessionRecord
+from store.models import SessionRecord, parse_timestamp
 
 GEO_DESCRIPTION = "Where clientIp is; null for private, unknown or not yet located addresses."
 NEW_LOCATION_DESCRIPTION = (
@@ -380,3 +382,80 @@ class Mutation:
     )
     async def revoke_other_sessions(self, info: Info) -> int:
         return await revoke.revoke_other_sessions(info.context)
+
+
+@strawberry.enum(description="What happened to a session.")
+class SessionEventType(enum.Enum):
+    CREATED = "session.created"
+    ENDED = "session.ended"
+    REVOKED = "session.revoked"
+    EXPIRED = "session.expired"
+
+
+@strawberry.type(
+    description="A change to one of your sessions: one signed in (CREATED), or one ended by "
+    "signing out (ENDED), by a revoke (REVOKED) or by expiring (EXPIRED)."
+)
+class SessionEvent:
+    type: SessionEventType
+    occurred_at: datetime
+    session: Session | None = strawberry.field(
+        description="CREATED: the new session, as me.sessions lists it (isCurrent false: it is "
+        "never the one subscribed, and lastSeenAt null). Null for the others."
+    )
+    ended_session: History | None = strawberry.field(
+        description="ENDED, REVOKED, EXPIRED: the session as me.history lists it now. Null for "
+        "CREATED."
+    )
+
+    @classmethod
+    def of(cls, enriched: Enriched) -> SessionEvent:
+        event = enriched.event
+        data = event.data
+        kind = SessionEventType(event.type)
+        geo = Geo.of(enriched.geo)
+        session = ended = None
+        if kind is SessionEventType.CREATED:
+            session = Session(
+                id=strawberry.ID(event.session_id),
+                token_suffix=str(data["token_suffix"]),
+                created_at=parse_timestamp(str(data["created_at"])),
+                expires_at=parse_timestamp(str(data["expires_at"])),
+                last_seen_at=None,
+                client_ip=enriched.client_ip,
+                user_agent=str(data["user_agent"]),
+                is_current=False,
+                geo=geo,
+                signals=enriched.signals or _UNSELECTED,
+            )
+        else:
+            ended_at = data.get("ended_at")
+            ended = History(
+                id=strawberry.ID(event.session_id),
+                token_suffix=str(data["token_suffix"]),
+                created_at=parse_timestamp(str(data["created_at"])),
+                ended_at=parse_timestamp(str(ended_at)) if ended_at else event.occurred_at,
+                end_reason=_END_REASONS[str(data.get("end_reason") or "expired")],
+                client_ip=enriched.client_ip,
+                user_agent=str(data["user_agent"]),
+                geo=geo,
+            )
+        return cls(type=kind, occurred_at=event.occurred_at, session=session, ended_session=ended)
+
+
+async def _session_events(events: AsyncIterator[Enriched]) -> AsyncGenerator[SessionEvent, None]:
+    async for enriched in events:
+        yield SessionEvent.of(enriched)
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="Your session events from now on, as they happen, over WebSocket "
+        "(graphql-transport-ws) at /graphql. The connection closes with code 4401 when the "
+        "session it signed in with ends. TOO_MANY_SUBSCRIPTIONS over the limits."
+    )
+    async def session_events(self, info: LiveInfo) -> AsyncGenerator[SessionEvent, None]:
+        # Not a generator itself: a refusal is raised here, before the stream starts, and
+        # reaches the client as the subscription's error.
+        return _session_events(live.session_events(info.context.connection))

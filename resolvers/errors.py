@@ -54,3 +54,9 @@ class RateLimited(Refused):
             f"Too many requests of yours at once; try again in {retry_after} s.",
             retryAfter=retry_after,
         )
+
+
+class TooManySubscriptions(Refused):
+    """A limit on live subscriptions (SUBSCRIPTIONS_PER_USER, SUBSCRIPTIONS_PER_PROCESS)."""
+
+    code = "TOO_MANY_SUBSCRIPTIONS"

@@ -181,6 +181,16 @@ class Settings(BaseSettings):
             return [parse_span(part) for part in value.split(",") if part.strip()]
         return value
 
+    # Live updates (GraphQL subscriptions over WebSocket at /graphql, sessions_http/live.py):
+    # how many `sessionEvents` subscriptions, and WebSocket connections, one user may hold in one
+    # process, and all users together; events a subscriber may have waiting before it is
+    # dropped as too slow; seconds between WebSocket pings (a peer that has not answered one
+    # within as long again is disconnected).
+    subscriptions_per_user: int = Field(default=10, ge=1, le=1000)
+    subscriptions_per_process: int = Field(default=10_000, ge=1, le=1_000_000)
+    subscription_queue: int = Field(default=100, ge=1, le=100_000)
+    subscription_heartbeat: float = Field(default=20.0, gt=0, le=3600, allow_inf_nan=False)
+
     # -- History retention (`sessions-api prune`) -----------------------------------------------
     # How long past sessions are kept after they ended: `400d` (days) or `36h` (hours).
     history_retention: timedelta = timedelta(days=400)

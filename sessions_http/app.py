@@ -1,4 +1,5 @@
-"""The Starlette app: GraphQL (+ GraphiQL), the v1 REST routes, health, metrics, static files.
+"""The Starlette app: GraphQL (+ GraphiQL, and subscriptions over WebSocket), the v1 REST
+routes, health, metrics, static files.
 
 Read top to bottom: the app, then what it is made of (routes, middleware, the lifespan that
 opens its resources, the handlers that answer what a route raised)."""
@@ -18,16 +19,18 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from sessions_config.resources import open_resources
 from sessions_config.settings import Settings, get_settings
+from sessions_events.live import LiveEvents
 from sessions_events.workers import event_workers
 from sessions_http import health, rest
 from sessions_http.graphql_endpoint import graphql_endpoint
+from sessions_http.live import live_endpoint
 from sessions_http.metrics import CLIENT_CLOSED_REQUEST, RequestMetrics, metrics_endpoint
-from sessions_http.origin_check import OriginCheck
+from sessions_http.origin_check import AllowedOrigins, OriginCheck
 from sessions_http.request_timeout import RequestTimeout
 from sessions_http.responses import GRAPHQL_PATH, HttpError, answer_error, error_response
 from sessions_rules import device
@@ -59,6 +62,8 @@ def _routes() -> list[BaseRoute]:
     static = StaticFiles(directory=str(package_files.files("sessions_http") / "static"))
     return [
         Route(GRAPHQL_PATH, graphql_endpoint, methods=["GET", "POST"]),
+        # Subscriptions: the same path, over WebSocket (sessions_http/live.py).
+        WebSocketRoute(GRAPHQL_PATH, live_endpoint),
         Route("/v1/users/me/sessions", rest.sessions_collection, methods=["GET", "DELETE"]),
         Route("/v1/users/me/sessions/{session_id}", rest.revoke_session, methods=["DELETE"]),
         Route("/healthz", health.healthz, methods=["GET"]),
@@ -98,6 +103,11 @@ def _lifespan(
         rest.compile_documents()
         async with open_resources(settings) as resources:
             app.state.resources = resources
+            app.state.origins = AllowedOrigins(settings.allowed_origins)
+            # Live updates: it listens for events once the first subscriber comes.
+            app.state.live = live = LiveEvents(
+                resources.store, resources.geo, settings, listen_url=settings.database_url
+            )
             log.info(
                 "ready: geolocation provider %s, Redis key prefix %r",
                 resources.geo.provider.name,
@@ -112,6 +122,7 @@ def _lifespan(
                 try:
                     yield
                 finally:
+                    await live.aclose()
                     gc.unfreeze()
 
     return lifespan

@@ -34,9 +34,10 @@ def _web_netloc(origin: str) -> str | None:
     return parts.netloc.lower() if parts.scheme in ("http", "https") else None
 
 
-class OriginCheck(HttpMiddleware):
-    def __init__(self, app: ASGIApp, allowed_origins: Iterable[str]) -> None:
-        super().__init__(app)
+class AllowedOrigins:
+    """Which pages may act with the user's cookie: ALLOWED_ORIGINS, and this service's own."""
+
+    def __init__(self, allowed_origins: Iterable[str]) -> None:
         self.allowed = {o.lower().rstrip("/") for o in allowed_origins}
 
     def refused(self, method: str, headers: Headers) -> str | None:
@@ -59,8 +60,14 @@ class OriginCheck(HttpMiddleware):
             return None
         return f"Origin {origin[:100]!r} is not allowed"
 
+
+class OriginCheck(HttpMiddleware):
+    def __init__(self, app: ASGIApp, allowed_origins: Iterable[str]) -> None:
+        super().__init__(app)
+        self.origins = AllowedOrigins(allowed_origins)
+
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        reason = self.refused(scope["method"], Headers(scope=scope))
+        reason = self.origins.refused(scope["method"], Headers(scope=scope))
         if reason is None:
             await self.app(scope, receive, send)
             return

@@ -57,6 +57,10 @@ class HttpLimits:
         )
 
 
+# As graphql_endpoint.MAX_BODY_BYTES.
+WS_MAX_MESSAGE_BYTES = 64 * 1024
+
+
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """Options that `uvicorn.run` and `uvicorn.Config` both take, the same wherever the app is
     served. A partial (not an import string) carries the limits, and pickles to the workers."""
@@ -66,6 +70,14 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         ),
         "log_config": None,
         "log_level": settings.log_level,
+        # WebSockets (subscriptions, sessions_http/live.py): flow-controlled sends, so that a
+        # client that stops reading holds up its own subscription only; a ping every
+        # SUBSCRIPTION_HEARTBEAT seconds, and a peer that does not answer in as long again is
+        # disconnected; no message from a client larger than a GraphQL request body.
+        "ws": "websockets-sansio",
+        "ws_ping_interval": settings.subscription_heartbeat,
+        "ws_ping_timeout": settings.subscription_heartbeat,
+        "ws_max_size": WS_MAX_MESSAGE_BYTES,
     }
 
 

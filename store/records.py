@@ -617,3 +617,17 @@ async def events_after(pool: asyncpg.Pool, *, seq: int, limit: int) -> list[Stor
         retry=True,
     )
     return [StoredEvent(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
+
+
+async def events_numbered(pool: asyncpg.Pool, seqs: list[int]) -> list[StoredEvent]:
+    """The events with these numbers (those that still exist), in order."""
+    rows = await _call(
+        pool,
+        lambda c: c.fetch(
+            """SELECT seq, id::text, type, session_id::text, user_id, occurred_at, data
+                 FROM session_events WHERE seq = ANY($1::bigint[]) ORDER BY seq""",
+            seqs,
+        ),
+        retry=True,
+    )
+    return [StoredEvent(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]

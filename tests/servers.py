@@ -32,7 +32,6 @@ def serve(settings: Settings, *, root_path: str = "") -> Iterator[str]:
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         create_app(settings),
-        ws="none",
         lifespan="on",
         access_log=False,
         root_path=root_path,
