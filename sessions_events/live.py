@@ -61,7 +61,8 @@ class Closing(NamedTuple):
 
 SESSION_ENDED = Closing(4401, "Session ended")
 TOO_SLOW = Closing(1013, "Too slow: events were waiting unread; reconnect and reload")
-GOING_AWAY = Closing(1001, "Server shutting down")
+# What uvicorn itself sends to open WebSockets when it shuts down.
+RESTARTING = Closing(1012, "Service restart")
 
 
 class TooMany(Exception):
@@ -158,6 +159,7 @@ class LiveEvents:
         self._remembered_order: deque[int] = deque()
         self._unread: list[int] = []
         self._reader: asyncio.Task[None] | None = None
+        self._catching_up: asyncio.Task[None] | None = None
 
     # -- connections and subscriptions ---------------------------------------------------------
 
@@ -228,10 +230,10 @@ class LiveEvents:
         return True
 
     async def aclose(self) -> None:
-        """Closes every connection (GOING_AWAY) and stops listening."""
+        """Closes every connection (RESTARTING) and stops listening."""
         for connection in list(self._connections):
-            connection.close(GOING_AWAY)
-        for task in (self._listener, self._reader):
+            connection.close(RESTARTING)
+        for task in (self._listener, self._reader, self._catching_up):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -249,11 +251,15 @@ class LiveEvents:
                 )
             )
 
-    def _on_listening(self) -> None:
+    def _on_listening(self, listening: bool) -> None:
+        if not listening:
+            # New subscribers are refused (503) until it listens again.
+            self._listening.clear()
+            return
         self._listening.set()
         if self._heard_before and self._last_seq is not None:
             # What was announced while the connection was away was not heard: read it.
-            asyncio.create_task(self._catch_up(self._last_seq))  # noqa: RUF006 (bounded, logged)
+            self._catching_up = asyncio.create_task(self._catch_up(self._last_seq))
         self._heard_before = True
 
     async def _catch_up(self, after: int) -> None:

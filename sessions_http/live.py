@@ -10,7 +10,7 @@ mutations go over HTTP.
 The server closes an accepted connection with (README, "Live updates"):
 - 4401 when the session it signed in with ends (signed out, revoked, expired);
 - 1013 when the client let SUBSCRIPTION_QUEUE events pile up unread (it reconnects and reloads);
-- 1001 when the server shuts down;
+- 1012 when the server shuts down (uvicorn sends it);
 and with the protocol's own codes for protocol errors (4400, 4408, 4409, 4429). A peer that
 does not answer WebSocket pings (every SUBSCRIPTION_HEARTBEAT seconds) is disconnected.
 """

@@ -16,8 +16,11 @@ import asyncpg
 log = logging.getLogger(__name__)
 
 CHANNEL = "session_events"
+# How the listening connection shows in pg_stat_activity.
+APPLICATION = "sessions-api live updates"
 # Seconds between two checks that the connection still answers: a connection cut without a
 # word (a host gone, a firewall's idle timeout) would otherwise wait for announcements forever.
+# One that Postgres closes is noticed at once.
 CHECK_INTERVAL = 5.0
 # Seconds before opening it again after a failure: the first wait, doubled each time up to the
 # last.
@@ -51,11 +54,11 @@ async def listen_forever(
     *,
     connect_timeout: float,
     on_event: Callable[[Announced], None],
-    on_listening: Callable[[], None],
+    on_listening: Callable[[bool], None],
 ) -> None:
-    """Calls `on_event` for each announcement until cancelled; `on_listening` each time the
-    connection is (again) listening. Announcements made while it was not are not heard:
-    `on_listening` is where a caller catches up."""
+    """Calls `on_event` for each announcement until cancelled; `on_listening(True)` each time
+    the connection is (again) listening, `on_listening(False)` when it stopped. Announcements
+    made while it was not are not heard: `on_listening(True)` is where a caller catches up."""
     delay = RETRY_FIRST
 
     def heard(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
@@ -67,15 +70,22 @@ async def listen_forever(
 
     while True:
         conn: Any = None
+        lost = asyncio.Event()
         try:
-            conn = await asyncpg.connect(url, timeout=connect_timeout)
+            conn = await asyncpg.connect(
+                url, timeout=connect_timeout, server_settings={"application_name": APPLICATION}
+            )
+            conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
             await conn.add_listener(CHANNEL, heard)
             log.info("listening for session events")
             delay = RETRY_FIRST
-            on_listening()
-            while True:
-                await asyncio.sleep(CHECK_INTERVAL)
-                await asyncio.wait_for(conn.fetchval("SELECT 1"), connect_timeout)
+            on_listening(True)
+            while not lost.is_set():
+                try:
+                    await asyncio.wait_for(lost.wait(), CHECK_INTERVAL)
+                except TimeoutError:
+                    await asyncio.wait_for(conn.fetchval("SELECT 1"), connect_timeout)
+            raise ConnectionError("the connection was closed")
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -88,5 +98,6 @@ async def listen_forever(
         finally:
             if conn is not None:
                 conn.terminate()
+            on_listening(False)
         await asyncio.sleep(delay)
         delay = min(delay * 2, RETRY_LAST)

@@ -12,15 +12,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
 from sessions_config.resources import Resources
 from sessions_config.settings import Settings
+from store.migrate import migrate
 from store.models import utcnow
 from tests.app_client import ROUTE, cookie
 from tests.cli_runner import import_row, run_cli
-from tests.conftest import Users
+from tests.conftest import Users, with_database
 from tests.infra import free_port
 from tests.servers import serve_process
 from tests.webhook_receiver import Received, WebhookReceiver
@@ -268,3 +270,50 @@ async def test_an_expiry_and_a_rest_revoke_arrive_too(
         expiring.record.id: "session.expired",
         revoked.record.id: "session.revoked",
     }
+
+
+@pytest.fixture
+async def own_database(settings: Settings) -> AsyncIterator[Settings]:
+    """The settings on a database of the test's own, freshly migrated: no other process of the
+    run (every test app dispatches) can deliver its events."""
+    name = f"{settings.database_url.rsplit('/', 1)[-1]}_restart"
+    own = settings.model_copy(update={"database_url": with_database(settings.database_url, name)})
+    await migrate(own.database_url)
+    try:
+        yield own
+    finally:
+        admin = await asyncpg.connect(own.database_url, database="postgres")
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def test_events_pending_when_serve_stops_are_delivered_when_it_starts_again(
+    own_database: Settings, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    settings = own_database
+    added = await run_cli(settings, "webhooks", "add", receiver.url)
+    assert added.code == 0, added
+    secret = json.loads(added.lines[-1])["secret"]
+    receiver.status = 503  # down: every attempt fails, and stays pending
+    user = Users.new_id()
+    rows = "".join(json.dumps(import_row(user, i)) + "\n" for i in range(5))
+    with serve_process(settings, tmp_path / "first.log"):
+        imported = await run_cli(settings, "sessions", "import", stdin=rows)
+        assert imported.code == 0, imported
+        await eventually(receiver, lambda r: len(of_user(r, user)) >= 5, "first attempts")
+    # Stopped with all five pending. Nobody else dispatches on this database.
+    receiver.status = 200
+    tried = {r.id for r in of_user(receiver.received, user)}
+    await asyncio.sleep(2.5)  # past the next retry, had anyone been left to send it
+    assert delivered(receiver.received) == []
+    with serve_process(settings, tmp_path / "second.log"):
+        got = await eventually(
+            receiver, lambda r: len(delivered(of_user(r, user))) >= 5, "five deliveries"
+        )
+        await asyncio.sleep(1.5)  # a duplicate would come within this
+    done = delivered(of_user(receiver.received, user))
+    assert len(done) == 5 and {r.id for r in done} == tried  # the same ids, each once
+    assert all(r.verified(secret)["type"] == "session.created" for r in done)
+    assert len(delivered(got)) == 5

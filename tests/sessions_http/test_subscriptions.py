@@ -12,7 +12,9 @@ import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from sessions_config.resources import Resources
 from sessions_config.settings import Settings
+from store.notifications import APPLICATION
 from tests.app_client import ROUTE, cookie
 from tests.cli_runner import import_row, run_cli
 from tests.conftest import Users
@@ -286,3 +288,26 @@ async def test_a_peer_that_stops_answering_pings_is_disconnected(
         await asyncio.sleep(2.0)
         await client.send({"type": "ping"})
         assert (await client.message(within=5))["type"] == "pong"
+
+
+async def test_events_said_while_the_listening_connection_was_away_still_arrive(
+    users: Users, resources: Resources, two_servers: list[str]
+) -> None:
+    a, _ = two_servers
+    user = users.new_id()
+    me = await users.session(user)
+    async with live(a, me.token) as client:
+        await client.subscribe()
+        await wait_subscribed(a, 1)
+        # Postgres drops every listening connection (a restart, a failover)...
+        async with resources.store.pool.acquire() as conn:
+            dropped = await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = $1 AND datname = current_database()",
+                APPLICATION,
+            )
+            assert dropped >= 1
+            # ... and a session is created at that very moment, before they listen again.
+        mine = await users.session(user, ip="8.8.8.8")
+        event = await client.next_event(within=10)
+    assert event["type"] == "CREATED" and event["session"]["id"] == mine.record.id
