@@ -18,7 +18,7 @@ from loaders.geo_by_ip import GeoByIpLoader
 from resolvers.errors import RateLimited
 from sessions_config.resources import Resources
 from sessions_events.live import Connection
-from store.models import SessionRecord, utcnow
+from store.models import Actor, SessionRecord, utcnow
 from store.sessions import SessionStore
 
 T = TypeVar("T")
@@ -45,6 +45,9 @@ class Context:
     token: str | None = field(repr=False)
     # The operationName the request gave, if any (Strawberry keeps its own copy private).
     operation_name: str | None = None
+    # Who a revocation is recorded as in the audit trail: the user, with the request's id and
+    # address.
+    actor: Actor | None = None
     # Requests of one user that may run at once, and what a refused one is told (settings).
     max_in_flight: int = 4
     retry_after: int = 1
@@ -61,7 +64,12 @@ class Context:
 
     @classmethod
     def for_request(
-        cls, resources: Resources, *, token: str | None, operation_name: str | None = None
+        cls,
+        resources: Resources,
+        *,
+        token: str | None,
+        operation_name: str | None = None,
+        actor: Actor | None = None,
     ) -> Context:
         # A new loader per request: a shared one would cache across users.
         return cls(
@@ -70,6 +78,7 @@ class Context:
             now=utcnow(),
             token=token,
             operation_name=operation_name,
+            actor=actor,
             max_in_flight=resources.settings.user_max_concurrent_requests,
             retry_after=resources.settings.rate_limit_retry_after,
         )

@@ -19,6 +19,7 @@ from graph.errors import report_errors, shaped
 from graph.schema import schema
 from resolvers.errors import RateLimited
 from sessions_config.resources import Resources
+from store.models import Actor
 
 EXECUTIONS = Counter(
     "sessions_api_graphql_executions_total",
@@ -37,6 +38,7 @@ async def execute(
     *,
     query: str,
     token: str | None,
+    actor: Actor | None = None,
     variables: Mapping[str, Any] | None = None,
     operation_name: str | None = None,
     allowed: Iterable[OperationType] = (OperationType.QUERY,),
@@ -44,7 +46,9 @@ async def execute(
 ) -> ExecutionResult:
     """Runs the document through its compiled plan when there is one (and `compiled`), else
     through Strawberry. Both give the same result; tests compare them."""
-    context = Context.for_request(resources, token=token, operation_name=operation_name)
+    context = Context.for_request(
+        resources, token=token, operation_name=operation_name, actor=actor
+    )
     try:
         if compiled and OperationType.QUERY in allowed:
             result = await _run_compiled(query, variables, operation_name, context)

@@ -17,7 +17,10 @@ async def revoke_session(scope: RequestScope, *, session_id: str) -> bool:
     # Another user's id and an unknown one are answered alike, so ids reveal nothing.
     if (
         canonical is None
-        or await scope.store.revoke(user_id=current.user_id, session_id=canonical) is None
+        or await scope.store.revoke(
+            user_id=current.user_id, session_id=canonical, actor=scope.actor
+        )
+        is None
     ):
         raise NotFound("You have no session with this id.")
     return True
@@ -25,4 +28,6 @@ async def revoke_session(scope: RequestScope, *, session_id: str) -> bool:
 
 async def revoke_other_sessions(scope: RequestScope) -> int:
     current = await signed_in(scope)
-    return await scope.store.revoke_others(user_id=current.user_id, keep_session_id=current.id)
+    return await scope.store.revoke_others(
+        user_id=current.user_id, keep_session_id=current.id, actor=scope.actor
+    )

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from loaders.geo_by_ip import GeoByIpLoader
-from store.models import SessionRecord
+from store.models import Actor, SessionRecord
 from store.sessions import SessionStore
 
 T = TypeVar("T")
@@ -21,6 +21,11 @@ class RequestScope(Protocol):
     @property
     def geo(self) -> GeoByIpLoader:
         """The request's own loader: every list of one query shares its lookup round."""
+        ...
+
+    @property
+    def actor(self) -> Actor | None:
+        """Who the request's changes are recorded as (the audit trail)."""
         ...
 
     @property

@@ -191,11 +191,38 @@ class Settings(BaseSettings):
     subscription_queue: int = Field(default=100, ge=1, le=100_000)
     subscription_heartbeat: float = Field(default=20.0, gt=0, le=3600, allow_inf_nan=False)
 
+    # The admin API (/admin/v1, README "For login services and support"): `host:port` of a
+    # listener of its own (else it shares the main one, and answers 404 there when this is
+    # set), and the failed key checks one client address may make per minute before it is
+    # refused (429) for the rest of that minute.
+    admin_listen: str | None = None
+    admin_auth_failures_per_minute: int = Field(default=10, ge=1, le=10_000)
+
+    @field_validator("admin_listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        host, sep, port = value.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError("ADMIN_LISTEN is host:port, e.g. 127.0.0.1:8081")
+        return value.strip()
+
+    @property
+    def admin_address(self) -> tuple[str, int] | None:
+        """ADMIN_LISTEN as (host, port); None when admin routes share the main listener."""
+        if self.admin_listen is None:
+            return None
+        host, _, port = self.admin_listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
     # -- History retention (`sessions-api prune`) -----------------------------------------------
     # How long past sessions are kept after they ended: `400d` (days) or `36h` (hours).
     history_retention: timedelta = timedelta(days=400)
+    # How long audit rows are kept (`prune` deletes older ones too); same syntax.
+    audit_retention: timedelta = timedelta(days=400)
 
-    @field_validator("history_retention", mode="before")
+    @field_validator("history_retention", "audit_retention", mode="before")
     @classmethod
     def _retention(cls, value: object) -> object:
         return parse_age(value) if isinstance(value, str) else value

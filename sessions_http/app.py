@@ -16,7 +16,6 @@ from importlib import resources as package_files
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
@@ -26,7 +25,9 @@ from sessions_config.resources import open_resources
 from sessions_config.settings import Settings, get_settings
 from sessions_events.live import LiveEvents
 from sessions_events.workers import event_workers
-from sessions_http import health, rest
+from sessions_http import admin, health, rest
+from sessions_http.admin_auth import FailedAttempts
+from sessions_http.admin_boundary import ListenerSplit, PublicCors
 from sessions_http.graphql_endpoint import graphql_endpoint
 from sessions_http.live import live_endpoint
 from sessions_http.metrics import CLIENT_CLOSED_REQUEST, RequestMetrics, metrics_endpoint
@@ -70,19 +71,23 @@ def _routes() -> list[BaseRoute]:
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Mount("/static", app=static, name="static"),
+        *admin.routes(),
     ]
 
 
 def _middleware(settings: Settings, routes: list[BaseRoute]) -> list[Middleware]:
     """Outermost first."""
+    admin_address = settings.admin_address
     return [
         # Counts every answer, including the refusals of those below.
         Middleware(RequestMetrics, routes=routes),
+        # With ADMIN_LISTEN, the admin API on its listener only.
+        Middleware(ListenerSplit, admin_port=admin_address[1] if admin_address else None),
         # The whole request, past every storage bound: 503 rather than a hang.
         Middleware(RequestTimeout, seconds=settings.request_timeout),
-        # Answers CORS preflights for the allowed origins.
+        # Answers CORS preflights for the allowed origins; never for the admin API.
         Middleware(
-            CORSMiddleware,
+            PublicCors,
             allow_origins=settings.allowed_origins,
             allow_credentials=True,
             allow_methods=["GET", "POST", "DELETE"],
@@ -104,6 +109,7 @@ def _lifespan(
         async with open_resources(settings) as resources:
             app.state.resources = resources
             app.state.origins = AllowedOrigins(settings.allowed_origins)
+            app.state.admin_attempts = FailedAttempts(settings.admin_auth_failures_per_minute)
             # Live updates: it listens for events once the first subscriber comes.
             app.state.live = live = LiveEvents(
                 resources.store, resources.geo, settings, listen_url=settings.database_url

@@ -21,6 +21,7 @@ from strawberry.types.graphql import OperationType
 
 from graph.execution import execute, is_request_error, retry_after, to_json
 from sessions_http.cookie import session_token
+from sessions_http.request_info import user_actor
 from sessions_http.responses import NO_STORE, HttpError, JsonResponse
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -137,6 +138,7 @@ async def graphql_endpoint(request: Request) -> Response:
         request.app.state.resources,
         query=asked.query,
         token=session_token(request),
+        actor=user_actor(request),
         variables=asked.variables,
         operation_name=asked.operation_name,
         allowed=(OperationType.QUERY,) if is_get else (OperationType.QUERY, OperationType.MUTATION),

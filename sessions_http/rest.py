@@ -23,6 +23,7 @@ from graph.execution import compile_at_start, execute, first_code, retry_after
 from resolvers.errors import BadUserInput, CurrentSession, NotFound, RateLimited, Unauthenticated
 from resolvers.history import DEFAULT_PAGE, MAX_PAGE
 from sessions_http.cookie import session_token
+from sessions_http.request_info import user_actor
 from sessions_http.responses import MESSAGE_TRY_LATER, NO_STORE, HttpError, JsonResponse
 
 _GEO = """
@@ -104,6 +105,7 @@ async def _run(
         request.app.state.resources,
         query=document,
         token=session_token(request),
+        actor=user_actor(request),
         variables=variables,
         allowed=(OperationType.MUTATION,) if mutation else (OperationType.QUERY,),
     )

@@ -12,6 +12,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -25,7 +26,7 @@ from redis.exceptions import RedisError
 
 from sessions_config.logs import configure
 from sessions_config.settings import Settings, get_settings, parse_age
-from sessions_ops import webhook_commands
+from sessions_ops import admin_commands, webhook_commands
 from store.errors import StorageUnavailable
 from store.models import WRITER_END_REASONS, format_timestamp, parse_timestamp, utcnow
 from store.sessions import DEFAULT_TTL, InvalidSession, IssuedSession, NewSession, NotUndone
@@ -234,14 +235,45 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
 
     from sessions_http.serving import uvicorn_options
 
-    uvicorn.run(
-        "sessions_http.app:create_app",
-        factory=True,
-        host=args.host or settings.host,
-        port=args.port if args.port is not None else settings.port,
-        workers=args.workers,
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": args.host or settings.host,
+        "port": args.port if args.port is not None else settings.port,
+        "workers": args.workers,
         **uvicorn_options(settings),
-    )
+    }
+    admin = settings.admin_address
+    if admin is None:
+        uvicorn.run("sessions_http.app:create_app", **options)
+        return
+    # Two listeners, one app: the admin API answers on ADMIN_LISTEN only (admin_boundary.py).
+    config = uvicorn.Config("sessions_http.app:create_app", **options)
+    try:
+        admin_socket = _listening_socket(*admin)
+    except OSError as exc:
+        print(
+            f"sessions-api: cannot listen on ADMIN_LISTEN {settings.admin_listen}: {exc}",
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from None
+    sockets = [config.bind_socket(), admin_socket]
+    server = uvicorn.Server(config)
+    if args.workers > 1:
+        from uvicorn.supervisors.multiprocess import Multiprocess
+
+        Multiprocess(config, sockets=sockets).run()
+    else:
+        server.run(sockets=sockets)
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, as uvicorn binds its own (for workers to share)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family=family)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
 
 
 async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -455,7 +487,7 @@ async def cmd_sessions_import(args: argparse.Namespace, settings: Settings) -> i
 
 async def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
     from sessions_config.resources import open_resources
-    from sessions_ops.prune import Pruned, prune_history
+    from sessions_ops.prune import Pruned, prune_audit, prune_history
 
     retention: timedelta = args.older_than or settings.history_retention
     before = utcnow() - retention
@@ -490,6 +522,13 @@ async def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
             stop=stop,
             progress=report,
         )
+        # The audit trail has a retention of its own (AUDIT_RETENTION).
+        audit_deleted = await prune_audit(
+            res.store.pool,
+            before=utcnow() - settings.audit_retention,
+            batch=args.batch,
+            stop=stop,
+        )
     _print_json(
         {
             "deleted": done.deleted,
@@ -497,6 +536,7 @@ async def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
             "older_than": format_timestamp(before),
             "seconds": round(done.seconds, 3),
             "complete": done.complete,
+            "audit_deleted": audit_deleted,
         }
     )
     return 130 if stop.is_set() else 0
@@ -513,7 +553,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_service_commands(sub)
     sessions = sub.add_parser("sessions", help="write sessions (the login service's side)")
-    _add_session_commands(sessions.add_subparsers(dest="action", required=True, metavar="ACTION"))
+    ssub = sessions.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _add_session_commands(ssub)
+    admin_commands.add_session_commands(ssub)
+    keys = sub.add_parser("admin-keys", help="keys of the admin API (/admin/v1)")
+    admin_commands.add_key_commands(
+        keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    )
+    admin_commands.add_audit_command(sub)
     hooks = sub.add_parser("webhooks", help="webhook endpoints, and the event workers")
     webhook_commands.add_commands(
         hooks.add_subparsers(dest="action", required=True, metavar="ACTION"), _timestamp

@@ -1,5 +1,5 @@
-"""`sessions-api prune`: past sessions older than the retention deleted, a bounded batch at a
-time, so that history stays bounded while the service and its writers run.
+"""`sessions-api prune`: past sessions (and audit rows) older than their retention deleted, a
+bounded batch at a time, so that history stays bounded while the service and its writers run.
 
 Each batch is one short transaction (see `SessionStore.prune_history`): no long lock, no long
 transaction, and a run cut off anywhere loses only its progress; running it again goes on.
@@ -12,6 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+import asyncpg
+
+from store import admin
 from store.sessions import SessionStore
 
 # Seconds between two progress reports, at most.
@@ -65,3 +68,16 @@ async def prune_history(
                 await asyncio.wait_for(stop.wait(), pause)
             except TimeoutError:
                 pass
+
+
+async def prune_audit(
+    pool: asyncpg.Pool, *, before: datetime, batch: int, stop: asyncio.Event | None = None
+) -> int:
+    """Deletes audit rows older than `before`, `batch` at a time; returns how many."""
+    deleted = 0
+    while stop is None or not stop.is_set():
+        count = await admin.prune_audit(pool, before=before, limit=batch)
+        deleted += count
+        if count < batch:
+            break
+    return deleted

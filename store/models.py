@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -66,6 +67,36 @@ def parse_timestamp(text: str) -> datetime:
         return to_utc_second(datetime.fromisoformat(text.strip()))
     except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC
         raise ValueError(f"{text[:40]!r} is out of range in UTC") from None
+
+
+ActorType = Literal["admin", "user", "cli"]
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who changed a session: recorded in the audit trail, and (type and name) in its event.
+    Never a secret: an admin key is named by its name and id, never by itself."""
+
+    type: ActorType
+    name: str | None = None  # the admin key's name
+    key_id: str | None = None
+    request_id: str | None = None
+    client_addr: str | None = None
+
+    def as_json(self) -> str:
+        return json.dumps(
+            {
+                "type": self.type,
+                "name": self.name,
+                "key_id": self.key_id,
+                "request_id": self.request_id,
+                "client_addr": self.client_addr,
+            }
+        )
+
+
+# The `sessions-api` command.
+CLI = Actor("cli")
 
 
 @dataclass(frozen=True, slots=True)

@@ -244,10 +244,23 @@ WITH old AS (
     SELECT gen_random_uuid(),
            CASE s.end_reason WHEN 'logout' THEN 'session.ended'
                              ELSE 'session.' || s.end_reason END,
-           s.id, s.user_id, s.ended_at, {EVENT_DATA}
+           s.id, s.user_id, s.ended_at,
+           CASE WHEN $4::jsonb IS NULL THEN {EVENT_DATA}
+                ELSE {EVENT_DATA} || jsonb_build_object('actor', jsonb_strip_nulls(
+                    jsonb_build_object('type', $4::jsonb->>'type', 'name', $4::jsonb->>'name')))
+           END
       FROM s
      WHERE s.ended_now
     ON CONFLICT DO NOTHING
+), audit AS (
+    INSERT INTO audit_log (actor_type, actor_name, actor_key_id, action, target_user_id,
+                           target_session_id, request_id, client_addr)
+    SELECT $4::jsonb->>'type', $4::jsonb->>'name', ($4::jsonb->>'key_id')::uuid,
+           CASE s.end_reason WHEN 'logout' THEN 'session.ended'
+                             ELSE 'session.' || s.end_reason END,
+           s.user_id, s.id, $4::jsonb->>'request_id', $4::jsonb->>'client_addr'
+      FROM s
+     WHERE s.ended_now AND $4::jsonb IS NOT NULL
 )
 SELECT {_SELECT_LIST} FROM s
 """  # noqa: S608
@@ -341,6 +354,22 @@ async def owners(pool: asyncpg.Pool, *, token_hashes: Sequence[str]) -> dict[str
     return {r["token_hash"]: r["user_id"] for r in rows}
 
 
+async def get_by_id(pool: asyncpg.Pool, *, session_id: str) -> SessionRecord | None:
+    """One session by its public id, whoever's it is (the admin API)."""
+    key = canonical_session_id(session_id)
+    if key is None:
+        return None
+    row = await _call(
+        pool,
+        lambda c: c.fetchrow(
+            f"SELECT {_SELECT_LIST} FROM sessions WHERE id = $1",  # noqa: S608
+            uuid.UUID(key),
+        ),
+        retry=True,
+    )
+    return _record(row) if row else None
+
+
 async def get_for_user(
     pool: asyncpg.Pool, *, user_id: str, session_id: str
 ) -> SessionRecord | None:
@@ -361,19 +390,27 @@ async def get_for_user(
 
 
 async def end(
-    pool: asyncpg.Pool, *, token_hashes: Sequence[str], reason: EndReason, at: datetime
+    pool: asyncpg.Pool,
+    *,
+    token_hashes: Sequence[str],
+    reason: EndReason,
+    at: datetime,
+    actor: models.Actor | None = None,
 ) -> list[SessionRecord]:
     """Marks sessions ended. Idempotent: a session that already ended keeps its first end, and
     one already past its expiry ends as 'expired' at expires_at. A session this ends gets its
-    event (session.ended, .revoked or .expired) in the same statement; one that had already
-    ended gets none.
+    event (session.ended, .revoked or .expired) in the same statement, and with an `actor` its
+    audit row (and the actor's type and name in the event); one that had already ended gets
+    none.
 
     Returns the sessions as stored afterwards (those that exist). Being idempotent, it is
     retried on a dropped connection like a read.
     """
     rows = await _call(
         pool,
-        lambda c: c.fetch(_END, list(token_hashes), reason, at),
+        lambda c: c.fetch(
+            _END, list(token_hashes), reason, at, actor.as_json() if actor is not None else None
+        ),
         retry=True,
     )
     return [_record(r) for r in rows]

@@ -27,6 +27,7 @@ from store.models import (
     EPOCH,
     MAX_USER_AGENT,
     WRITER_END_REASONS,
+    Actor,
     EndReason,
     HistoryRows,
     PagePosition,
@@ -363,6 +364,25 @@ class SessionStore:
         ago (a replica behind would answer "no such session")."""
         return await records.get_for_user(self.pool, user_id=user_id, session_id=session_id)
 
+    async def find(self, session_id: str) -> SessionRecord | None:
+        """A session by id, whoever's it is (the admin API), active or past; an active one as
+        Redis holds it (with its lastSeenAt). From the primary, as get_for_user."""
+        record = await records.get_by_id(self.pool, session_id=session_id)
+        if record is None or record.ended_at is not None:
+            return record
+        for active in await self.list_active_for_user(user_id=record.user_id):
+            if active.id == record.id:
+                return active
+        return record
+
+    async def revoke_by_id(self, session_id: str, *, actor: Actor) -> SessionRecord | None:
+        """Revokes a session by id, whoever's it is (the admin API); None if there is none.
+        Idempotent, as revoke."""
+        record = await records.get_by_id(self.pool, session_id=session_id)
+        if record is None:
+            return None
+        return await self.revoke(user_id=record.user_id, session_id=record.id, actor=actor)
+
     async def timeline_for_user(self, *, user_id: str, limit: int) -> list[TimelineEntry]:
         """The user's `limit` most recent sessions, active or past, newest first; from the
         replica when there is a healthy one (signals allow a session missing from its own
@@ -458,12 +478,19 @@ class SessionStore:
             return sorted(users)  # the rows may be there (and their Redis entries)
         return sorted(pending)
 
-    async def end(self, token: str, *, reason: EndReason = "logout") -> SessionRecord | None:
+    async def end(
+        self, token: str, *, reason: EndReason = "logout", actor: Actor | None = None
+    ) -> SessionRecord | None:
         """Ends a session by its raw token; see end_by_hash."""
-        return await self.end_by_hash(hash_token(token), reason=reason)
+        return await self.end_by_hash(hash_token(token), reason=reason, actor=actor)
 
     async def end_by_hash(
-        self, token_hash: str, *, reason: EndReason = "logout", user_id: str | None = None
+        self,
+        token_hash: str,
+        *,
+        reason: EndReason = "logout",
+        user_id: str | None = None,
+        actor: Actor | None = None,
     ) -> SessionRecord | None:
         """Ends a session, in three steps that each leave a state no reader takes for active:
         1. Redis: the session is marked ended, so it stops working at once. If Redis does not
@@ -474,13 +501,14 @@ class SessionStore:
         session exists.
 
         The session's user is found from its token's pointer in Redis, else its Postgres row;
-        `user_id` names it for a session that has neither (a failed write's leftover)."""
+        `user_id` names it for a session that has neither (a failed write's leftover). With an
+        `actor`, the end is in the audit trail (README, "For login services and support")."""
         if reason not in WRITER_END_REASONS:
             raise ValueError(f"a session is ended for logout or revoked, not {reason!r}")
         owners = {token_hash: user_id} if user_id is not None else await self._owners([token_hash])
         if not owners:
             return None
-        ended = await self._end_many(owners, reason=reason)
+        ended = await self._end_many(owners, reason=reason, actor=actor)
         return ended[0] if ended else None
 
     async def _owners(self, token_hashes: Sequence[str]) -> dict[str, str]:
@@ -493,13 +521,13 @@ class SessionStore:
         return owners
 
     async def _end_many(
-        self, sessions: Mapping[str, str], *, reason: EndReason
+        self, sessions: Mapping[str, str], *, reason: EndReason, actor: Actor | None = None
     ) -> list[SessionRecord]:
         """Ends sessions (token hash -> user id) as end_by_hash does; returns those that
         existed, as ended."""
         now = utcnow()
         marks = await self.active.mark_ended(sessions=sessions, at=now, reason=reason)
-        return await self._finish_ends(list(sessions), marks, at=now, reason=reason)
+        return await self._finish_ends(list(sessions), marks, at=now, reason=reason, actor=actor)
 
     async def _finish_ends(
         self,
@@ -508,11 +536,12 @@ class SessionStore:
         *,
         at: datetime,
         reason: EndReason,
+        actor: Actor | None = None,
     ) -> list[SessionRecord]:
         """Steps 2 and 3 of an end, for sessions marked (or absent) in Redis."""
         if marks:  # a mark a failover could still lose is not an end yet (REDIS_WAIT_REPLICAS)
             await self.active.replicated()
-        rows = await self._record_ends(token_hashes, marks, at=at, reason=reason)
+        rows = await self._record_ends(token_hashes, marks, at=at, reason=reason, actor=actor)
         ended: list[SessionRecord] = []
         entries: dict[str, str] = {}  # token hash -> user id, of the Redis entries to remove
         for token_hash in token_hashes:
@@ -541,6 +570,7 @@ class SessionStore:
         *,
         at: datetime,
         reason: EndReason,
+        actor: Actor | None = None,
     ) -> dict[str, SessionRecord]:
         """Step 2: the ends recorded in Postgres; the stored rows by token hash."""
         # A mark already there (an end that failed half-way) keeps its own time and reason.
@@ -551,7 +581,10 @@ class SessionStore:
             groups.setdefault(key, []).append(token_hash)
         rows: dict[str, SessionRecord] = {}
         for (when, why), hashes in groups.items():
-            for stored in await records.end(self.pool, token_hashes=hashes, reason=why, at=when):
+            ended = await records.end(
+                self.pool, token_hashes=hashes, reason=why, at=when, actor=actor
+            )
+            for stored in ended:
                 rows[stored.token_hash] = stored
         self._log_ended(list(rows.values()))
         return rows
@@ -570,7 +603,9 @@ class SessionStore:
                 len(entries) - len(removed),
             )
 
-    async def revoke(self, *, user_id: str, session_id: str) -> SessionRecord | None:
+    async def revoke(
+        self, *, user_id: str, session_id: str, actor: Actor | None = None
+    ) -> SessionRecord | None:
         """Revokes one of the user's sessions by id. Idempotent: revoking a session that has
         already ended changes nothing and still answers it. None if the user has no such session.
         """
@@ -583,22 +618,42 @@ class SessionStore:
             record = next((r for r in active if r.id == wanted), None)
             if record is None:
                 return None
-        ended = await self._end_many({record.token_hash: user_id}, reason="revoked")
+        ended = await self._end_many({record.token_hash: user_id}, reason="revoked", actor=actor)
         return ended[0] if ended else record
 
-    async def revoke_others(self, *, user_id: str, keep_session_id: str) -> int:
-        """Revokes every active session of the user but one; returns how many it revoked. Also
-        finishes the ends of the user's sessions that an earlier failure left marked ended."""
+    async def revoke_others(
+        self, *, user_id: str, keep_session_id: str, actor: Actor | None = None
+    ) -> int:
+        """Revokes every active session of the user but one; returns how many it revoked."""
+        return await self.end_all(
+            user_id=user_id, reason="revoked", except_session_id=keep_session_id, actor=actor
+        )
+
+    async def end_all(
+        self,
+        *,
+        user_id: str,
+        reason: EndReason = "revoked",
+        except_session_id: str | None = None,
+        actor: Actor | None = None,
+    ) -> int:
+        """Ends every active session of the user ("sign out everywhere"), but the one with
+        `except_session_id` if given; returns how many it ended. Also finishes the ends of the
+        user's sessions that an earlier failure left marked ended. Every token of the user stops
+        working at once, in every process (step 1 of end_by_hash)."""
+        if reason not in WRITER_END_REASONS:
+            raise ValueError(f"a session is ended for logout or revoked, not {reason!r}")
+        keep = canonical_session_id(except_session_id) if except_session_id else None
         targets = [
             r
             for r in await self.active.list_for_user(
                 user_id=user_id, now=utcnow(), include_ended=True
             )
-            if r.id != keep_session_id
+            if r.id != keep
         ]
         if not targets:
             return 0
-        await self._end_many({r.token_hash: user_id for r in targets}, reason="revoked")
+        await self._end_many({r.token_hash: user_id for r in targets}, reason=reason, actor=actor)
         return sum(1 for r in targets if r.ended_at is None)
 
     async def restore_active(self, *, batch: int = 1000) -> Restored:
