@@ -257,12 +257,27 @@ class LiveEvents:
             self._listening.clear()
             return
         self._listening.set()
-        if self._heard_before and self._last_seq is not None:
+        if self._heard_before:
             # What was announced while the connection was away was not heard: read it.
             self._catching_up = asyncio.create_task(self._catch_up(self._last_seq))
+        else:
+            # Where that would start, if it is ever needed.
+            self._catching_up = asyncio.create_task(self._note_last_seq())
         self._heard_before = True
 
-    async def _catch_up(self, after: int) -> None:
+    async def _note_last_seq(self) -> None:
+        try:
+            last = await self.store.last_event_seq()
+        except Exception as exc:
+            log.warning("live updates: could not read the newest event's number: %s", exc)
+            return
+        if self._last_seq is None or last > self._last_seq:
+            self._last_seq = last
+
+    async def _catch_up(self, after: int | None) -> None:
+        if after is None:
+            log.warning("live updates: events said while not listening may be missed")
+            return
         try:
             missed = await self.store.events_after(after, limit=CATCH_UP)
         except Exception as exc:

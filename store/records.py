@@ -656,6 +656,14 @@ async def events_after(pool: asyncpg.Pool, *, seq: int, limit: int) -> list[Stor
     return [StoredEvent(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
 
 
+async def last_event_seq(pool: asyncpg.Pool) -> int:
+    """The number of the newest event (0 if none)."""
+    value = await _call(
+        pool, lambda c: c.fetchval("SELECT COALESCE(max(seq), 0) FROM session_events"), retry=True
+    )
+    return int(value)
+
+
 async def events_numbered(pool: asyncpg.Pool, seqs: list[int]) -> list[StoredEvent]:
     """The events with these numbers (those that still exist), in order."""
     rows = await _call(

@@ -709,6 +709,10 @@ class SessionStore:
         """Session events after the one numbered `seq` (0: from the first), in order."""
         return await records.events_after(self.pool, seq=seq, limit=limit)
 
+    async def last_event_seq(self) -> int:
+        """The number of the newest session event (0 if none)."""
+        return await records.last_event_seq(self.pool)
+
     async def events_numbered(self, seqs: list[int]) -> list[records.StoredEvent]:
         """The session events with these numbers, in order (those pruned since are gone)."""
         return await records.events_numbered(self.pool, seqs)
