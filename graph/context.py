@@ -45,9 +45,10 @@ class Context:
     token: str | None = field(repr=False)
     # The operationName the request gave, if any (Strawberry keeps its own copy private).
     operation_name: str | None = None
-    # Who a revocation is recorded as in the audit trail: the user, with the request's id and
-    # address.
-    actor: Actor | None = None
+    # Who a revocation is recorded as in the audit trail (the user, with the request's id and
+    # address), made when first asked for: most requests change nothing.
+    actor_of: Callable[[], Actor] | None = field(default=None, repr=False)
+    _actor: Actor | None = field(default=None, repr=False)
     # Requests of one user that may run at once, and what a refused one is told (settings).
     max_in_flight: int = 4
     retry_after: int = 1
@@ -69,7 +70,7 @@ class Context:
         *,
         token: str | None,
         operation_name: str | None = None,
-        actor: Actor | None = None,
+        actor_of: Callable[[], Actor] | None = None,
     ) -> Context:
         # A new loader per request: a shared one would cache across users.
         return cls(
@@ -78,7 +79,7 @@ class Context:
             now=utcnow(),
             token=token,
             operation_name=operation_name,
-            actor=actor,
+            actor_of=actor_of,
             max_in_flight=resources.settings.user_max_concurrent_requests,
             retry_after=resources.settings.rate_limit_retry_after,
         )
@@ -140,6 +141,13 @@ class Context:
             raise RateLimited(self.retry_after)
         self._admitted = user_id
         return found.session
+
+    @property
+    def actor(self) -> Actor | None:
+        """Who the request's changes are recorded as; None if the request did not say."""
+        if self._actor is None and self.actor_of is not None:
+            self._actor = self.actor_of()
+        return self._actor
 
     def listed_with_cookie(self, user_id: str) -> Sequence[SessionRecord] | None:
         """The user's sessions as read with the cookie, if the cookie is theirs."""

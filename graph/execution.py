@@ -3,7 +3,7 @@ come through here, so they share the schema, its limits and its error policy."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from graphql import GraphQLError
@@ -38,7 +38,7 @@ async def execute(
     *,
     query: str,
     token: str | None,
-    actor: Actor | None = None,
+    actor_of: Callable[[], Actor] | None = None,
     variables: Mapping[str, Any] | None = None,
     operation_name: str | None = None,
     allowed: Iterable[OperationType] = (OperationType.QUERY,),
@@ -47,7 +47,7 @@ async def execute(
     """Runs the document through its compiled plan when there is one (and `compiled`), else
     through Strawberry. Both give the same result; tests compare them."""
     context = Context.for_request(
-        resources, token=token, operation_name=operation_name, actor=actor
+        resources, token=token, operation_name=operation_name, actor_of=actor_of
     )
     try:
         if compiled and OperationType.QUERY in allowed:

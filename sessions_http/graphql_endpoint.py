@@ -9,6 +9,7 @@ specification asks for legacy clients.
 
 from __future__ import annotations
 
+import functools
 import json
 from importlib import resources as package_files
 from typing import Any, NamedTuple
@@ -138,7 +139,7 @@ async def graphql_endpoint(request: Request) -> Response:
         request.app.state.resources,
         query=asked.query,
         token=session_token(request),
-        actor=user_actor(request),
+        actor_of=functools.partial(user_actor, request),
         variables=asked.variables,
         operation_name=asked.operation_name,
         allowed=(OperationType.QUERY,) if is_get else (OperationType.QUERY, OperationType.MUTATION),

@@ -11,6 +11,7 @@ Errors are raised as `HttpError`, which the app's handler answers as
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from graphql import GraphQLError
@@ -105,7 +106,7 @@ async def _run(
         request.app.state.resources,
         query=document,
         token=session_token(request),
-        actor=user_actor(request),
+        actor_of=functools.partial(user_actor, request),
         variables=variables,
         allowed=(OperationType.MUTATION,) if mutation else (OperationType.QUERY,),
     )

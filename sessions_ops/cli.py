@@ -28,7 +28,7 @@ from sessions_config.logs import configure
 from sessions_config.settings import Settings, get_settings, parse_age
 from sessions_ops import admin_commands, webhook_commands
 from store.errors import StorageUnavailable
-from store.models import WRITER_END_REASONS, format_timestamp, parse_timestamp, utcnow
+from store.models import CLI, WRITER_END_REASONS, format_timestamp, parse_timestamp, utcnow
 from store.sessions import DEFAULT_TTL, InvalidSession, IssuedSession, NewSession, NotUndone
 from store.tokens import hash_token
 
@@ -405,7 +405,9 @@ async def cmd_sessions_end(args: argparse.Namespace, settings: Settings) -> int:
     else:
         return 2
     async with open_resources(settings, geo=False) as res:
-        record = await res.store.end_by_hash(token_hash, reason=args.reason, user_id=args.user_id)
+        record = await res.store.end_by_hash(
+            token_hash, reason=args.reason, user_id=args.user_id, actor=CLI
+        )
     if record is None:
         print(f"no session has this {'token' if args.token else 'token hash'}", file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ import pytest
 from sessions_config.resources import Resources
 from sessions_config.settings import Settings
 from store import admin
+from store.models import utcnow
 from tests.app_client import ROUTE, cookie, signs_in
 from tests.cli_runner import run_cli
 from tests.conftest import Users
@@ -320,3 +321,22 @@ async def test_admin_keys_from_the_cli(settings: Settings, client: httpx.AsyncCl
     )
     bad = await run_cli(settings, "admin-keys", "create", "--name", "x", "--scope", "everything")
     assert bad.code == 2
+
+
+async def test_prune_keeps_the_audit_trail_to_its_retention(
+    settings: Settings, resources: Resources
+) -> None:
+    user = Users.new_id()
+    async with resources.store.pool.acquire() as conn:
+        await conn.execute(
+            """INSERT INTO audit_log (at, actor_type, action, target_user_id)
+               VALUES (now() - interval '500 days', 'cli', 'session.revoked', $1),
+                      (now() - interval '10 days', 'cli', 'session.revoked', $1)""",
+            user,
+        )
+    pruned = await run_cli(settings, "prune", AUDIT_RETENTION="400d")
+    assert pruned.code == 0, pruned
+    assert json.loads(pruned.lines[-1])["audit_deleted"] >= 1
+    left = await admin.audit_page(resources.store.pool, user_id=user, first=10, before_seq=None)
+    (kept,) = left
+    assert (utcnow() - kept.at).days < 400

@@ -168,12 +168,13 @@ async def test_a_run_stopped_early_is_finished_by_the_next(
 
     first = await run_cli(base_settings, *args, "--max-batches", "2")
     assert first.code == 0, first
-    assert summary(first) | {"seconds": 0, "older_than": ""} == {
+    assert summary(first) | {"seconds": 0, "older_than": "", "audit_deleted": 0} == {
         "deleted": 14,
         "batches": 2,
         "complete": False,
         "seconds": 0,
         "older_than": "",
+        "audit_deleted": 0,
     }
     assert len(await stored_ids(resources, user)) == 16
 
