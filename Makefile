@@ -7,15 +7,27 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 export HOST PORT
 
-.PHONY: run test install services migrate demo lint schema clean
+.PHONY: run test install services migrate demo lint schema clean browser assets
 
 run: install services migrate
+	@echo "The page: http://$(HOST):$(PORT)/  (open the link below to sign in as the demo user)"
 	@$(BIN)/sessions-api demo
 	@echo "Serving on http://$(HOST):$(PORT)  (GraphiQL: http://$(HOST):$(PORT)/graphql; Ctrl-C stops)"
 	@$(BIN)/sessions-api serve
 
-test: install services lint
+test: install services browser lint
 	$(BIN)/python -m pytest
+
+# The browser tests (tests/web/) drive Debian's Chromium; its emoji font draws the flags.
+browser:
+	@command -v chromium >/dev/null && fc-list 2>/dev/null | grep -qi 'noto color emoji' || { \
+		echo "installing chromium with apt-get"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-noto-color-emoji >/dev/null; }
+
+# Rebuilds the page's map (sessions_http/static/panel/world-110m.json) and the tests' axe-core
+# (tests/web/axe.min.js), both committed, from web/panel/ with npm; nothing else needs npm.
+assets:
+	cd web/panel && npm ci --no-audit --no-fund && npm run build
 
 install: $(VENV)/.installed
 

@@ -25,7 +25,7 @@ from sessions_config.resources import open_resources
 from sessions_config.settings import Settings, get_settings
 from sessions_events.live import LiveEvents
 from sessions_events.workers import event_workers
-from sessions_http import admin, health, rest
+from sessions_http import admin, health, page, rest
 from sessions_http.admin_auth import FailedAttempts
 from sessions_http.admin_boundary import ListenerSplit, PublicCors
 from sessions_http.graphql_endpoint import graphql_endpoint
@@ -62,6 +62,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
 def _routes() -> list[BaseRoute]:
     static = StaticFiles(directory=str(package_files.files("sessions_http") / "static"))
     return [
+        Route("/", page.home, methods=["GET"]),
+        Route("/favicon.svg", page.favicon, methods=["GET"]),
+        Route("/favicon.ico", page.favicon, methods=["GET"]),
         Route(GRAPHQL_PATH, graphql_endpoint, methods=["GET", "POST"]),
         # Subscriptions: the same path, over WebSocket (sessions_http/live.py).
         WebSocketRoute(GRAPHQL_PATH, live_endpoint),

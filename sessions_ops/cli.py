@@ -363,9 +363,10 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
     base = f"http://{host}:{settings.port}"
     print(f"Demo user {DEMO_USER!r}: {active} active sessions, {past} past ones.")
-    print(f"  REST:     curl -b '{COOKIE}={token}' {base}/v1/users/me/sessions")
+    print(f"  The page: {base}/#{COOKIE}={token}")
     print(f"  GraphiQL: {base}/graphql#{COOKIE}={token}")
-    print("            (signs that browser in; works on localhost only)")
+    print("            (both sign that browser in; on localhost only)")
+    print(f"  REST:     curl -b '{COOKIE}={token}' {base}/v1/users/me/sessions")
     return 0
 
 
