@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +16,7 @@ from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from sessions_config.resources import Resources
 from sessions_ops.demo import seed_demo
+from store.models import utcnow
 from tests.conftest import Users
 
 AXE = Path(__file__).parent / "axe.min.js"
@@ -218,3 +220,57 @@ async def test_axe_finds_no_serious_or_critical_issues(
         ],
         indent=1,
     )
+
+
+async def test_show_more_pages_through_history(
+    context: BrowserContext, server: str, users: Users
+) -> None:
+    user = users.new_id()
+    me = await users.session(user)
+    now = utcnow()
+    for days in range(1, 13):
+        await users.session(
+            user,
+            ip="8.8.8.8",
+            created_at=now - timedelta(days=days, hours=1),
+            expires_at=now - timedelta(days=days) + timedelta(days=30),
+            ended_at=now - timedelta(days=days),
+            end_reason="logout",
+        )
+    page, _ = await open_page(context, server, me.token)
+    past = page.locator("sessions-panel li.past")
+    await expect(past).to_have_count(10, timeout=PATIENCE)
+    await page.get_by_role("button", name="Show more").click()
+    await expect(past).to_have_count(12, timeout=PATIENCE)
+    await expect(page.get_by_role("button", name="Show more")).to_have_count(0)
+
+
+async def test_errors_are_said_in_words(context: BrowserContext, server: str, users: Users) -> None:
+    user = users.new_id()
+    me = await users.session(user)
+    other = await users.session(user, ip="8.8.8.8")
+    page, _ = await open_page(context, server, me.token)
+    await expect(active(page)).to_have_count(2, timeout=PATIENCE)
+    notice = page.locator("sessions-panel .notice")
+    # The service answers 503 to the revoke (as it does while its storage is down)...
+    unavailable = {"errors": [{"message": "x", "extensions": {"code": "UNAVAILABLE"}}]}
+    await page.route(
+        "**/graphql",
+        lambda route: route.fulfill(
+            status=503, content_type="application/json", body=json.dumps(unavailable)
+        ),
+    )
+    row = page.locator(f'sessions-panel li.session[data-session="{other.record.id}"]')
+    await row.get_by_role("button", name="Sign out").click()
+    await page.locator("sessions-panel dialog").get_by_role("button", name="Sign out").click()
+    await expect(notice).to_have_text(
+        "The sessions service is unavailable right now; try again in a moment."
+    )
+    # ... or cannot be reached at all.
+    await page.unroute("**/graphql")
+    await page.route("**/graphql", lambda route: route.abort())
+    await row.get_by_role("button", name="Sign out").click()
+    await page.locator("sessions-panel dialog").get_by_role("button", name="Sign out").click()
+    await expect(notice).to_contain_text("could not be reached")
+    assert "{" not in (await notice.text_content() or "")
+    await expect(active(page)).to_have_count(2)

@@ -110,6 +110,7 @@ button:disabled { opacity: 0.6; cursor: progress; }
 .map svg { display: block; width: 100%; height: auto; }
 .map .land { fill: var(--sessions-panel-land); stroke: var(--sessions-panel-bg); stroke-width: 0.5; }
 .map .land.shaded { fill: var(--sessions-panel-shaded); }
+.map .land.shaded.current { fill: var(--sessions-panel-current); }
 .map .marker { fill: var(--sessions-panel-marker); stroke: var(--sessions-panel-bg); stroke-width: 2; }
 .map .marker.current { fill: var(--sessions-panel-current); }
 ul { list-style: none; margin: 0; padding: 0; }
@@ -513,9 +514,11 @@ export class SessionsPanel extends HTMLElement {
     const shadedCodes = new Set(
       sessions.filter((s) => s.geo?.countryCode && (s.geo.lat == null || s.geo.lon == null)).map((s) => s.geo.countryCode),
     );
+    const currentCode = sessions.find((s) => s.isCurrent && s.geo?.lat == null)?.geo?.countryCode;
     for (const country of world.countries) {
       const shaded = country.code !== null && shadedCodes.has(country.code);
-      const shape = svg("path", { d: country.d, class: shaded ? "land shaded" : "land" });
+      const kind = shaded ? (country.code === currentCode ? "land shaded current" : "land shaded") : "land";
+      const shape = svg("path", { d: country.d, class: kind });
       if (shaded) shape.setAttribute("data-country", country.code);
       map.append(shape);
     }
