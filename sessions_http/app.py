@@ -33,8 +33,15 @@ from sessions_http.live import live_endpoint
 from sessions_http.metrics import CLIENT_CLOSED_REQUEST, RequestMetrics, metrics_endpoint
 from sessions_http.origin_check import AllowedOrigins, OriginCheck
 from sessions_http.request_timeout import RequestTimeout
-from sessions_http.responses import GRAPHQL_PATH, HttpError, answer_error, error_response
+from sessions_http.responses import (
+    GRAPHQL_PATH,
+    MESSAGE_TRY_LATER,
+    HttpError,
+    answer_error,
+    error_response,
+)
 from sessions_rules import device
+from store.errors import describe_outage, outage_of
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +153,20 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
+    dependency = outage_of(exc)
+    if dependency is not None:
+        # Postgres or Redis did not answer a route that reads them itself (the admin API;
+        # GraphQL and REST answer outages on their own): 503, logged in one line.
+        log.warning(
+            "%s %s: %s unavailable: %s",
+            request.method,
+            request.url.path,
+            dependency,
+            describe_outage(exc),
+        )
+        return error_response(
+            request.scope, 503, "unavailable", MESSAGE_TRY_LATER, {"Retry-After": "1"}
+        )
     # A bug outside GraphQL execution (storage failures inside it are answered there).
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     message = "The request could not be completed."

@@ -46,7 +46,7 @@ from sessions_events.live import SESSION_ENDED, Connection, LiveEvents, TooMany
 from sessions_http.cookie import session_token
 from sessions_http.origin_check import REFUSAL, AllowedOrigins
 from sessions_http.responses import error_response
-from store.errors import StorageUnavailable
+from store.errors import describe_outage, outage_of
 from store.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -102,8 +102,10 @@ async def _admitted(
         listening = session is not None and await hub.listening(
             within=resources.settings.storage_connect_timeout
         )
-    except StorageUnavailable as exc:
-        log.warning("refused a WebSocket: %s", exc)
+    except Exception as exc:
+        if outage_of(exc) is None:
+            raise
+        log.warning("refused a WebSocket: %s", describe_outage(exc))
         raise _Refusal(503, "unavailable", "Storage is unavailable; try again.") from None
     if session is None:
         message = "Sign in first: no active session for this psession cookie."
@@ -162,7 +164,9 @@ async def _recheck(resources: Resources, connection: Connection) -> None:
         await asyncio.sleep(RECHECK_INTERVAL)
         try:
             still = await resources.store.authenticate(connection.token or "")
-        except StorageUnavailable:
+        except Exception as exc:
+            if outage_of(exc) is None:
+                raise
             continue  # no answer is not an end
         if still is None:
             connection.close(SESSION_ENDED)

@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse, Response
 from sessions_config.resources import Resources
 from sessions_http.cookie import session_token
 from sessions_http.responses import NO_STORE
-from store.errors import StorageUnavailable
+from store.errors import outage_of
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -54,7 +54,9 @@ async def home(request: Request) -> Response:
     if token:
         try:
             signed_in = await resources.store.authenticate(token) is not None
-        except StorageUnavailable:
+        except Exception as exc:
+            if outage_of(exc) is None:
+                raise
             signed_in = True  # the panel says what is wrong, and tries again
     return HTMLResponse(page(PANEL if signed_in else SIGN_IN), headers=PAGE_HEADERS)
 

@@ -20,6 +20,8 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from sessions_config.resources import Resources
+from store import admin
 from store.models import utcnow
 from tests.app_client import GRAPHQL_RESPONSE, ROUTE, cookie, fresh_ip, graphql_body
 from tests.conftest import Users
@@ -245,3 +247,33 @@ async def test_an_outage_line_stays_short_whatever_the_operation_is_called(
             assert len(line.getMessage()) < 500, len(line.getMessage())
     finally:
         await until_answers(fragile_client, token)
+
+
+async def test_the_admin_api_answers_503_while_storage_is_down(
+    own_redis: RedisServer,
+    own_postgres: PostgresServer,
+    fragile_client: httpx.AsyncClient,
+    fragile_resources: Resources,
+    fragile_users: Users,
+) -> None:
+    _, key = await admin.create_key(
+        fragile_resources.store.pool, name="outage", scopes=["sessions:read", "sessions:write"]
+    )
+    user_id, _ = await user_with_history(fragile_users)
+    path = f"/admin/v1/users/{user_id}/sessions"
+    headers = {"Authorization": f"Bearer {key}"}
+    # Redis hangs: the key checks out (Postgres), the sessions cannot be read.
+    with own_redis.paused():
+        looked, ended = await asyncio.gather(
+            fragile_client.get(path, headers=headers),
+            fragile_client.delete(path, headers=headers),
+        )
+    for response in (looked, ended):
+        assert_rest_error(response, 503, "unavailable")
+    # Postgres down: not even the key can be checked.
+    with postgres_down(own_postgres):
+        assert_rest_error(await fragile_client.get(path, headers=headers), 503, "unavailable")
+    deadline = time.monotonic() + 20
+    while (await fragile_client.get(path, headers=headers)).status_code != 200:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.2)
