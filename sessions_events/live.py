@@ -47,9 +47,13 @@ READ_BATCH = 500
 # Announcements remembered, so that one heard twice (again while catching up after the
 # listening connection dropped) is delivered once.
 REMEMBERED = 10_000
-# Events read after the listening connection comes back, to catch up with what was said while
-# it was away.
+# After the listening connection comes back, what was said while it was away is read: pages of
+# CATCH_UP events, at most CATCH_UP_PAGES of them (beyond that, every connection is closed with
+# MISSED, and its client reloads), starting CATCH_UP_MARGIN events before the newest heard (an
+# event numbered before it may commit after it; those heard already are not sent twice).
 CATCH_UP = 1000
+CATCH_UP_PAGES = 10
+CATCH_UP_MARGIN = 1000
 
 
 class Closing(NamedTuple):
@@ -61,6 +65,7 @@ class Closing(NamedTuple):
 
 SESSION_ENDED = Closing(4401, "Session ended")
 TOO_SLOW = Closing(1013, "Too slow: events were waiting unread; reconnect and reload")
+MISSED = Closing(1013, "Events were missed; reconnect and reload")
 # What uvicorn itself sends to open WebSockets when it shuts down.
 RESTARTING = Closing(1012, "Service restart")
 
@@ -155,6 +160,8 @@ class LiveEvents:
         self._listener: asyncio.Task[None] | None = None
         self._heard_before = False
         self._last_seq: int | None = None
+        # The newest event when this process began listening: nothing before it is its to send.
+        self._floor = 0
         self._remembered: set[int] = set()
         self._remembered_order: deque[int] = deque()
         self._unread: list[int] = []
@@ -271,6 +278,7 @@ class LiveEvents:
         except Exception as exc:
             log.warning("live updates: could not read the newest event's number: %s", exc)
             return
+        self._floor = last
         if self._last_seq is None or last > self._last_seq:
             self._last_seq = last
 
@@ -278,13 +286,21 @@ class LiveEvents:
         if after is None:
             log.warning("live updates: events said while not listening may be missed")
             return
+        start = max(self._floor, after - CATCH_UP_MARGIN)
         try:
-            missed = await self.store.events_after(after, limit=CATCH_UP)
-        except Exception as exc:
-            log.warning("live updates: could not catch up after seq %d: %s", after, exc)
-            return
-        for event in missed:
-            self._heard(Announced(event.seq, event.type, event.session_id, event.user_id))
+            for _ in range(CATCH_UP_PAGES):
+                missed = await self.store.events_after(start, limit=CATCH_UP)
+                for event in missed:
+                    self._heard(Announced(event.seq, event.type, event.session_id, event.user_id))
+                if len(missed) < CATCH_UP:
+                    return
+                start = missed[-1].seq
+        except Exception as exc:  # a storage failure: logged, and taken as below
+            log.warning("live updates: could not catch up after seq %d: %s", start, exc)
+        # Too much was missed, or it could not be read: every client starts afresh.
+        log.warning("live updates: events missed; closing %d connections", len(self._connections))
+        for connection in list(self._connections):
+            connection.close(MISSED)
 
     def _heard(self, announced: Announced) -> None:
         if not self._remember(announced.seq):

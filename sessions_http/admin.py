@@ -12,6 +12,7 @@ GET    /admin/v1/audit[?user_id=U&limit=N&before=SEQ]                      sessi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -32,6 +33,8 @@ from store.models import SessionRecord, canonical_session_id, format_timestamp, 
 from store.sessions import MAX_USER_ID
 
 PREFIX = "/admin/v1"
+# A number in a query string: ASCII digits, and small enough for a bigint.
+_NUMBER = re.compile(r"[0-9]{1,18}")
 MAX_AUDIT_PAGE = 500
 
 
@@ -71,7 +74,7 @@ def _int(request: Request, name: str, default: int, top: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not 0 <= int(raw) <= top:
+    if not _NUMBER.fullmatch(raw) or not 0 <= int(raw) <= top:
         raise HttpError(400, "bad_request", f"`{name}` must be a number from 0 to {top}.")
     return int(raw)
 
@@ -162,9 +165,22 @@ async def one_session(request: Request) -> Response:
     store = resources.store
     wanted = canonical_session_id(str(request.path_params["session_id"]))
     if request.method == "DELETE":
-        ended = await store.revoke_by_id(wanted, actor=actor) if wanted else None
+        before = await store.find(wanted) if wanted else None
+        if before is None:
+            raise HttpError(404, "not_found", "No session has this id.")
+        ended = await store.revoke_by_id(before.id, actor=actor)
         if ended is None:
             raise HttpError(404, "not_found", "No session has this id.")
+        if before.ended_at is not None or before.expires_at <= utcnow():
+            # Nothing ended now, so the end left no audit row: this call leaves its own.
+            await admin.record(
+                store.pool,
+                actor,
+                "session.revoked",
+                user_id=before.user_id,
+                session_id=before.id,
+                details={"already_ended": True},
+            )
         return Response(status_code=204, headers={**NO_STORE, "X-Request-Id": request_id(request)})
     record = await store.find(wanted) if wanted else None
     if record is None:
@@ -182,7 +198,7 @@ async def audit_trail(request: Request) -> Response:
     user_id = request.query_params.get("user_id") or None
     limit = _int(request, "limit", 100, MAX_AUDIT_PAGE)
     before_text = request.query_params.get("before")
-    if before_text is not None and not before_text.isdigit():
+    if before_text is not None and not _NUMBER.fullmatch(before_text):
         raise HttpError(400, "bad_request", "`before` is the `next_before` of a previous page.")
     entries = await admin.audit_page(
         store.pool,

@@ -4,6 +4,7 @@ admin routes answer 404 on the public listener, and everything else 404 on the a
 
 from __future__ import annotations
 
+from starlette._utils import get_route_path
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -13,11 +14,8 @@ ADMIN_PATH = "/admin/"
 
 
 def is_admin_path(scope: Scope) -> bool:
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root) :]
-    return path.startswith(ADMIN_PATH)
+    # The path as Starlette's router reads it (without the root path), so both agree.
+    return get_route_path(scope).startswith(ADMIN_PATH)
 
 
 class PublicCors(CORSMiddleware):
@@ -31,7 +29,8 @@ class PublicCors(CORSMiddleware):
 
 
 class ListenerSplit:
-    """With an admin port: admin paths there only, and nothing else there."""
+    """With an admin port: admin paths there only, and nothing else there. (`serve` refuses an
+    ADMIN_LISTEN on the main port, so the port alone tells the listeners apart.)"""
 
     def __init__(self, app: ASGIApp, admin_port: int | None) -> None:
         self.app = app

@@ -118,6 +118,10 @@ async def _admitted(
         log.warning("refused a WebSocket of user %s: %s", session.user_id, exc)
         raise _Refusal(429, "too_many_connections", str(exc)) from None
     connection.token = token
+    # An end heard before the connection was registered closed nothing: look once more.
+    if not await _still_active(resources, connection):
+        hub.disconnect(connection)
+        raise _Refusal(401, "unauthenticated", "Sign in first: the session has ended.")
     # Closed when the session expires, if nothing ended it before.
     connection.expires_in(max(0.0, (session.expires_at - utcnow()).total_seconds()))
     return connection
@@ -162,15 +166,20 @@ async def _serve(websocket: WebSocket, resources: Resources, connection: Connect
 async def _recheck(resources: Resources, connection: Connection) -> None:
     while True:
         await asyncio.sleep(RECHECK_INTERVAL)
-        try:
-            still = await resources.store.authenticate(connection.token or "")
-        except Exception as exc:
-            if outage_of(exc) is None:
-                raise
-            continue  # no answer is not an end
-        if still is None:
+        if not await _still_active(resources, connection):
             connection.close(SESSION_ENDED)
             return
+
+
+async def _still_active(resources: Resources, connection: Connection) -> bool:
+    """Whether the connection's session is still active (an open page is not activity: it
+    records none); True when storage does not answer, for no answer is not an end."""
+    try:
+        return await resources.store.is_active(connection.token or "")
+    except Exception as exc:
+        if outage_of(exc) is None:
+            raise
+        return True
 
 
 class _View:
@@ -223,7 +232,7 @@ class _Socket(AsyncWebSocketAdapter):
         text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
         try:
             await self.ws.send_text(text)
-        except WebSocketDisconnect as exc:
+        except (WebSocketDisconnect, RuntimeError) as exc:  # gone, or closed by us already
             raise WebSocketDisconnected from exc
 
     async def close(self, code: int, reason: str) -> None:

@@ -98,6 +98,12 @@ async def create_key(args: argparse.Namespace, settings: Settings) -> int:
     try:
         async with open_resources(settings, geo=False) as res:
             key, secret = await admin.create_key(res.store.pool, name=args.name, scopes=args.scope)
+            await admin.record(
+                res.store.pool,
+                CLI,
+                "admin_key.created",
+                details={"id": key.id, "name": key.name, "scopes": list(key.scopes)},
+            )
     except ValueError as exc:
         print(f"sessions-api: {exc}", file=sys.stderr)
         return 2
@@ -119,6 +125,10 @@ async def revoke_key(args: argparse.Namespace, settings: Settings) -> int:
 
     async with open_resources(settings, geo=False) as res:
         key = await admin.revoke_key(res.store.pool, args.id)
+        if key is not None:
+            await admin.record(
+                res.store.pool, CLI, "admin_key.revoked", details={"id": key.id, "name": key.name}
+            )
     if key is None:
         print(f"sessions-api: no admin key {args.id}", file=sys.stderr)
         return 1

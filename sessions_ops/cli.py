@@ -246,7 +246,15 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
     if admin is None:
         uvicorn.run("sessions_http.app:create_app", **options)
         return
-    # Two listeners, one app: the admin API answers on ADMIN_LISTEN only (admin_boundary.py).
+    # Two listeners, one app: the admin API answers on ADMIN_LISTEN only (admin_boundary.py),
+    # which tells them apart by port.
+    if admin[1] == options["port"]:
+        print(
+            f"sessions-api: ADMIN_LISTEN {settings.admin_listen} needs a port of its own, "
+            f"not the main one ({options['port']})",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     config = uvicorn.Config("sessions_http.app:create_app", **options)
     try:
         admin_socket = _listening_socket(*admin)

@@ -717,6 +717,12 @@ class SessionStore:
         """The session events with these numbers, in order (those pruned since are gone)."""
         return await records.events_numbered(self.pool, seqs)
 
+    async def is_active(self, token: str) -> bool:
+        """Whether the token's session is active; unlike sign_in, records no activity."""
+        if not is_well_formed(token):
+            return False
+        return await self.active.get(token_hash=hash_token(token), now=utcnow()) is not None
+
     async def touch(self, token: str) -> SessionRecord | None:
         """Marks an active session as seen now (for login services); None if it is not active."""
         now = utcnow()

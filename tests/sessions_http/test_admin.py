@@ -183,6 +183,13 @@ async def test_looking_up_and_revoking_one_session(
         f"{ADMIN}/sessions/{active.record.id}", headers=bearer(keys.write)
     )
     assert revoked.status_code == 204
+    # Again: nothing changes, and the call is in the audit trail all the same.
+    again = await client.delete(f"{ADMIN}/sessions/{active.record.id}", headers=bearer(keys.write))
+    assert again.status_code == 204
+    pool = users.resources.store.pool
+    trail = await admin.audit_page(pool, user_id=user, first=50, before_seq=None)
+    revokes = [e for e in trail if e.action == "session.revoked"]
+    assert [e.details for e in revokes] == [{"already_ended": True}, None]
     assert not await signs_in(client, active.token)
     again = await client.get(f"{ADMIN}/sessions/{active.record.id}", headers=bearer(keys.read))
     assert again.json()["end_reason"] == "revoked" and again.json()["active"] is False
@@ -283,6 +290,15 @@ async def test_admin_listen_keeps_the_admin_api_off_the_public_port(
         assert (await http.get(private + ROUTE, headers=cookie(me.token))).status_code == 404
 
 
+async def test_admin_listen_on_the_main_port_is_refused(settings: Settings) -> None:
+    port = free_port()
+    refused = await run_cli(
+        settings, "serve", "--port", str(port), ADMIN_LISTEN=f"127.0.0.1:{port}"
+    )
+    assert refused.code != 0
+    assert "needs a port of its own" in refused.stderr
+
+
 async def test_failed_attempts_are_counted_and_limited_per_address(
     keys: Keys, split_server: tuple[str, str]
 ) -> None:
@@ -321,6 +337,15 @@ async def test_admin_keys_from_the_cli(settings: Settings, client: httpx.AsyncCl
     )
     bad = await run_cli(settings, "admin-keys", "create", "--name", "x", "--scope", "everything")
     assert bad.code == 2
+    printed = await run_cli(settings, "audit", "--limit", "200")
+    mine = [
+        json.loads(line)
+        for line in printed.lines
+        if (json.loads(line)["details"] or {}).get("id") == created["id"]
+    ]
+    assert [e["action"] for e in mine] == ["admin_key.revoked", "admin_key.created"]
+    assert all(e["actor"]["type"] == "cli" for e in mine)
+    assert created["key"] not in printed.stdout
 
 
 async def test_prune_keeps_the_audit_trail_to_its_retention(

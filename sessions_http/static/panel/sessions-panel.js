@@ -256,6 +256,8 @@ export class SessionsPanel extends HTMLElement {
     this.world = null;
     this.socket = null;
     this.retry = 1000;
+    this.listenedBefore = false;
+    this.signedOut = false;
     this.onVisible = () => {
       if (document.visibilityState === "visible") this.load();
     };
@@ -317,6 +319,8 @@ export class SessionsPanel extends HTMLElement {
       const me = body.data?.me;
       if (!me) throw new RequestFailed(body.errors?.[0]?.extensions?.code ?? "OTHER");
       this.data = me;
+      this.signedOut = false;
+      if (this.notice.classList.contains("error")) this.notify("");
       const page = me.history;
       this.history = page ? page.edges.map((e) => e.node) : [];
       this.historyCursor = page?.pageInfo.endCursor ?? null;
@@ -403,6 +407,8 @@ export class SessionsPanel extends HTMLElement {
       return;
     }
     this.socket = socket;
+    const again = this.listenedBefore;
+    this.listenedBefore = true;
     socket.addEventListener("open", () => socket.send(JSON.stringify({ type: "connection_init" })));
     socket.addEventListener("message", (message) => {
       let data;
@@ -414,10 +420,14 @@ export class SessionsPanel extends HTMLElement {
       if (data.type === "connection_ack") {
         this.retry = 1000;
         socket.send(JSON.stringify({ id: "events", type: "subscribe", payload: { query: EVENTS } }));
+        // Back after a drop: what changed meanwhile was not heard.
+        if (again) this.scheduleLoad();
       } else if (data.type === "ping") {
         socket.send(JSON.stringify({ type: "pong" }));
       } else if (data.type === "next") {
         this.scheduleLoad();
+      } else if (data.type === "error" || data.type === "complete") {
+        socket.close(1000); // refused (a limit): try again later
       }
     });
     socket.addEventListener("close", (event) => {
@@ -427,8 +437,11 @@ export class SessionsPanel extends HTMLElement {
         this.load(); // the session ended: the list says so
         return;
       }
-      if (this.isConnected) {
-        setTimeout(() => this.isConnected && !this.socket && this.listen(), this.retry);
+      // Whatever closed it (a restart, a drop, a refused handshake), the list may be stale, or
+      // the session over: load it, and listen again unless it has ended.
+      this.load();
+      if (this.isConnected && !this.signedOut) {
+        setTimeout(() => this.isConnected && !this.socket && !this.signedOut && this.listen(), this.retry);
         this.retry = Math.min(this.retry * 2, 60000);
       }
     });
@@ -470,6 +483,7 @@ export class SessionsPanel extends HTMLElement {
     const code = error instanceof RequestFailed ? error.code : "OTHER";
     this.notify(error instanceof RequestFailed ? error.message : MESSAGES.OTHER, true);
     if (code === "UNAUTHENTICATED") {
+      this.signedOut = true;
       this.data = null;
       this.content.replaceChildren();
       this.dispatchEvent(new CustomEvent("sessions-panel-signed-out", { bubbles: true, composed: true }));
@@ -606,7 +620,7 @@ export class SessionsPanel extends HTMLElement {
           h("button", { type: "button", class: "primary", onclick: () => answer(true) }, action),
         ),
       );
-      dialog.addEventListener("cancel", () => resolve(false), { once: true });
+      dialog.oncancel = () => resolve(false);
       dialog.showModal();
       dialog.querySelector("button.primary").focus();
     });
