@@ -274,3 +274,13 @@ async def test_errors_are_said_in_words(context: BrowserContext, server: str, us
     await expect(notice).to_contain_text("could not be reached")
     assert "{" not in (await notice.text_content() or "")
     await expect(active(page)).to_have_count(2)
+
+
+async def test_the_demo_link_signs_this_browser_in_on_localhost(
+    context: BrowserContext, server: str, resources: Resources
+) -> None:
+    seeded = await seed_demo(resources.store)
+    page = await context.new_page()
+    await page.goto(f"{server}/#psession={seeded.token}")
+    await expect(active(page)).to_have_count(seeded.active, timeout=PATIENCE)
+    assert "psession" not in page.url  # the fragment is gone from the address bar
