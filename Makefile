@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 export HOST PORT
 
-.PHONY: run test install services migrate demo lint schema clean browser assets
+.PHONY: run test install services migrate demo lint schema clean browser assets audit-tools
 
 run: install services migrate
 	@echo "The page: http://$(HOST):$(PORT)/  (open the link below to sign in as the demo user)"
@@ -15,7 +15,7 @@ run: install services migrate
 	@echo "Serving on http://$(HOST):$(PORT)  (GraphiQL: http://$(HOST):$(PORT)/graphql; Ctrl-C stops)"
 	@$(BIN)/sessions-api serve
 
-test: install services browser lint
+test: install services browser audit-tools lint
 	$(BIN)/python -m pytest
 
 # The browser tests (tests/web/) drive Debian's Chromium; its emoji font draws the flags.
@@ -23,6 +23,15 @@ browser:
 	@command -v chromium >/dev/null && fc-list 2>/dev/null | grep -qi 'noto color emoji' || { \
 		echo "installing chromium with apt-get"; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-noto-color-emoji >/dev/null; }
+
+# The GraphQL-over-HTTP audit the tests run (tests/graphql_http_audit/, pinned by its lock file).
+audit-tools: tests/graphql_http_audit/node_modules/.package-lock.json
+
+tests/graphql_http_audit/node_modules/.package-lock.json: tests/graphql_http_audit/package-lock.json
+	@command -v npm >/dev/null || { \
+		echo "installing nodejs and npm with apt-get"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
+	cd tests/graphql_http_audit && npm ci --no-audit --no-fund --loglevel=error
 
 # Rebuilds the page's map (sessions_http/static/panel/world-110m.json) and the tests' axe-core
 # (tests/web/axe.min.js), both committed, from web/panel/ with npm; nothing else needs npm.

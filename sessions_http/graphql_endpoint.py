@@ -70,23 +70,32 @@ class _Params(NamedTuple):
     operation_name: str | None
 
 
+def _json_object(value: Any, name: str) -> dict[str, Any] | None:
+    """A parameter that is a JSON object: given as one, or as its text (GET); None if absent."""
+    if isinstance(value, str) and value:
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            raise _bad_request(f"`{name}` is not valid JSON.") from None
+    if value in (None, ""):
+        return None
+    if not isinstance(value, dict):
+        raise _bad_request(f"`{name}` must be a JSON object.")
+    return value
+
+
 def _parse_params(raw: dict[str, Any]) -> _Params:
     query = raw.get("query")
     if not isinstance(query, str) or not query.strip():
         raise _bad_request("The request has no `query` string.")
-    variables = raw.get("variables")
-    if isinstance(variables, str) and variables:
-        try:
-            variables = json.loads(variables)
-        except (ValueError, RecursionError):
-            raise _bad_request("`variables` is not valid JSON.") from None
-    if variables in (None, ""):
-        variables = None
-    elif not isinstance(variables, dict):
-        raise _bad_request("`variables` must be a JSON object.")
-    operation_name = raw.get("operationName") or None
+    variables = _json_object(raw.get("variables"), "variables")
+    # The service reads no extension, but a client that sends a malformed one is told.
+    _json_object(raw.get("extensions"), "extensions")
+    operation_name = raw.get("operationName")
     if operation_name is not None and not isinstance(operation_name, str):
+        # Even a falsy one (0, false): the wrong type, not an absent name.
         raise _bad_request("`operationName` must be a string.")
+    operation_name = operation_name or None
     try:
         # JSON's \ud800 escapes decode to lone surrogates, which no answer quoting them could
         # encode as UTF-8.

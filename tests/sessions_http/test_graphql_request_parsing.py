@@ -130,3 +130,40 @@ async def test_accept_quality_values_choose_the_media_type(client: httpx.AsyncCl
     )
     assert response.status_code == 406
     assert response.json()["errors"]
+
+
+# -- extensions ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extensions", ["text", 1, [], True], ids=["string", "number", "list", "bool"]
+)
+@pytest.mark.parametrize("accept", [GRAPHQL_RESPONSE, JSON])
+async def test_extensions_that_are_not_an_object_are_400(
+    client: httpx.AsyncClient, extensions: object, accept: str
+) -> None:
+    response = await client.post(
+        "/graphql",
+        json={"query": ME, "extensions": extensions},
+        headers={"accept": accept},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"][0]["message"].startswith("`extensions`")
+
+
+async def test_extensions_that_are_an_object_are_accepted(client: httpx.AsyncClient) -> None:
+    posted = await client.post("/graphql", json={"query": ME, "extensions": {"any": 1}})
+    assert posted.status_code == 200, posted.text
+    got = await client.get("/graphql", params={"query": ME, "extensions": '{"any": 1}'})
+    assert got.status_code == 200, got.text
+    refused = await client.get("/graphql", params={"query": ME, "extensions": "1"})
+    assert refused.status_code == 400, refused.text
+
+
+@pytest.mark.parametrize("name", [0, 1, False, True, [], {}], ids=repr)
+async def test_an_operation_name_that_is_not_a_string_is_400(
+    client: httpx.AsyncClient, name: object
+) -> None:
+    response = await client.post("/graphql", json={"query": ME, "operationName": name})
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"][0]["message"] == "`operationName` must be a string."
