@@ -10,6 +10,8 @@ export HOST PORT
 .PHONY: run test install services migrate demo lint schema clean browser assets audit-tools
 
 run: install services migrate
+	@# Before touching the demo user: a server already there keeps its browsers signed in.
+	@$(BIN)/sessions-api serve --check-port >/dev/null
 	@echo "The page: http://$(HOST):$(PORT)/  (open the link below to sign in as the demo user)"
 	@$(BIN)/sessions-api demo
 	@echo "Serving on http://$(HOST):$(PORT)  (GraphiQL: http://$(HOST):$(PORT)/graphql; Ctrl-C stops)"

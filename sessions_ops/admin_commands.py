@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import uuid
 from typing import Any
 
 from sessions_config.settings import Settings
+from sessions_ops.output import say
 from store import admin
 from store.admin import SCOPES, AdminKey
 from store.models import CLI, WRITER_END_REASONS, SessionRecord, format_timestamp
@@ -105,7 +105,7 @@ async def create_key(args: argparse.Namespace, settings: Settings) -> int:
                 details={"id": key.id, "name": key.name, "scopes": list(key.scopes)},
             )
     except ValueError as exc:
-        print(f"sessions-api: {exc}", file=sys.stderr)
+        say(f"{exc}")
         return 2
     _print({"id": key.id, "name": key.name, "scopes": list(key.scopes), "key": secret})
     return 0
@@ -130,7 +130,7 @@ async def revoke_key(args: argparse.Namespace, settings: Settings) -> int:
                 res.store.pool, CLI, "admin_key.revoked", details={"id": key.id, "name": key.name}
             )
     if key is None:
-        print(f"sessions-api: no admin key {args.id}", file=sys.stderr)
+        say(f"no admin key {args.id}")
         return 1
     _print(key_line(key))
     return 0
@@ -163,14 +163,19 @@ def add_session_commands(ssub: Any) -> None:
     cmd = ssub.add_parser(
         "end-all", help="end all of a user's active sessions (sign out everywhere)"
     )
-    cmd.add_argument("--user-id", required=True)
-    cmd.add_argument("--reason", choices=WRITER_END_REASONS, default="revoked")
+    cmd.add_argument("--user-id", required=True, help="whose sessions to end")
+    cmd.add_argument(
+        "--reason",
+        choices=WRITER_END_REASONS,
+        default="revoked",
+        help="revoked (the default) or logout",
+    )
     cmd.add_argument(
         "--except-session", type=_session_id, metavar="SESSION_ID", help="keep this one"
     )
     cmd.set_defaults(func=end_all)
     cmd = ssub.add_parser("list", help="a user's active sessions, as JSON lines (no tokens)")
-    cmd.add_argument("--user-id", required=True)
+    cmd.add_argument("--user-id", required=True, help="whose sessions to list")
     cmd.set_defaults(func=list_sessions)
 
 
@@ -188,7 +193,7 @@ def add_key_commands(sub: Any) -> None:
     cmd.set_defaults(func=create_key)
     sub.add_parser("list", help="the keys (never the keys themselves)").set_defaults(func=list_keys)
     cmd = sub.add_parser("revoke", help="revoke a key, at once")
-    cmd.add_argument("id", type=_key_id)
+    cmd.add_argument("id", type=_key_id, help="the key's id (admin-keys list shows it)")
     cmd.set_defaults(func=revoke_key)
 
 

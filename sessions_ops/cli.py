@@ -27,12 +27,33 @@ from redis.exceptions import RedisError
 from sessions_config.logs import configure
 from sessions_config.settings import Settings, get_settings, parse_age
 from sessions_ops import admin_commands, webhook_commands
+from sessions_ops.output import say
 from store.errors import StorageUnavailable
 from store.models import CLI, WRITER_END_REASONS, format_timestamp, parse_timestamp, utcnow
 from store.sessions import DEFAULT_TTL, InvalidSession, IssuedSession, NewSession, NotUndone
 from store.tokens import hash_token
 
 MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
+
+IMPORT_FORMAT = """Reads one JSON object per line on stdin, writes them in batches of 1000, and
+prints one {"token", "token_suffix"} line per row, in order.
+
+Fields of a row:
+  user_id      string, required: whose session (1 to 128 characters)
+  ip           string, required: IPv4 or IPv6 address it signed in from
+  created_at   string, required: ISO 8601, e.g. 2026-03-01T10:00:00Z
+  expires_at   string, required: ISO 8601, after created_at
+  user_agent   string, optional: the browser's User-Agent (cut to 1024 characters)
+  ended_at     string, optional: ISO 8601; with it, the row goes straight to history
+  end_reason   string, optional: logout, revoked or expired (with ended_at)
+  token        string, optional: an existing cookie value to keep working
+
+Example line:
+  {"user_id": "u-42", "ip": "203.0.113.7", "created_at": "2026-03-01T10:00:00Z",
+   "expires_at": "2026-03-31T10:00:00Z", "user_agent": "Mozilla/5.0"}
+
+A bad line stops the import (exit 1) and is named: every row before it was imported and
+printed, none after."""
 # Rows one prune batch (one transaction) deletes at most.
 MAX_PRUNE_BATCH = 10_000
 
@@ -78,9 +99,7 @@ def _read_token(args: argparse.Namespace) -> str | None:
             token = ""
         token = token.strip()
     if not token:
-        print(
-            "no token given: use --token TOKEN, or --token - to read it from stdin", file=sys.stderr
-        )
+        say("no token given: use --token TOKEN, or --token - to read it from stdin")
         return None
     return token
 
@@ -178,15 +197,14 @@ def _print_left(owners: Mapping[str, str]) -> None:
     id; hashes, never tokens), so that an operator can end them."""
     if not owners:
         return
-    print(
-        f"sessions-api: {len(owners)} sessions whose tokens were never printed could not "
+    say(
+        f"{len(owners)} sessions whose tokens were never printed could not "
         "be removed and may stay active; end each with `sessions-api sessions end` and the "
-        "options on its line:",
-        file=sys.stderr,
+        "options on its line:"
     )
     for token_hash in sorted(owners):
         user = shlex.quote(owners[token_hash])
-        print(f"not removed: --user-id {user} --token-hash {token_hash}", file=sys.stderr)
+        say(f"not removed: --user-id {user} --token-hash {token_hash}")
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -208,9 +226,18 @@ async def _why_not_migrated(settings: Settings) -> str | None:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from sessions_http.metrics import MULTIPROC_ENV
 
+    host = args.host or settings.host
+    port = args.port if args.port is not None else settings.port
+    # A taken port, found here, is one line that says what holds it; found by uvicorn, many.
+    if problem := _port_problem(host, port):
+        say(problem)
+        return 1
+    if args.check_port:
+        print(f"port {port} on {host} is free")
+        return 0
     # Found here, this is one clear line; found by the app at startup, a traceback.
     if reason := asyncio.run(_why_not_migrated(settings)):
-        print(f"sessions-api: {reason}", file=sys.stderr)
+        say(f"{reason}")
         return 1
     # Several workers share their metrics through files, so /metrics adds all of them up
     # whichever worker answers it. The directory must start empty: a fresh one each run.
@@ -228,6 +255,41 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _port_problem(host: str, port: int) -> str | None:
+    """Why serve cannot listen on host:port (and what answers there), or None."""
+    if port == 0:
+        return None
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        return f"cannot listen on port {port} of {host} ({exc.strerror or exc}): {_who(host, port)}"
+    return None
+
+
+def _who(host: str, port: int) -> str:
+    """What answers at host:port, in a few words."""
+    import httpx
+
+    name = f"[{host}]" if ":" in host else host
+    name = "127.0.0.1" if host in ("0.0.0.0", "") else name  # noqa: S104
+    base = f"http://{name}:{port}"
+    try:
+        answer = httpx.get(f"{base}/healthz", timeout=1.0)
+    except httpx.HTTPError:
+        return "something that does not speak HTTP holds it"
+    if answer.status_code == 200 and answer.headers.get("content-type", "").startswith(
+        "application/json"
+    ):
+        try:
+            if answer.json() == {"status": "ok"}:
+                return f"a sessions-api answers there already ({base}/)"
+        except ValueError:
+            pass
+    return f"another HTTP server answers there ({base})"
 
 
 def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
@@ -249,20 +311,16 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
     # Two listeners, one app: the admin API answers on ADMIN_LISTEN only (admin_boundary.py),
     # which tells them apart by port.
     if admin[1] == options["port"]:
-        print(
-            f"sessions-api: ADMIN_LISTEN {settings.admin_listen} needs a port of its own, "
-            f"not the main one ({options['port']})",
-            file=sys.stderr,
+        say(
+            f"ADMIN_LISTEN {settings.admin_listen} needs a port of its own, "
+            f"not the main one ({options['port']})"
         )
         raise SystemExit(2)
     config = uvicorn.Config("sessions_http.app:create_app", **options)
     try:
         admin_socket = _listening_socket(*admin)
     except OSError as exc:
-        print(
-            f"sessions-api: cannot listen on ADMIN_LISTEN {settings.admin_listen}: {exc}",
-            file=sys.stderr,
-        )
+        say(f"cannot listen on ADMIN_LISTEN {settings.admin_listen}: {exc}")
         raise SystemExit(1) from None
     sockets = [config.bind_socket(), admin_socket]
     server = uvicorn.Server(config)
@@ -298,10 +356,9 @@ async def cmd_migrate_redis(args: argparse.Namespace, settings: Settings) -> int
     from sessions_config.resources import open_resources
 
     if settings.redis_mode == "cluster":
-        print(
-            "sessions-api: the old layout only ever lived on a single Redis; run migrate-redis "
-            "against it (REDIS_MODE=standalone) before moving the data to a cluster",
-            file=sys.stderr,
+        say(
+            "the old layout only ever lived on a single Redis; run migrate-redis "
+            "against it (REDIS_MODE=standalone) before moving the data to a cluster"
         )
         return 2
     moved = ended = 0
@@ -310,9 +367,9 @@ async def cmd_migrate_redis(args: argparse.Namespace, settings: Settings) -> int
         async for done in res.store.move_legacy_redis():
             moved, ended = moved + done.moved, ended + done.ended
             skipped += done.skipped
-            print(f"migrate-redis: {moved} sessions moved", file=sys.stderr, flush=True)
+            say(f"migrate-redis: {moved} sessions moved")
     for token_hash in skipped:
-        print(f"left in the old layout (no user_id or no expiry): {token_hash}", file=sys.stderr)
+        say(f"left in the old layout (no user_id or no expiry): {token_hash}")
     _print_json({"moved": moved, "ended": ended, "skipped": len(skipped)})
     return 0
 
@@ -327,9 +384,9 @@ def cmd_export_schema(args: argparse.Namespace, settings: Settings) -> int:
     try:
         Path(args.output).write_text(sdl, encoding="utf-8")
     except OSError as exc:
-        print(f"sessions-api: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        say(f"cannot write {args.output}: {exc.strerror or exc}")
         return 1
-    print(f"wrote {args.output}", file=sys.stderr)
+    say(f"wrote {args.output}")
     return 0
 
 
@@ -341,23 +398,26 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     try:
         conn = await asyncpg.connect(settings.database_url, timeout=3)
         await conn.close()
+        print("postgres: answering at DATABASE_URL")
     except asyncpg.InvalidCatalogNameError:
-        pass  # the server answers; `migrate` creates the database
+        # The server answers; `migrate` creates the database.
+        print("postgres: answering at DATABASE_URL (no database yet: run migrate)")
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        print(
-            f"postgres: not answering at DATABASE_URL ({exc.__class__.__name__})", file=sys.stderr
-        )
+        say(f"postgres: not answering at DATABASE_URL ({exc.__class__.__name__})")
         ok = False
     redis = redis_client(settings)
     where = "the sentinels' master" if settings.redis_mode == "sentinel" else "REDIS_URL"
     try:
         async with asyncio.timeout(3):
             await redis.ping()
+        print(f"redis: answering at {where}")
     except Exception as exc:  # any failure means "not there"
-        print(f"redis: not answering at {where} ({exc.__class__.__name__})", file=sys.stderr)
+        say(f"redis: not answering at {where} ({exc.__class__.__name__})")
         ok = False
     finally:
         await redis.aclose()
+    if ok:
+        print("ok")
     return 0 if ok else 1
 
 
@@ -369,7 +429,7 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     async with open_resources(settings, geo=False) as res:
         token, active, past = await seed_demo(res.store)
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
-    base = f"http://{host}:{settings.port}"
+    base = (args.base_url or f"http://{host}:{settings.port}").rstrip("/")
     print(f"Demo user {DEMO_USER!r}: {active} active sessions, {past} past ones.")
     print(f"  The page: {base}/#{COOKIE}={token}")
     print(f"  GraphiQL: {base}/graphql#{COOKIE}={token}")
@@ -418,7 +478,7 @@ async def cmd_sessions_end(args: argparse.Namespace, settings: Settings) -> int:
             token_hash, reason=args.reason, user_id=args.user_id, actor=CLI
         )
     if record is None:
-        print(f"no session has this {'token' if args.token else 'token hash'}", file=sys.stderr)
+        say(f"no session has this {'token' if args.token else 'token hash'}")
         return 1
     assert record.ended_at is not None
     _print_json(
@@ -439,7 +499,7 @@ async def cmd_sessions_touch(args: argparse.Namespace, settings: Settings) -> in
     async with open_resources(settings, geo=False) as res:
         record = await res.store.touch(token)
     if record is None or record.last_seen_at is None:
-        print("no active session has this token", file=sys.stderr)
+        say("no active session has this token")
         return 1
     _print_json(
         {"token_suffix": record.token_suffix, "last_seen_at": format_timestamp(record.last_seen_at)}
@@ -461,7 +521,7 @@ async def cmd_sessions_import(args: argparse.Namespace, settings: Settings) -> i
     from sessions_ops.importer import ImportInterrupted, ImportStopped, import_lines, lines_of
 
     if sys.stdin is None:
-        print("sessions-api: standard input is closed; pipe JSON lines into it", file=sys.stderr)
+        say("standard input is closed; pipe JSON lines into it")
         return 2
 
     # Ctrl-C stops the import between batches: the batch being written finishes and is
@@ -478,21 +538,19 @@ async def cmd_sessions_import(args: argparse.Namespace, settings: Settings) -> i
         try:
             total = await import_lines(res.store, lines_of(sys.stdin.fileno(), stop), _print_issued)
         except ImportInterrupted as exc:
-            print(
+            say(
                 f"import interrupted at line {exc.line}. Every row whose token was printed was "
-                "imported; nothing from that line on was.",
-                file=sys.stderr,
+                "imported; nothing from that line on was."
             )
             return 130
         except ImportStopped as exc:
-            print(
+            say(
                 f"import stopped at {exc}. Every row before it was imported and printed; "
-                "nothing from it on was.",
-                file=sys.stderr,
+                "nothing from it on was."
             )
             _print_left(exc.left)
             return 1
-    print(f"imported {total} sessions", file=sys.stderr)
+    say(f"imported {total} sessions")
     return 0
 
 
@@ -504,11 +562,7 @@ async def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
     before = utcnow() - retention
 
     def report(done: Pruned) -> None:
-        print(
-            f"prune: {done.deleted} deleted in {done.batches} batches, {done.seconds:.1f} s",
-            file=sys.stderr,
-            flush=True,
-        )
+        say(f"prune: {done.deleted} deleted in {done.batches} batches, {done.seconds:.1f} s")
 
     # Ctrl-C or SIGTERM (a CronJob's deadline) stops it between batches, with its summary; a
     # second one stops it at once (the batch under way is rolled back).
@@ -556,10 +610,22 @@ async def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
 # -- argument parsing ---------------------------------------------------------------------------
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sessions-api")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="sessions-api",
         description="The sessions API: serve it, migrate and prune its database, write sessions.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {_version()}", help="print the version"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_service_commands(sub)
@@ -586,6 +652,11 @@ def _add_service_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     serve.add_argument("--host", help=f"default: HOST, else {defaults['host'].default}")
     serve.add_argument("--port", type=_port, help=f"default: PORT, else {defaults['port'].default}")
     serve.add_argument("--workers", type=_workers, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--check-port",
+        action="store_true",
+        help="only check that the port is free (exit 0), else say what answers there (exit 1)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     sub.add_parser(
@@ -598,9 +669,12 @@ def _add_service_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     sub.add_parser("check", help="exit 0 when Postgres and Redis answer").set_defaults(
         func=cmd_check
     )
-    sub.add_parser(
-        "demo", help="(re)seed the demo user and print its psession cookie"
-    ).set_defaults(func=cmd_demo)
+    demo = sub.add_parser("demo", help="(re)seed the demo user and print its psession cookie")
+    demo.add_argument(
+        "--base-url",
+        help="where the server answers, for the links (default: from HOST and PORT)",
+    )
+    demo.set_defaults(func=cmd_demo)
 
     prune = sub.add_parser(
         "prune",
@@ -644,9 +718,11 @@ def _add_service_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
 def _add_session_commands(ssub: argparse._SubParsersAction[_Parser]) -> None:
     """Writing sessions: create, end, touch, restore, import."""
     create = ssub.add_parser("create", help="create a session and print its token as JSON")
-    create.add_argument("--user-id", required=True)
-    create.add_argument("--ip", required=True)
-    create.add_argument("--user-agent", default="")
+    create.add_argument(
+        "--user-id", required=True, help="whose session it is (1 to 128 characters)"
+    )
+    create.add_argument("--ip", required=True, help="the address it signed in from (IPv4 or IPv6)")
+    create.add_argument("--user-agent", default="", help="the browser's User-Agent header")
     create.add_argument("--created-at", type=_timestamp, help="ISO 8601; default now")
     lifetime = create.add_mutually_exclusive_group()
     lifetime.add_argument("--expires-at", type=_timestamp, help="ISO 8601")
@@ -668,7 +744,12 @@ def _add_session_commands(ssub: argparse._SubParsersAction[_Parser]) -> None:
         help="whose session it is, for one Redis holds without its token's pointer and "
         "Postgres does not know (as a failed import names them)",
     )
-    end.add_argument("--reason", choices=WRITER_END_REASONS, default="logout")
+    end.add_argument(
+        "--reason",
+        choices=WRITER_END_REASONS,
+        default="logout",
+        help="logout (the user signed out; the default) or revoked",
+    )
     end.set_defaults(func=cmd_sessions_end)
 
     touch = ssub.add_parser("touch", help="mark a session as seen now (its lastSeenAt)")
@@ -680,7 +761,12 @@ def _add_session_commands(ssub: argparse._SubParsersAction[_Parser]) -> None:
     )
     restore.set_defaults(func=cmd_sessions_restore)
 
-    imp = ssub.add_parser("import", help="bulk-create sessions from JSON lines on stdin")
+    imp = ssub.add_parser(
+        "import",
+        help="bulk-create sessions from JSON lines on stdin",
+        description=IMPORT_FORMAT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     imp.set_defaults(func=cmd_sessions_import)
 
 
@@ -688,7 +774,7 @@ def _stdout_closed() -> None:
     # Whoever read the output stopped reading (`| head`). Nothing more can be printed, and
     # Python must not try again at exit.
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    print("sessions-api: standard output was closed", file=sys.stderr)
+    say("standard output was closed")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -700,7 +786,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for error in exc.errors():
             name = ".".join(str(part) for part in error["loc"]).upper()
             message = str(error["msg"]).removeprefix("Value error, ")
-            print(f"sessions-api: bad configuration: {name}: {message}", file=sys.stderr)
+            say(f"bad configuration: {name}: {message}")
         return 2
     configure(settings.log_level if args.command == "serve" else "warning")
     try:
@@ -709,7 +795,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = asyncio.run(result)
         return int(result)
     except InvalidSession as exc:
-        print(f"sessions-api: {exc}", file=sys.stderr)
+        say(f"{exc}")
         return 2
     except BrokenPipeError:
         _stdout_closed()
@@ -720,14 +806,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(cause, BrokenPipeError):
             _stdout_closed()
         else:
-            print(f"sessions-api: cannot reach storage: {cause}", file=sys.stderr)
+            say(f"cannot reach storage: {cause}")
         _print_left(exc.owners)
         return 1
     except (OSError, TimeoutError, RedisError, StorageUnavailable) as exc:
-        print(f"sessions-api: cannot reach storage: {exc}", file=sys.stderr)
+        say(f"cannot reach storage: {exc}")
         return 1
     except asyncpg.PostgresError as exc:
-        print(f"sessions-api: Postgres refused: {exc}", file=sys.stderr)
+        say(f"Postgres refused: {exc}")
         return 1
     except KeyboardInterrupt:
         return 130

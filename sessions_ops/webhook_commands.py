@@ -9,7 +9,6 @@ import base64
 import json
 import secrets
 import signal
-import sys
 import uuid
 from datetime import datetime
 from typing import Any
@@ -20,6 +19,7 @@ import orjson
 from sessions_config.settings import Settings
 from sessions_events.dispatcher import signed_headers
 from sessions_events.ssrf import refusal, url_problem
+from sessions_ops.output import say
 from store import webhooks
 from store.models import format_timestamp, utcnow
 
@@ -75,7 +75,7 @@ async def add(args: argparse.Namespace, settings: Settings) -> int:
         args.url, allow_private=settings.webhook_allow_private
     )
     if problem is not None:
-        print(f"sessions-api: {args.url[:200]!r} cannot be an endpoint: {problem}", file=sys.stderr)
+        say(f"{args.url[:200]!r} cannot be an endpoint: {problem}")
         return 2
     async with open_resources(settings, geo=False) as res:
         endpoint = await webhooks.add_endpoint(
@@ -107,7 +107,7 @@ async def remove(args: argparse.Namespace, settings: Settings) -> int:
     async with open_resources(settings, geo=False) as res:
         removed = await webhooks.remove_endpoint(res.store.pool, endpoint_id=args.id)
     if not removed:
-        print(f"sessions-api: no endpoint {args.id}", file=sys.stderr)
+        say(f"no endpoint {args.id}")
         return 1
     _print({"removed": args.id})
     return 0
@@ -119,7 +119,7 @@ async def _endpoint(settings: Settings, wanted: str) -> webhooks.Endpoint | None
     async with open_resources(settings, geo=False) as res:
         found = [e for e in await webhooks.endpoints(res.store.pool) if e.id == wanted]
     if not found:
-        print(f"sessions-api: no endpoint {wanted}", file=sys.stderr)
+        say(f"no endpoint {wanted}")
         return None
     return found[0]
 
@@ -131,7 +131,7 @@ async def test(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     problem = await refusal(endpoint.url, allow_private=settings.webhook_allow_private)
     if problem is not None:
-        print(f"sessions-api: refused: {problem}", file=sys.stderr)
+        say(f"refused: {problem}")
         return 1
     body = orjson.dumps(
         {"type": "webhook.test", "timestamp": format_timestamp(utcnow()), "data": {}}
@@ -143,7 +143,7 @@ async def test(args: argparse.Namespace, settings: Settings) -> int:
         ) as client:
             answer = await client.post(endpoint.url, content=body, headers=headers)
     except httpx.HTTPError as exc:
-        print(f"sessions-api: no answer: {type(exc).__name__}: {exc}", file=sys.stderr)
+        say(f"no answer: {type(exc).__name__}: {exc}")
         return 1
     _print({"status": answer.status_code})
     return 0 if 200 <= answer.status_code < 300 else 1
@@ -155,7 +155,7 @@ async def replay(args: argparse.Namespace, settings: Settings) -> int:
     since: datetime = args.since
     async with open_resources(settings, geo=False) as res:
         if not any(e.id == args.id for e in await webhooks.endpoints(res.store.pool)):
-            print(f"sessions-api: no endpoint {args.id}", file=sys.stderr)
+            say(f"no endpoint {args.id}")
             return 1
         queued = await webhooks.replay(res.store.pool, endpoint_id=args.id, since=since)
     _print({"queued": queued, "since": format_timestamp(since)})
@@ -172,7 +172,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with open_resources(settings) as res, event_workers(res):
-        print("sessions-api: event workers running (Ctrl-C stops)", file=sys.stderr, flush=True)
+        say("event workers running (Ctrl-C stops)")
         await stop.wait()
     return 0
 
@@ -190,13 +190,13 @@ def add_commands(sub: Any, timestamp: Any) -> None:
     cmd.set_defaults(func=add)
     sub.add_parser("list", help="the endpoints, secrets masked").set_defaults(func=list_all)
     cmd = sub.add_parser("remove", help="remove an endpoint and its pending deliveries")
-    cmd.add_argument("id", type=endpoint_id)
+    cmd.add_argument("id", type=endpoint_id, help="the endpoint's id (webhooks list shows it)")
     cmd.set_defaults(func=remove)
     cmd = sub.add_parser("test", help="send a signed webhook.test event now")
-    cmd.add_argument("id", type=endpoint_id)
+    cmd.add_argument("id", type=endpoint_id, help="the endpoint's id (webhooks list shows it)")
     cmd.set_defaults(func=test)
     cmd = sub.add_parser("replay", help="send again the events since a time")
-    cmd.add_argument("id", type=endpoint_id)
+    cmd.add_argument("id", type=endpoint_id, help="the endpoint's id (webhooks list shows it)")
     cmd.add_argument(
         "--since", type=timestamp, required=True, help="ISO 8601, e.g. 2026-03-01T10:00:00Z"
     )

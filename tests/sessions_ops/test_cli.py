@@ -657,7 +657,7 @@ async def test_serve_on_a_port_in_use_exits_1(base_settings: Settings, database:
         port = str(taken.getsockname()[1])
         result = await run_cli(base_settings, "serve", "--port", port, LOG_LEVEL="warning")
     assert result.code == 1, result
-    assert "address already in use" in result.stderr
+    assert "address already in use" in result.stderr.lower()
 
 
 @pytest.mark.parametrize("target", ["missing-dir/schema.graphql", "."])
