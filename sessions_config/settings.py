@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # text: one readable line per event; json: one JSON object per line (sessions_config/logs.py).
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("database_url")
     @classmethod

@@ -25,7 +25,7 @@ from sessions_config.resources import open_resources
 from sessions_config.settings import Settings, get_settings
 from sessions_events.live import LiveEvents
 from sessions_events.workers import event_workers
-from sessions_http import admin, health, page, rest
+from sessions_http import admin, health, openapi, page, rest
 from sessions_http.admin_auth import FailedAttempts
 from sessions_http.admin_boundary import ListenerSplit, PublicCors
 from sessions_http.graphql_endpoint import graphql_endpoint
@@ -77,6 +77,8 @@ def _routes() -> list[BaseRoute]:
         WebSocketRoute(GRAPHQL_PATH, live_endpoint),
         Route("/v1/users/me/sessions", rest.sessions_collection, methods=["GET", "DELETE"]),
         Route("/v1/users/me/sessions/{session_id}", rest.revoke_session, methods=["DELETE"]),
+        Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
+        Route("/docs", openapi.docs, methods=["GET"]),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),

@@ -22,7 +22,7 @@ from strawberry.types.graphql import OperationType
 
 from graph.execution import execute, is_request_error, retry_after, to_json
 from sessions_http.cookie import session_token
-from sessions_http.request_info import user_actor
+from sessions_http.request_info import request_id, user_actor
 from sessions_http.responses import NO_STORE, HttpError, JsonResponse
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -158,8 +158,16 @@ async def graphql_endpoint(request: Request) -> Response:
         raise HttpError(405, "method_not_allowed", message, {"Allow": "POST"})
     status = 400 if media_type == GRAPHQL_RESPONSE and is_request_error(result) else 200
     wait = retry_after(result.errors)
+    body = to_json(result)
+    if "errors" in body:
+        # So that a client's report of an error finds its log lines.
+        for error in body["errors"]:
+            error["extensions"] = {
+                **(error.get("extensions") or {}),
+                "requestId": request_id(request),
+            }
     return JsonResponse(
-        to_json(result),
+        body,
         status_code=status,
         media_type=media_type,
         headers=NO_STORE if wait is None else {**NO_STORE, "Retry-After": str(wait)},

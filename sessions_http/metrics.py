@@ -31,6 +31,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sessions_http.access import HEADER, log_access, request_id_of
 from sessions_http.asgi import HttpMiddleware
 from sessions_http.responses import NO_STORE
 
@@ -62,8 +63,9 @@ LONGEST_REMEMBERED = 256  # characters; longer paths are matched each time
 
 
 class RequestMetrics(HttpMiddleware):
-    """Counts and times every HTTP request. Outermost, so refusals by other middleware (CORS,
-    the origin check) and our own failures (500) are counted too."""
+    """Counts, times and logs every HTTP request (access.py), under its request id. Outermost,
+    so refusals by other middleware (CORS, the origin check) and our own failures (500) are
+    counted too."""
 
     def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
         super().__init__(app)
@@ -77,6 +79,7 @@ class RequestMetrics(HttpMiddleware):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
+        echoed = (HEADER, request_id_of(scope).encode("ascii"))
         # Before the app runs: a Mount rewrites the scope's paths as it hands the request on.
         route = self._route(scope)
         method = scope["method"] if scope["method"] in METHODS else "other"
@@ -87,13 +90,16 @@ class RequestMetrics(HttpMiddleware):
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()), echoed]
             await send(message)
 
         try:
             await self.app(scope, receive, send_noting_status)
         finally:
+            seconds = time.perf_counter() - started
             self._counter(method, route, status).inc()
-            self._histogram(method, route).observe(time.perf_counter() - started)
+            self._histogram(method, route).observe(seconds)
+            log_access(method, route, status, seconds)
 
     def _counter(self, method: str, route: str, status: int) -> Any:
         # The labelled children, kept: labels() takes a lock and builds a key on every call.

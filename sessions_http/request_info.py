@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import re
-import uuid
-
 from starlette.requests import HTTPConnection
 
+from sessions_http.access import request_id_of
 from store.models import Actor
-
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def client_address(request: HTTPConnection) -> str:
@@ -18,14 +14,11 @@ def client_address(request: HTTPConnection) -> str:
 
 
 def request_id(request: HTTPConnection) -> str:
-    """The request's id: the caller's X-Request-Id when it is a sane one, else a new one."""
+    """The request's id (sessions_http/access.py chose it as the request came in)."""
     known = getattr(request.state, "request_id", None)
     if isinstance(known, str):
         return known
-    given = request.headers.get("x-request-id", "")
-    chosen = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
-    request.state.request_id = chosen
-    return chosen
+    return request_id_of(request.scope)
 
 
 def user_actor(request: HTTPConnection) -> Actor:

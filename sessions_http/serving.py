@@ -69,6 +69,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
             LimitedHttpToolsProtocol, limits=HttpLimits.from_settings(settings)
         ),
         "log_config": None,
+        # Our access line (sessions_http/access.py) replaces uvicorn's.
+        "access_log": False,
         "log_level": settings.log_level,
         # WebSockets (subscriptions, sessions_http/live.py): flow-controlled sends, so that a
         # client that stops reading holds up its own subscription only; a ping every

@@ -788,7 +788,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             message = str(error["msg"]).removeprefix("Value error, ")
             say(f"bad configuration: {name}: {message}")
         return 2
-    configure(settings.log_level if args.command == "serve" else "warning")
+    configure(settings.log_level if args.command == "serve" else "warning", settings.log_format)
     try:
         result = args.func(args, settings)
         if asyncio.iscoroutine(result):

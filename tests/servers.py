@@ -33,7 +33,6 @@ def serve(settings: Settings, *, root_path: str = "") -> Iterator[str]:
     config = uvicorn.Config(
         create_app(settings),
         lifespan="on",
-        access_log=False,
         root_path=root_path,
         **uvicorn_options(settings),
     )

@@ -407,7 +407,11 @@ def assert_stopped_cleanly(code: int, stdout: str, stderr: str) -> list[str]:
     assert f"import stopped at line {len(printed) + 1}: Redis failed" in stderr, stderr
     for line in printed:
         assert json.loads(line)["token"] not in stderr
-    named = [line.split()[-1] for line in stderr.splitlines() if line.startswith("not removed:")]
+    named = [
+        line.split()[-1]
+        for line in stderr.splitlines()
+        if line.startswith("sessions-api: not removed:")
+    ]
     assert all(HEX64.fullmatch(h) for h in named), named
     return named
 
@@ -473,7 +477,11 @@ async def test_an_import_while_redis_is_killed_names_what_it_could_not_remove(
         if persistent_redis.process is None:
             persistent_redis.start()
     printed = printed_hashes(stdout)
-    named = [line.split()[-1] for line in stderr.splitlines() if line.startswith("not removed:")]
+    named = [
+        line.split()[-1]
+        for line in stderr.splitlines()
+        if line.startswith("sessions-api: not removed:")
+    ]
     redis = Redis.from_url(persistent_redis.url)
     store = SessionStore(fragile_resources.store.pool, redis, fragile_resources.store.keys)
     try:
@@ -488,9 +496,9 @@ async def test_an_import_while_redis_is_killed_names_what_it_could_not_remove(
         # Each line holds the options that end its session, user included (its HASH may be
         # all that is left: no pointer, no row).
         options = {
-            line.split()[-1]: shlex.split(line.removeprefix("not removed:"))
+            line.split()[-1]: shlex.split(line.removeprefix("sessions-api: not removed:"))
             for line in stderr.splitlines()
-            if line.startswith("not removed:")
+            if line.startswith("sessions-api: not removed:")
         }
         for token_hash in (in_redis - printed) | set(named[:3]):
             ended = await run_cli(settings, "sessions", "end", *options[token_hash])

@@ -197,6 +197,7 @@ async def test_a_user_over_the_limit_gets_429_and_rate_limited_while_others_go_o
         assert error["extensions"] == {
             "code": "RATE_LIMITED",
             "retryAfter": fragile_settings.rate_limit_retry_after,
+            "requestId": limited.headers["x-request-id"],
         }
 
         # Someone else, at the same time, as many at once as the hog: all answered.

@@ -42,14 +42,18 @@ async def gql(
     token: str | None,
     variables: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Runs a GraphQL document over POST (application/json, so errors come with 200)."""
+    """Runs a GraphQL document over POST (application/json, so errors come with 200). Each
+    error's `requestId` (every request's own) is dropped: answers compare by what they say."""
     headers = {"accept": JSON, **(cookie(token) if token else {})}
     body: dict[str, Any] = {"query": query}
     if variables is not None:
         body["variables"] = variables
     response = await client.post("/graphql", json=body, headers=headers)
     assert response.status_code == 200, response.text
-    return response.json()
+    answer: dict[str, Any] = response.json()
+    for error in answer.get("errors", []):
+        assert error["extensions"].pop("requestId") == response.headers["x-request-id"]
+    return answer
 
 
 async def revoke(client: httpx.AsyncClient, token: str, session_id: str) -> dict[str, Any]:
