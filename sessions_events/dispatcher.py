@@ -73,6 +73,9 @@ class Dispatcher:
             timeout=httpx.Timeout(settings.webhook_timeout), follow_redirects=False
         )
         self._sending: dict[tuple[str, int], asyncio.Task[None]] = {}
+        # Deliveries that finished since the last look for due ones began: that look may have
+        # read them as still due (before their outcome was written), and must not send them again.
+        self._finished: set[tuple[str, int]] = set()
 
     async def aclose(self) -> None:
         await self._stop_sending()
@@ -136,6 +139,9 @@ class Dispatcher:
     async def _due(self) -> list[Delivery]:
         if len(self._sending) >= CONCURRENCY:
             return []
+        # Those finished before this look began are written; those finishing during it may not
+        # be, as the look sees them.
+        self._finished.clear()
         # The first PER_ENDPOINT due of each endpoint: those in flight are still due, so an
         # endpoint whose deliveries are all in flight gets no more until one finishes.
         return await webhooks.due(self._store.pool, limit=CONCURRENCY, per_endpoint=PER_ENDPOINT)
@@ -144,7 +150,7 @@ class Dispatcher:
         started = 0
         for delivery in deliveries:
             key = (delivery.endpoint_id, delivery.event_seq)
-            if key in self._sending or len(self._sending) >= CONCURRENCY:
+            if key in self._sending or key in self._finished or len(self._sending) >= CONCURRENCY:
                 continue
             task = asyncio.create_task(self.deliver(delivery))
             self._sending[key] = task
@@ -155,6 +161,7 @@ class Dispatcher:
     def _sent(self, key: tuple[str, int]) -> Callable[[asyncio.Task[None]], None]:
         def forget(_: asyncio.Task[None]) -> None:
             self._sending.pop(key, None)
+            self._finished.add(key)
 
         return forget
 
