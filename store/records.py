@@ -356,31 +356,21 @@ async def owners(pool: asyncpg.Pool, *, token_hashes: Sequence[str]) -> dict[str
 
 async def get_by_id(pool: asyncpg.Pool, *, session_id: str) -> SessionRecord | None:
     """One session by its public id, whoever's it is (the admin API)."""
-    key = canonical_session_id(session_id)
-    if key is None:
-        return None
-    row = await _call(
-        pool,
-        lambda c: c.fetchrow(
-            f"SELECT {_SELECT_LIST} FROM sessions WHERE id = $1",  # noqa: S608
-            uuid.UUID(key),
-        ),
-        retry=True,
-    )
-    return _record(row) if row else None
+    return await get_for_user(pool, user_id=None, session_id=session_id)
 
 
 async def get_for_user(
-    pool: asyncpg.Pool, *, user_id: str, session_id: str
+    pool: asyncpg.Pool, *, user_id: str | None, session_id: str
 ) -> SessionRecord | None:
-    """One session by its public id, only if it is this user's."""
+    """One session by its public id, only if it is this user's (any user's with None)."""
     key = canonical_session_id(session_id)
     if key is None:
         return None
     row = await _call(
         pool,
         lambda c: c.fetchrow(
-            f"SELECT {_SELECT_LIST} FROM sessions WHERE id = $1 AND user_id = $2",  # noqa: S608
+            f"""SELECT {_SELECT_LIST} FROM sessions
+                 WHERE id = $1 AND ($2::text IS NULL OR user_id = $2)""",  # noqa: S608
             uuid.UUID(key),
             user_id,
         ),

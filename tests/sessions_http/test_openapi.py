@@ -52,8 +52,8 @@ def test_the_document_is_valid_json_schema_throughout() -> None:
     from sessions_http.openapi import document
 
     doc = document()
-    for name, schema in doc["components"]["schemas"].items():
-        Draft202012Validator.check_schema(schema), name
+    for schema in doc["components"]["schemas"].values():
+        Draft202012Validator.check_schema(schema)
     json.dumps(doc)  # serialisable as it is served
 
 
