@@ -25,7 +25,6 @@ from resolvers.errors import BadUserInput
 from resolvers.history import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor
 from sessions_config.resources import Resources
 from sessions_http.admin_auth import admin_actor
-from sessions_http.request_info import request_id
 from sessions_http.responses import NO_STORE, HttpError, JsonResponse
 from store import admin
 from store.admin import Scope
@@ -47,8 +46,8 @@ def routes() -> list[BaseRoute]:
 
 
 def _answer(request: Request, body: dict[str, Any], status: int = 200) -> Response:
-    headers = {**NO_STORE, "X-Request-Id": request_id(request)}
-    return JsonResponse(body, status_code=status, headers=headers)
+    # (X-Request-ID is added to every answer by sessions_http/access.py.)
+    return JsonResponse(body, status_code=status, headers=NO_STORE)
 
 
 def _resources(request: Request) -> Resources:
@@ -181,7 +180,7 @@ async def one_session(request: Request) -> Response:
                 session_id=before.id,
                 details={"already_ended": True},
             )
-        return Response(status_code=204, headers={**NO_STORE, "X-Request-Id": request_id(request)})
+        return Response(status_code=204, headers=NO_STORE)
     record = await store.find(wanted) if wanted else None
     if record is None:
         raise HttpError(404, "not_found", "No session has this id.")

@@ -66,3 +66,9 @@ async def test_json_logs_are_one_object_per_line(
     for record in records:
         assert {"time", "level", "logger", "message"} <= set(record)
     assert me.token not in log.read_text("utf-8")
+
+
+async def test_every_answer_carries_one_request_id(client: httpx.AsyncClient) -> None:
+    for path in ("/healthz", "/v1/users/me/sessions", "/admin/v1/audit", "/nowhere", "/"):
+        answer = await client.get(path, headers={"X-Request-ID": "one-id"})
+        assert answer.headers.get_list("x-request-id") == ["one-id"], path
