@@ -509,9 +509,16 @@ async def cmd_sessions_touch(args: argparse.Namespace, settings: Settings) -> in
 
 async def cmd_sessions_restore(args: argparse.Namespace, settings: Settings) -> int:
     from sessions_config.resources import open_resources
+    from sessions_ops.progress import Shown
 
-    async with open_resources(settings, geo=False) as res:
-        done = await res.store.restore_active()
+    with Shown("restoring: checked", "sessions") as shown:
+
+        def checked(count: int, restored: int, finished: int) -> None:
+            shown.advance(count, more=f"{restored:,} restored, {finished:,} ends finished")
+
+        async with open_resources(settings, geo=False) as res:
+            done = await res.store.restore_active(progress=checked)
+        shown.summary(f"checked {shown.done:,} sessions, restored {done.restored:,}")
     _print_json({"restored": done.restored, "ends_finished": done.finished})
     return 0
 
@@ -534,9 +541,18 @@ async def cmd_sessions_import(args: argparse.Namespace, settings: Settings) -> i
         loop.remove_signal_handler(signal.SIGINT)
 
     loop.add_signal_handler(signal.SIGINT, on_ctrl_c)
+    from sessions_ops.progress import Shown
+
+    shown = Shown("importing", "rows")
+
+    def emit(issued: IssuedSession) -> None:
+        _print_issued(issued)
+        shown.advance()
+
     async with open_resources(settings, geo=False) as res:
         try:
-            total = await import_lines(res.store, lines_of(sys.stdin.fileno(), stop), _print_issued)
+            with shown:
+                total = await import_lines(res.store, lines_of(sys.stdin.fileno(), stop), emit)
         except ImportInterrupted as exc:
             say(
                 f"import interrupted at line {exc.line}. Every row whose token was printed was "
@@ -550,7 +566,7 @@ async def cmd_sessions_import(args: argparse.Namespace, settings: Settings) -> i
             )
             _print_left(exc.left)
             return 1
-    say(f"imported {total} sessions")
+    shown.summary(f"imported {total:,} sessions, 0 errors")
     return 0
 
 

@@ -656,10 +656,13 @@ class SessionStore:
         await self._end_many({r.token_hash: user_id for r in targets}, reason=reason, actor=actor)
         return sum(1 for r in targets if r.ended_at is None)
 
-    async def restore_active(self, *, batch: int = 1000) -> Restored:
+    async def restore_active(
+        self, *, batch: int = 1000, progress: Callable[[int, int, int], None] | None = None
+    ) -> Restored:
         """Rewrites to Redis every session Postgres says is active but Redis lacks (after Redis
         lost its data). Sessions Redis still has are left as they are, except those it holds
-        marked ended (an end that failed half-way): their ends are finished."""
+        marked ended (an end that failed half-way): their ends are finished. `progress` hears
+        after each batch: sessions checked in it, restored so far, ends finished so far."""
         now = utcnow()
         restored = finished = 0
         # The primary alone, here and below: Redis is rebuilt from the latest record.
@@ -683,6 +686,8 @@ class SessionStore:
             if marked:
                 hashes = list(marked)
                 finished += len(await self._finish_ends(hashes, marked, at=now, reason="revoked"))
+            if progress is not None:
+                progress(len(rows), restored, finished)
         if restored:
             log.warning("restored %d active sessions to Redis from Postgres", restored)
         if finished:
