@@ -28,7 +28,13 @@ from sessions_http.admin_auth import admin_actor
 from sessions_http.responses import NO_STORE, HttpError, JsonResponse
 from store import admin
 from store.admin import Scope
-from store.models import SessionRecord, canonical_session_id, format_timestamp, utcnow
+from store.models import (
+    SessionRecord,
+    canonical_session_id,
+    format_timestamp,
+    session_fields,
+    utcnow,
+)
 from store.sessions import MAX_USER_ID
 
 PREFIX = "/admin/v1"
@@ -89,18 +95,9 @@ def session_json(record: SessionRecord, geo: Any) -> dict[str, Any]:
     active = record.ended_at is None and record.expires_at > utcnow()
     ended_at = None if active else (record.ended_at or record.expires_at)
     return {
-        "id": record.id,
-        "user_id": record.user_id,
-        "token_suffix": record.token_suffix,
-        "created_at": format_timestamp(record.created_at),
-        "expires_at": format_timestamp(record.expires_at),
-        "last_seen_at": (
-            format_timestamp(record.last_seen_at) if record.last_seen_at is not None else None
-        ),
+        **session_fields(record),
         "ended_at": format_timestamp(ended_at) if ended_at is not None else None,
         "end_reason": None if active else (record.end_reason or "expired"),
-        "client_ip": record.client_ip,
-        "user_agent": record.user_agent,
         "geo": geo,
         "active": active,
     }

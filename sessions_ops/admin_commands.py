@@ -12,7 +12,7 @@ from sessions_config.settings import Settings
 from sessions_ops.output import say
 from store import admin
 from store.admin import SCOPES, AdminKey
-from store.models import CLI, WRITER_END_REASONS, SessionRecord, format_timestamp
+from store.models import CLI, WRITER_END_REASONS, format_timestamp, session_fields
 
 
 def _print(data: dict[str, Any]) -> None:
@@ -21,20 +21,6 @@ def _print(data: dict[str, Any]) -> None:
 
 def _time(value: Any) -> str | None:
     return format_timestamp(value) if value is not None else None
-
-
-def session_line(record: SessionRecord) -> dict[str, Any]:
-    """An active session as `sessions list` prints it (never its token)."""
-    return {
-        "id": record.id,
-        "user_id": record.user_id,
-        "token_suffix": record.token_suffix,
-        "created_at": format_timestamp(record.created_at),
-        "expires_at": format_timestamp(record.expires_at),
-        "last_seen_at": _time(record.last_seen_at),
-        "client_ip": record.client_ip,
-        "user_agent": record.user_agent,
-    }
 
 
 def key_line(key: AdminKey) -> dict[str, Any]:
@@ -88,7 +74,7 @@ async def list_sessions(args: argparse.Namespace, settings: Settings) -> int:
 
     async with open_resources(settings, geo=False) as res:
         for record in await res.store.list_active_for_user(user_id=args.user_id):
-            _print(session_line(record))
+            _print(session_fields(record))
     return 0
 
 

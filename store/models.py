@@ -7,7 +7,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 EndReason = Literal["logout", "revoked", "expired"]
 END_REASONS: tuple[EndReason, ...] = ("logout", "revoked", "expired")
@@ -137,3 +137,19 @@ class HistoryRows(NamedTuple):
 
     records: list[SessionRecord]
     has_next: bool
+
+
+def session_fields(record: SessionRecord) -> dict[str, Any]:
+    """A session's fields as the CLI and the admin API show them (never its token or hash)."""
+    return {
+        "id": record.id,
+        "user_id": record.user_id,
+        "token_suffix": record.token_suffix,
+        "created_at": format_timestamp(record.created_at),
+        "expires_at": format_timestamp(record.expires_at),
+        "last_seen_at": (
+            format_timestamp(record.last_seen_at) if record.last_seen_at is not None else None
+        ),
+        "client_ip": record.client_ip,
+        "user_agent": record.user_agent,
+    }
