@@ -521,13 +521,37 @@ async def user_lock(pool: asyncpg.Pool, *, user_id: str) -> AsyncIterator[None]:
         _hold_session_state(conn, False)
 
 
+DELETE_ATTEMPTS = 3
+
+
 async def delete_user(pool: asyncpg.Pool, *, user_id: str) -> list[str]:
-    """Removes every record of a user (the demo's reset); returns their token hashes."""
-    rows = await _call(
-        pool,
-        lambda c: c.fetch("DELETE FROM sessions WHERE user_id = $1 RETURNING token_hash", user_id),
-    )
-    return [r["token_hash"] for r in rows]
+    """Removes every record of a user (the demo's reset), their events and deliveries with them;
+    returns their token hashes.
+
+    The sessions are locked in id order before they go. The expiry sweep, recording events for
+    them meanwhile, holds their rows in its own order: should Postgres find the two waiting on
+    each other, it cancels one, and a cancelled deletion starts over (it had changed nothing).
+    """
+
+    async def delete(conn: Any) -> list[str]:
+        async with conn.transaction():
+            await conn.execute(
+                "SELECT 1 FROM sessions WHERE user_id = $1 ORDER BY id FOR UPDATE", user_id
+            )
+            rows = await conn.fetch(
+                "DELETE FROM sessions WHERE user_id = $1 RETURNING token_hash", user_id
+            )
+        return [r["token_hash"] for r in rows]
+
+    attempt = 1
+    while True:
+        try:
+            return await _call(pool, delete)
+        except asyncpg.exceptions.DeadlockDetectedError:
+            if attempt == DELETE_ATTEMPTS:
+                raise
+            attempt += 1
+            log.info("postgres: deleting a user's sessions met a deadlock; starting over")
 
 
 async def ping(pool: asyncpg.Pool) -> None:

@@ -131,15 +131,24 @@ async def not_fanned_out(pool: asyncpg.Pool, *, limit: int) -> list[StoredEvent]
 async def fan_out(pool: asyncpg.Pool, *, payloads: dict[int, dict[str, Any] | None]) -> int:
     """Keeps each event's payload (None: no endpoint wants it) and makes its deliveries, one per
     enabled endpoint that wants its type, in one transaction; returns how many deliveries. An
-    event fanned out meanwhile is left as it is."""
+    event fanned out meanwhile is left as it is.
+
+    Events another transaction holds (their session being deleted, with its events) are
+    skipped, not waited for: waiting on rows that a deletion takes in another order is a
+    deadlock. A skipped event still waiting is taken by the next pass; a deleted one is gone."""
 
     async def fan(conn: Any) -> int:
         async with conn.transaction():
             done = await conn.fetch(
-                """UPDATE session_events e
+                """WITH mine AS (
+                       SELECT seq FROM session_events
+                        WHERE seq = ANY($1::bigint[]) AND fanned_out_at IS NULL
+                     ORDER BY seq
+                          FOR UPDATE SKIP LOCKED)
+                   UPDATE session_events e
                       SET fanned_out_at = now(), payload = p.payload
-                     FROM unnest($1::bigint[], $2::jsonb[]) AS p(seq, payload)
-                    WHERE e.seq = p.seq AND e.fanned_out_at IS NULL
+                     FROM unnest($1::bigint[], $2::jsonb[]) AS p(seq, payload), mine
+                    WHERE e.seq = p.seq AND mine.seq = e.seq
                 RETURNING e.seq, e.type""",
                 list(payloads),
                 [json.dumps(p) if p is not None else None for p in payloads.values()],
