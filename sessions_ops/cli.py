@@ -603,11 +603,15 @@ async def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
             stop=stop,
             progress=report,
         )
-        # The audit trail has a retention of its own (AUDIT_RETENTION).
-        audit_deleted = await prune_audit(
+        # The audit trail has a retention of its own (AUDIT_RETENTION), and the batches
+        # left of --max-batches.
+        left = None if args.max_batches is None else max(0, args.max_batches - done.batches)
+        audit = await prune_audit(
             res.store.pool,
             before=utcnow() - settings.audit_retention,
             batch=args.batch,
+            pause=args.pause,
+            max_batches=left,
             stop=stop,
         )
     _print_json(
@@ -615,9 +619,9 @@ async def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
             "deleted": done.deleted,
             "batches": done.batches,
             "older_than": format_timestamp(before),
-            "seconds": round(done.seconds, 3),
-            "complete": done.complete,
-            "audit_deleted": audit_deleted,
+            "seconds": round(done.seconds + audit.seconds, 3),
+            "complete": done.complete and audit.complete,
+            "audit_deleted": audit.deleted,
         }
     )
     return 130 if stop.is_set() else 0

@@ -8,7 +8,7 @@ transaction, and a run cut off anywhere loses only its progress; running it agai
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -42,6 +42,46 @@ async def prune_history(
     """Deletes past sessions that ended before `before`, `batch` at a time, until none is left,
     `max_batches` batches have run, or `stop` is set (checked between batches). `pause` seconds
     between batches leave room to other work on a busy database."""
+    return await _in_batches(
+        lambda limit: store.prune_history(before=before, limit=limit),
+        batch=batch,
+        pause=pause,
+        max_batches=max_batches,
+        stop=stop,
+        progress=progress,
+    )
+
+
+async def prune_audit(
+    pool: asyncpg.Pool,
+    *,
+    before: datetime,
+    batch: int,
+    pause: float = 0.0,
+    max_batches: int | None = None,
+    stop: asyncio.Event | None = None,
+) -> Pruned:
+    """Deletes audit rows older than `before`, within the same bounds as `prune_history`."""
+    return await _in_batches(
+        lambda limit: admin.prune_audit(pool, before=before, limit=limit),
+        batch=batch,
+        pause=pause,
+        max_batches=max_batches,
+        stop=stop,
+    )
+
+
+async def _in_batches(
+    delete: Callable[[int], Awaitable[int]],
+    *,
+    batch: int,
+    pause: float,
+    max_batches: int | None,
+    stop: asyncio.Event | None,
+    progress: Callable[[Pruned], None] | None = None,
+) -> Pruned:
+    """Calls `delete(batch)` (one short transaction, returning how many it deleted) until it
+    deletes fewer than `batch`, `max_batches` batches have run, or `stop` is set."""
     loop = asyncio.get_running_loop()
     started = reported = loop.time()
     deleted = batches = 0
@@ -53,7 +93,7 @@ async def prune_history(
     while True:
         if stop.is_set() or (max_batches is not None and batches >= max_batches):
             return so_far(complete=False)
-        count = await store.prune_history(before=before, limit=batch)
+        count = await delete(batch)
         deleted += count
         batches += 1 if count else 0
         # A short batch means none was left (rows locked by a writer just now are the next
@@ -68,16 +108,3 @@ async def prune_history(
                 await asyncio.wait_for(stop.wait(), pause)
             except TimeoutError:
                 pass
-
-
-async def prune_audit(
-    pool: asyncpg.Pool, *, before: datetime, batch: int, stop: asyncio.Event | None = None
-) -> int:
-    """Deletes audit rows older than `before`, `batch` at a time; returns how many."""
-    deleted = 0
-    while stop is None or not stop.is_set():
-        count = await admin.prune_audit(pool, before=before, limit=batch)
-        deleted += count
-        if count < batch:
-            break
-    return deleted

@@ -365,3 +365,29 @@ async def test_prune_keeps_the_audit_trail_to_its_retention(
     left = await admin.audit_page(resources.store.pool, user_id=user, first=10, before_seq=None)
     (kept,) = left
     assert (utcnow() - kept.at).days < 400
+
+
+async def test_prune_s_bounds_hold_for_the_audit_trail_too(
+    settings: Settings, resources: Resources
+) -> None:
+    user = Users.new_id()
+    async with resources.store.pool.acquire() as conn:
+        await conn.execute(
+            """INSERT INTO audit_log (at, actor_type, action, target_user_id)
+               SELECT now() - interval '500 days', 'cli', 'session.revoked', $1
+                 FROM generate_series(1, 3)""",
+            user,
+        )
+    # No history old enough: the two batches allowed are the audit trail's.
+    args = ("prune", "--older-than", "36500d", "--batch", "1")
+    bounded = await run_cli(settings, *args, "--max-batches", "2", AUDIT_RETENTION="400d")
+    assert bounded.code == 0, bounded
+    done = json.loads(bounded.lines[-1])
+    assert (done["deleted"], done["audit_deleted"], done["complete"]) == (0, 2, False)
+
+    rest = await run_cli(settings, *args, AUDIT_RETENTION="400d")
+    assert rest.code == 0, rest
+    assert json.loads(rest.lines[-1])["complete"] is True
+    assert (
+        await admin.audit_page(resources.store.pool, user_id=user, first=10, before_seq=None) == []
+    )
