@@ -348,17 +348,22 @@ async def test_admin_keys_from_the_cli(settings: Settings, client: httpx.AsyncCl
     assert created["key"] not in printed.stdout
 
 
+async def audit_rows_aged(resources: Resources, user: str, *days: int) -> None:
+    """Audit rows about `user`, as if written that many days ago."""
+    await resources.store.pool.execute(
+        """INSERT INTO audit_log (at, actor_type, action, target_user_id)
+           SELECT now() - make_interval(days => d), 'cli', 'session.revoked', $1
+             FROM unnest($2::int[]) AS d""",
+        user,
+        list(days),
+    )
+
+
 async def test_prune_keeps_the_audit_trail_to_its_retention(
     settings: Settings, resources: Resources
 ) -> None:
     user = Users.new_id()
-    async with resources.store.pool.acquire() as conn:
-        await conn.execute(
-            """INSERT INTO audit_log (at, actor_type, action, target_user_id)
-               VALUES (now() - interval '500 days', 'cli', 'session.revoked', $1),
-                      (now() - interval '10 days', 'cli', 'session.revoked', $1)""",
-            user,
-        )
+    await audit_rows_aged(resources, user, 500, 10)
     pruned = await run_cli(settings, "prune", AUDIT_RETENTION="400d")
     assert pruned.code == 0, pruned
     assert json.loads(pruned.lines[-1])["audit_deleted"] >= 1
@@ -371,13 +376,7 @@ async def test_prune_s_bounds_hold_for_the_audit_trail_too(
     settings: Settings, resources: Resources
 ) -> None:
     user = Users.new_id()
-    async with resources.store.pool.acquire() as conn:
-        await conn.execute(
-            """INSERT INTO audit_log (at, actor_type, action, target_user_id)
-               SELECT now() - interval '500 days', 'cli', 'session.revoked', $1
-                 FROM generate_series(1, 3)""",
-            user,
-        )
+    await audit_rows_aged(resources, user, 500, 500, 500)
     # No history old enough: the two batches allowed are the audit trail's.
     args = ("prune", "--older-than", "36500d", "--batch", "1")
     bounded = await run_cli(settings, *args, "--max-batches", "2", AUDIT_RETENTION="400d")
