@@ -47,7 +47,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 		echo "installing python3-venv with apt-get"; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[test,otel]'
 	@touch $@
 
 services: install
