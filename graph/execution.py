@@ -6,19 +6,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from graphql import GraphQLError
+from graphql import GraphQLError, OperationDefinitionNode
 from prometheus_client import Counter
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from graph.compiled.documents import Documents
+from graph.compiled.documents import Documents, operation_of
 from graph.compiled.run import Run
 from graph.context import Context
 from graph.errors import report_errors, shaped
 from graph.schema import schema
 from resolvers.errors import RateLimited
 from sessions_config.resources import Resources
+from sessions_spans import Span, span
 from store.models import Actor
 
 EXECUTIONS = Counter(
@@ -31,6 +32,8 @@ EXECUTIONS = Counter(
 
 # The compiled documents of this process (a bounded cache).
 DOCUMENTS = Documents()
+# The operation's span, until it is named after the operation.
+OPERATION_SPAN = "GraphQL Operation"
 
 
 async def execute(
@@ -45,21 +48,40 @@ async def execute(
     compiled: bool = True,
 ) -> ExecutionResult:
     """Runs the document through its compiled plan when there is one (and `compiled`), else
-    through Strawberry. Both give the same result; tests compare them."""
-    context = Context.for_request(
-        resources, token=token, operation_name=operation_name, actor_of=actor_of
-    )
-    try:
-        if compiled and OperationType.QUERY in allowed:
-            result = await _run_compiled(query, variables, operation_name, context)
-            if result is not None:
-                return result
-        EXECUTIONS.labels("fallback").inc()
-        return await _run_strawberry(query, variables, operation_name, allowed, context)
-    finally:
-        # Also when the client went away mid-request: its user's slot is given back, and
-        # nothing it started keeps running.
-        context.close()
+    through Strawberry. Both give the same result; tests compare them. With traces on, in a
+    span named after the operation (its storage and geolocation spans are its children)."""
+    with span(OPERATION_SPAN) as traced:
+        context = Context.for_request(
+            resources, token=token, operation_name=operation_name, actor_of=actor_of
+        )
+        try:
+            if compiled and OperationType.QUERY in allowed:
+                result = await _run_compiled(query, variables, operation_name, context, traced)
+                if result is not None:
+                    return result
+            EXECUTIONS.labels("fallback").inc()
+            if traced.is_recording():
+                _describe(traced, operation_of(query, operation_name), "fallback")
+            return await _run_strawberry(query, variables, operation_name, allowed, context)
+        finally:
+            # Also when the client went away mid-request: its user's slot is given back, and
+            # nothing it started keeps running.
+            context.close()
+
+
+def _describe(traced: Span, operation: OperationDefinitionNode | None, engine: str) -> None:
+    """Names the span as OpenTelemetry's GraphQL conventions do ("query RestV1Sessions"); never
+    with the document, whose literals are the client's."""
+    traced.set_attribute("sessions_api.graphql.engine", engine)
+    if operation is None:
+        return  # it does not parse, or names no operation: its errors say so
+    kind = operation.operation.value
+    traced.set_attribute("graphql.operation.type", kind)
+    if operation.name is None:
+        traced.update_name(kind)
+        return
+    traced.set_attribute("graphql.operation.name", operation.name.value)
+    traced.update_name(f"{kind} {operation.name.value}")
 
 
 def compile_at_start(*queries: str) -> None:
@@ -76,6 +98,7 @@ async def _run_compiled(
     variables: Mapping[str, Any] | None,
     operation_name: str | None,
     context: Context,
+    traced: Span,
 ) -> ExecutionResult | None:
     """The document's plan, run; None when the compiler does not take this request."""
     prepared = DOCUMENTS.get(query, operation_name)
@@ -88,6 +111,8 @@ async def _run_compiled(
     if plan is None:
         return None
     EXECUTIONS.labels("compiled").inc()
+    if traced.is_recording():
+        _describe(traced, prepared.operation, "compiled")
     run = Run(schema._schema, prepared.operation, prepared.fragment_definitions, coerced, context)
     result = await run.execute(plan)
     errors = result.errors

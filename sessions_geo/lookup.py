@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 from sessions_geo import metrics
 from sessions_geo.model import GeoInfo
 from sessions_geo.provider import GeoProvider
+from sessions_spans import Attributes, span
 from store.geo_cache import CacheEntry, GeoCache
 from store.memo import memo_of_short_texts
 
@@ -90,7 +91,12 @@ class GeoLookup:
         """What is known of each IP, in order; None where nothing is (yet) known."""
         canonical = [global_ip(ip) for ip in ips]
         wanted = list(dict.fromkeys(ip for ip in canonical if ip is not None))
-        known = await self._known(wanted)
+        known: Found = {}
+        if wanted:
+            # With traces on: the lookup as the request waits for it (the cache read, and the
+            # provider's fetch it starts or joins). Never the addresses.
+            with span("geo lookup", self._attributes(wanted)):
+                known = await self._known(wanted)
         return [known.get(ip) if ip is not None else None for ip in canonical]
 
     async def aclose(self) -> None:
@@ -191,14 +197,20 @@ class GeoLookup:
         except (RedisError, OSError) as exc:
             log.warning("geo cache write failed: %r", exc)
 
+    def _attributes(self, ips: list[str]) -> Attributes:
+        return {"sessions_api.geo.provider": self.provider.name, "sessions_api.geo.ips": len(ips)}
+
     async def _ask(self, ips: list[str]) -> tuple[Found, dict[str, CacheEntry]]:
         """The provider's checked answers, and the cache entries to write for them."""
         size = self.provider.max_batch
         batches = [ips[i : i + size] for i in range(0, len(ips), size)]
         metrics.PROVIDER_BATCHES.labels(self.provider.name).inc(len(batches))
-        answers = await asyncio.gather(
-            *(self.provider.lookup(batch) for batch in batches), return_exceptions=True
-        )
+        # The provider's work (for ip-api, its HTTP requests are this span's children), which
+        # may outlast the request that started it.
+        with span("geo provider", self._attributes(ips)):
+            answers = await asyncio.gather(
+                *(self.provider.lookup(batch) for batch in batches), return_exceptions=True
+            )
         found: Found = {}
         entries: dict[str, CacheEntry] = {}
         for answer in answers:

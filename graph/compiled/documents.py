@@ -184,6 +184,16 @@ def prepare(query: str, operation_name: str | None) -> Prepared | None:
     )
 
 
+def operation_of(query: str, operation_name: str | None) -> OperationDefinitionNode | None:
+    """The operation a request names, the document parsed but not validated (what the fallback
+    runs, for its span's name); None where `_operation` is None or the document does not parse."""
+    try:
+        document = parse(query, max_tokens=MAX_TOKENS)
+    except (GraphQLError, RecursionError):
+        return None
+    return _operation(document, operation_name)
+
+
 def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
     """The operation to run, as graphql-core picks it; None where graphql-core (or Strawberry,
     for several operations without a name) gives an error instead."""
