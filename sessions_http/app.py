@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from importlib import resources as package_files
@@ -93,6 +94,8 @@ def _middleware(settings: Settings, routes: list[BaseRoute]) -> list[Middleware]
     return [
         # Counts every answer, including the refusals of those below.
         Middleware(RequestMetrics, routes=routes),
+        # A server span per request, while traces are on.
+        *_server_spans(),
         # With ADMIN_LISTEN, the admin API on its listener only.
         Middleware(ListenerSplit, admin_port=admin_address[1] if admin_address else None),
         # The whole request, past every storage bound: 503 rather than a hang.
@@ -108,6 +111,20 @@ def _middleware(settings: Settings, routes: list[BaseRoute]) -> list[Middleware]
         ),
         Middleware(OriginCheck, allowed_origins=settings.allowed_origins),
     ]
+
+
+def _server_spans() -> list[Middleware]:
+    """The middleware of the server spans when traces are on (tracing.py, which this turns on
+    for the process if the OTEL_* variables ask for it); none without the `otel` extra."""
+    try:
+        from sessions_http import tracing  # here: OpenTelemetry is an optional extra
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("opentelemetry"):
+            raise
+        if any(name.startswith("OTEL_") for name in os.environ):
+            log.warning("OTEL_* is set, but traces need: pip install 'sessions-api[otel]'")
+        return []
+    return [Middleware(tracing.ServerSpans)] if tracing.start() else []
 
 
 def _lifespan(

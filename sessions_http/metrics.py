@@ -57,6 +57,8 @@ CLIENT_CLOSED_REQUEST = 499
 # HTTP parsers pass any token through), so clients cannot grow the number of series.
 UNMATCHED = "unmatched"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Where a request's route template is kept in its scope's state (beside access.py's request id).
+ROUTE_STATE = "route"
 # Paths whose route template is remembered (the service's own, and the latest others).
 ROUTES_REMEMBERED = 1024
 LONGEST_REMEMBERED = 256  # characters; longer paths are matched each time
@@ -82,6 +84,8 @@ class RequestMetrics(HttpMiddleware):
         echoed = (HEADER, request_id_of(scope).encode("ascii"))
         # Before the app runs: a Mount rewrites the scope's paths as it hands the request on.
         route = self._route(scope)
+        # For the server span's name, when traces are on (tracing.py).
+        scope["state"][ROUTE_STATE] = route
         method = scope["method"] if scope["method"] in METHODS else "other"
         # A response that fails after it has started is counted with the status it sent.
         status = 500  # if the app fails before it starts a response
