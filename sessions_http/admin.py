@@ -62,9 +62,15 @@ def _resources(request: Request) -> Resources:
 
 
 def _user_id(request: Request) -> str:
-    user_id = str(request.path_params["user_id"])
-    if not 1 <= len(user_id) <= MAX_USER_ID:
-        raise HttpError(400, "bad_request", f"A user id is 1 to {MAX_USER_ID} characters.")
+    return _checked_user_id(str(request.path_params["user_id"]))
+
+
+def _checked_user_id(user_id: str) -> str:
+    """A user id as the store keeps them (store/sessions.py): no user has another, and Postgres
+    text cannot hold a NUL."""
+    if not 1 <= len(user_id) <= MAX_USER_ID or "\x00" in user_id:
+        message = f"A user id is 1 to {MAX_USER_ID} characters, without NUL."
+        raise HttpError(400, "bad_request", message)
     return user_id
 
 
@@ -191,7 +197,8 @@ async def one_session(request: Request) -> Response:
 async def audit_trail(request: Request) -> Response:
     actor = await admin_actor(request, "sessions:read")
     store = _resources(request).store
-    user_id = request.query_params.get("user_id") or None
+    user_text = request.query_params.get("user_id")
+    user_id = _checked_user_id(user_text) if user_text else None
     limit = _int(request, "limit", 100, MAX_AUDIT_PAGE)
     before_text = request.query_params.get("before")
     if before_text is not None and not _NUMBER.fullmatch(before_text):

@@ -197,6 +197,26 @@ async def test_looking_up_and_revoking_one_session(
     assert_error(missing, 404, "not_found")
 
 
+async def test_a_user_id_no_user_can_have_is_a_bad_request(
+    client: httpx.AsyncClient, keys: Keys
+) -> None:
+    # NUL is in no user id (the store refuses it), and Postgres text cannot hold one: it never
+    # reaches a query. Nor does an id longer than any user's.
+    long = "u" * 129
+    for method, path, params in [
+        ("GET", f"{ADMIN}/users/a%00b/sessions", {}),
+        ("DELETE", f"{ADMIN}/users/a%00b/sessions", {}),
+        ("GET", f"{ADMIN}/audit", {"user_id": "a\x00b"}),
+        ("GET", f"{ADMIN}/users/{long}/sessions", {}),
+        ("GET", f"{ADMIN}/audit", {"user_id": long}),
+    ]:
+        answer = await client.request(method, path, params=params, headers=bearer(keys.write))
+        assert_error(answer, 400, "bad_request")
+    # An empty user_id is no filter, as before.
+    everyone = await client.get(f"{ADMIN}/audit", params={"user_id": ""}, headers=bearer(keys.read))
+    assert everyone.status_code == 200, everyone.text
+
+
 async def test_the_audit_trail_names_who_did_what(
     settings: Settings,
     client: httpx.AsyncClient,
