@@ -40,6 +40,8 @@ from store.sessions import MAX_USER_ID
 PREFIX = "/admin/v1"
 # A number in a query string: ASCII digits, and small enough for a bigint.
 _NUMBER = re.compile(r"[0-9]{1,18}")
+MAX_NUMBER = 10**18 - 1  # the largest _NUMBER, for /openapi.json
+DEFAULT_AUDIT_PAGE = 100
 MAX_AUDIT_PAGE = 500
 
 
@@ -199,7 +201,7 @@ async def audit_trail(request: Request) -> Response:
     store = _resources(request).store
     user_text = request.query_params.get("user_id")
     user_id = _checked_user_id(user_text) if user_text else None
-    limit = _int(request, "limit", 100, MAX_AUDIT_PAGE)
+    limit = _int(request, "limit", DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE)
     before_text = request.query_params.get("before")
     if before_text is not None and not _NUMBER.fullmatch(before_text):
         raise HttpError(400, "bad_request", "`before` is the `next_before` of a previous page.")

@@ -15,7 +15,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from resolvers.history import DEFAULT_PAGE, MAX_PAGE
+from sessions_http.admin import DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE, MAX_NUMBER
 from sessions_http.responses import NO_STORE, JsonResponse
+from store.sessions import MAX_USER_ID
 
 TIMESTAMP = {
     "type": "string",
@@ -188,8 +190,16 @@ _USER_ERRORS = {
     "429": _error("Too many requests of this user at once (`rate_limited`).", **_RETRY_AFTER),
     **_COMMON_ERRORS,
 }
+_WWW_AUTHENTICATE = {
+    "WWW-Authenticate": {
+        "description": "How to authenticate: `Bearer`, with an admin key.",
+        "schema": {"type": "string", "const": "Bearer"},
+    }
+}
 _ADMIN_ERRORS = {
-    "401": _error("No admin key, or an unknown or revoked one (`unauthenticated`)."),
+    "401": _error(
+        "No admin key, or an unknown or revoked one (`unauthenticated`).", **_WWW_AUTHENTICATE
+    ),
     "403": _error("The key lacks the scope (`forbidden`)."),
     "429": _error("Too many failed key checks from this address (`rate_limited`).", **_RETRY_AFTER),
     **_COMMON_ERRORS,
@@ -201,7 +211,14 @@ _SESSION_ID = {
     "schema": {"type": "string"},
     "description": "A session's id (a UUID).",
 }
-_USER_ID = {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}
+# As the store keeps them: NUL is in no user id.
+_USER_ID_TEXT = {"type": "string", "maxLength": MAX_USER_ID, "pattern": r"^[^\x00]*$"}
+_USER_ID = {
+    "name": "user_id",
+    "in": "path",
+    "required": True,
+    "schema": {**_USER_ID_TEXT, "minLength": 1},
+}
 _FORBIDDEN_ORIGIN = _error(
     "The page's Origin is not allowed to change state (`forbidden_origin`): cross-site forgery."
 )
@@ -262,8 +279,18 @@ def _paths() -> dict[str, Any]:
                 "security": read,
                 "parameters": [
                     _USER_ID,
-                    {"name": "history_limit", "in": "query", "schema": {"type": "integer"}},
-                    {"name": "after", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "history_limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_PAGE},
+                        "description": f"Past sessions to list (default {DEFAULT_PAGE}).",
+                    },
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "The `history_next_cursor` of the previous page.",
+                    },
                 ],
                 "responses": {
                     "200": _json("AdminUserSessions", "The user's sessions."),
@@ -276,7 +303,12 @@ def _paths() -> dict[str, Any]:
                 "security": read,
                 "parameters": [
                     _USER_ID,
-                    {"name": "except", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "except",
+                        "in": "query",
+                        "schema": {"type": "string", "format": "uuid"},
+                        "description": "A session of the user's to keep.",
+                    },
                 ],
                 "responses": {
                     "200": _json("Count", "How many sessions were ended."),
@@ -315,9 +347,24 @@ def _paths() -> dict[str, Any]:
                 "summary": "The audit trail, newest first",
                 "security": read,
                 "parameters": [
-                    {"name": "user_id", "in": "query", "schema": {"type": "string"}},
-                    {"name": "limit", "in": "query", "schema": {"type": "integer"}},
-                    {"name": "before", "in": "query", "schema": {"type": "integer"}},
+                    {
+                        "name": "user_id",
+                        "in": "query",
+                        "schema": _USER_ID_TEXT,
+                        "description": "Only the entries about this user (empty: all).",
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_AUDIT_PAGE},
+                        "description": f"Entries to list (default {DEFAULT_AUDIT_PAGE}).",
+                    },
+                    {
+                        "name": "before",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_NUMBER},
+                        "description": "The `next_before` of the previous page.",
+                    },
                 ],
                 "responses": {
                     "200": _json("AuditPage", "A page of the trail."),
