@@ -129,15 +129,14 @@ async def test_the_sweep_records_each_expiry_once(resources: Resources, users: U
     await store.record_expiries()  # the sweep starts (or goes on) from here
     start = await last_seq(store)
     now = utcnow()
-    soon = await users.session(
-        user, created_at=now - timedelta(hours=1), expires_at=now + timedelta(seconds=1)
-    )
+    # Room enough, on a busy machine, to create and end them all before the first expires.
+    expiry = now + timedelta(seconds=5)
+    soon = await users.session(user, created_at=now - timedelta(hours=1), expires_at=expiry)
     later = await users.session(user, expires_at=now + timedelta(hours=1))
-    ended = await users.session(
-        user, created_at=now - timedelta(hours=1), expires_at=now + timedelta(seconds=1)
-    )
-    await store.end(ended.token)
-    await asyncio.sleep(2.1)
+    ended = await users.session(user, created_at=now - timedelta(hours=1), expires_at=expiry)
+    assert await store.end(ended.token) is not None
+    assert utcnow() < expiry, "too slow to test: the sessions expired before they were set up"
+    await asyncio.sleep((expiry - utcnow()).total_seconds() + 0.2)
 
     await store.record_expiries()
     await store.record_expiries()  # again: nothing new
