@@ -123,7 +123,9 @@ class Dispatcher:
         return self._start_due(await self._due()) > 0 or fanned > 0
 
     async def fan_out(self) -> int:
-        """Fans out the oldest events not fanned out yet; returns how many."""
+        """Fans out the oldest events not fanned out yet; returns how many. Those another
+        transaction holds (a user's deletion under way) are not counted: a round that could do
+        nothing but wait for them is no work, and the next waits the poll interval."""
         pool = self._store.pool
         events = await webhooks.not_fanned_out(pool, limit=FAN_OUT_BATCH)
         if not events:
@@ -133,8 +135,7 @@ class Dispatcher:
         rendered = await render(self._store, self._geo, wanted)
         # An event no endpoint wants keeps no payload: nothing will ever send it.
         payloads: dict[int, dict[str, Any] | None] = {e.seq: rendered.get(e.seq) for e in events}
-        await webhooks.fan_out(pool, payloads=payloads)
-        return len(events)
+        return await webhooks.fan_out(pool, payloads=payloads)
 
     async def _due(self) -> list[Delivery]:
         if len(self._sending) >= CONCURRENCY:

@@ -229,7 +229,8 @@ SELECT gen_random_uuid(), 'session.created', s.id, s.user_id, $2, {EVENT_DATA}
 # writers ending one session at once, the second sees the first's end and adds no event.
 _END = f"""
 WITH old AS (
-    SELECT id, ended_at FROM sessions WHERE token_hash = ANY($1::text[]) FOR UPDATE
+    -- In id order, as a user's deletion locks them: two writers never wait on each other.
+    SELECT id, ended_at FROM sessions WHERE token_hash = ANY($1::text[]) ORDER BY id FOR UPDATE
 ), s AS (
     UPDATE sessions
        SET ended_at = COALESCE(sessions.ended_at,

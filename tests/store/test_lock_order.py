@@ -15,11 +15,13 @@ NO_HANG = 15.0  # seconds: a "does not wait for good" bound, not a measure of sp
 
 
 async def until_waiting_on_a_lock(pool: asyncpg.Pool, query_part: str) -> None:
-    """Until a backend running a statement with this in its text waits on a lock."""
+    """Until a backend of this database running a statement with this in its text waits on a
+    lock (the database is the run's own: another run on the server does not count)."""
     for _ in range(200):
         waiting = await pool.fetchval(
             """SELECT count(*) FROM pg_stat_activity
-                WHERE wait_event_type = 'Lock' AND query LIKE $1""",
+                WHERE datname = current_database() AND pid <> pg_backend_pid()
+                  AND wait_event_type = 'Lock' AND query LIKE $1""",
             f"%{query_part}%",
         )
         if waiting:
@@ -47,8 +49,12 @@ async def test_fan_out_passes_over_events_another_transaction_holds(
     async with pool.acquire() as holder, holder.transaction():
         # What a deletion of the session does to its event, before it commits.
         await holder.execute("SELECT 1 FROM session_events WHERE seq = $1 FOR UPDATE", seqs[1])
-        await asyncio.wait_for(
-            webhooks.fan_out(pool, payloads=dict.fromkeys(seqs)), timeout=NO_HANG
+        # The one held is passed over, and not counted as done.
+        assert (
+            await asyncio.wait_for(
+                webhooks.fan_out(pool, payloads=dict.fromkeys(seqs)), timeout=NO_HANG
+            )
+            == 2
         )
         fanned = {
             int(r["seq"])
@@ -61,7 +67,7 @@ async def test_fan_out_passes_over_events_another_transaction_holds(
         assert fanned == {seqs[0], seqs[2]}
 
     # Let go of, the event passed over is taken by the next pass.
-    await webhooks.fan_out(pool, payloads=dict.fromkeys(seqs))
+    assert await webhooks.fan_out(pool, payloads=dict.fromkeys(seqs)) == 1
     assert await pool.fetchval(
         "SELECT bool_and(fanned_out_at IS NOT NULL) FROM session_events WHERE seq = ANY($1)", seqs
     )
@@ -82,21 +88,32 @@ async def test_a_user_s_deletion_starts_over_when_postgres_breaks_a_deadlock(
         )
     ]
 
+    # Postgres looks for a deadlock once a backend has waited this long; the one that looks
+    # first (the one that waited first) is cancelled.
+    timeout_ms = await store.pool.fetchval(
+        "SELECT setting::int FROM pg_settings WHERE name = 'deadlock_timeout'"
+    )
     async with store.pool.acquire() as other:
         tx = other.transaction()
         await tx.start()
+        deletion: asyncio.Task[int] | None = None
         try:
             # Another writer (the expiry sweep records events so) holds the last session...
             await other.execute("SELECT 1 FROM sessions WHERE id = $1 FOR KEY SHARE", last)
             deletion = asyncio.create_task(store.delete_user(user_id=user))
             # ...the deletion, holding the first, waits for it...
             await until_waiting_on_a_lock(store.pool, "FROM sessions WHERE user_id = $1")
-            await asyncio.sleep(0.3)  # the deletion waited first: Postgres cancels it first
+            # ...long enough to look first, well before the writer's own look...
+            await asyncio.sleep(min(0.3, timeout_ms / 3000))
             # ...and the writer wants the first: each waits on the other.
             await asyncio.wait_for(
                 other.execute("SELECT 1 FROM sessions WHERE id = $1 FOR KEY SHARE", first),
                 timeout=NO_HANG,
             )
+        except BaseException:
+            if deletion is not None:
+                deletion.cancel()  # nothing left running into the next test
+            raise
         finally:
             await tx.commit()
         assert await asyncio.wait_for(deletion, timeout=NO_HANG) == 2
