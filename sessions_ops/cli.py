@@ -603,15 +603,14 @@ async def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
             stop=stop,
             progress=report,
         )
-        # The audit trail has a retention of its own (AUDIT_RETENTION), and the batches
-        # left of --max-batches.
-        left = None if args.max_batches is None else max(0, args.max_batches - done.batches)
+        # The audit trail has a retention of its own (AUDIT_RETENTION), and --max-batches of
+        # its own: a history backlog that takes every run's batches must not starve it.
         audit = await prune_audit(
             res.store.pool,
             before=utcnow() - settings.audit_retention,
             batch=args.batch,
             pause=args.pause,
-            max_batches=left,
+            max_batches=args.max_batches,
             stop=stop,
         )
     _print_json(

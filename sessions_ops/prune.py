@@ -23,7 +23,7 @@ PROGRESS_EVERY = 1.0
 
 @dataclass(frozen=True, slots=True)
 class Pruned:
-    deleted: int  # sessions deleted
+    deleted: int  # rows deleted (sessions, or audit rows)
     batches: int  # batches that deleted any
     complete: bool  # False when stopped early (max_batches, a stop request): some may remain
     seconds: float

@@ -15,18 +15,23 @@ ROW = re.compile(r"^\| `([A-Z0-9_]+)` \| ([^|]*) \|", re.MULTILINE)
 NOT_SET = {"unset", "(unset)", "empty"}
 
 
-def documented() -> dict[str, str]:
+def rows() -> list[tuple[str, str]]:
+    """The settings table's rows: (variable, default)."""
     text = README.read_text()
     start = text.index("\n### Settings\n")
     table = text[start : text.index("\n### ", start + 1)]
-    rows = {name: default.strip() for name, default in ROW.findall(table)}
-    assert rows, "no settings table under '### Settings' in README.md"
-    return rows
+    found = [(name, default.strip()) for name, default in ROW.findall(table)]
+    assert found, "no settings table under '### Settings' in README.md"
+    return found
+
+
+def documented() -> dict[str, str]:
+    return dict(rows())
 
 
 def test_every_setting_is_documented_once_and_nothing_else() -> None:
     names = [name.upper() for name in Settings.model_fields]
-    assert sorted(documented()) == sorted(names)
+    assert sorted(name for name, _ in rows()) == sorted(names)
 
 
 @pytest.mark.parametrize("name", sorted(Settings.model_fields))

@@ -208,8 +208,15 @@ class Minter:
 def fuzz_server(settings: Settings, database: str, redis_keyspace: str) -> Iterator[str]:
     """An app of this module's own: the cases without an admin key, or with a wrong one, would
     make the admin API refuse loopback for a minute (429, counted per address), here and in
-    the modules after this one."""
-    with serve(settings.model_copy(update={"admin_auth_failures_per_minute": 10_000})) as url:
+    the modules after this one. Its /readyz waits longer than the default 2 s before it calls
+    a dependency unavailable (a 503 that a busy machine, not the service, would cause); and
+    it runs no event workers (the run's other apps sweep and dispatch)."""
+    fuzzing = {
+        "admin_auth_failures_per_minute": 10_000,
+        "ready_timeout": 15.0,
+        "event_workers": False,
+    }
+    with serve(settings.model_copy(update=fuzzing)) as url:
         yield url
 
 

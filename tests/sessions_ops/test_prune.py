@@ -185,6 +185,27 @@ async def test_a_run_stopped_early_is_finished_by_the_next(
     assert await stored_ids(resources, user) == set()
 
 
+async def test_a_history_backlog_does_not_starve_the_audit_trail(
+    base_settings: Settings, resources: Resources, users: Users
+) -> None:
+    """--max-batches bounds each pass: a backlog of history that takes all its batches, run
+    after run, still lets audit rows past AUDIT_RETENTION go."""
+    await old_rows_cleared(base_settings, "500d")
+    user = users.new_id()
+    await resources.store.create_many([past(user, ended_days_ago=1000 + i) for i in range(3)])
+    await resources.store.pool.execute(
+        """INSERT INTO audit_log (at, actor_type, action, target_user_id)
+           SELECT now() - interval '500 days', 'cli', 'session.revoked', $1
+             FROM generate_series(1, 3)""",
+        user,
+    )
+    args = ("prune", "--older-than", "500d", "--batch", "1", "--max-batches", "2")
+    result = await run_cli(base_settings, *args, AUDIT_RETENTION="400d")
+    assert result.code == 0, result
+    done = summary(result)
+    assert (done["deleted"], done["audit_deleted"], done["complete"]) == (2, 2, False)
+
+
 async def test_a_terminated_run_stops_between_batches_and_says_so(
     base_settings: Settings, resources: Resources, users: Users
 ) -> None:
