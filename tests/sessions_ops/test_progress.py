@@ -71,4 +71,7 @@ async def test_a_restore_shows_progress_and_a_summary_on_a_terminal(
     assert set(json.loads(out)) == {"restored", "ends_finished"}
     assert "sessions-api: checked " in terminal and "restored" in terminal
     quiet = await run_cli(base_settings, "sessions", "restore")
-    assert quiet.code == 0 and quiet.stderr == ""
+    assert quiet.code == 0, quiet
+    # On a pipe, no progress and no summary: only the log's warnings, if the shared keyspace
+    # holds a damaged entry another test left (restore skips it and says so).
+    assert [line for line in quiet.stderr.splitlines() if " WARNING " not in line] == []
