@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+import sessions_spans
 from sessions_config.resources import open_resources
 from sessions_config.settings import Settings, get_settings
 from sessions_events.live import LiveEvents
@@ -50,16 +51,17 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
     routes = _routes()
+    spans = _server_spans()
     app = Starlette(
         routes=routes,
-        lifespan=_lifespan(settings),
+        lifespan=_lifespan(settings, traced=bool(spans)),
         exception_handlers={
             HttpError: answer_error,
             HTTPException: answer_error,
             ClientDisconnect: _client_gone,
             Exception: _unexpected,
         },
-        middleware=_middleware(settings, routes),
+        middleware=_middleware(settings, routes, spans),
     )
     # No redirect from `/path/` to `/path`: a client following it would repeat the method, and
     # `DELETE /v1/users/me/sessions/` (an empty id) would become "revoke all others".
@@ -88,14 +90,16 @@ def _routes() -> list[BaseRoute]:
     ]
 
 
-def _middleware(settings: Settings, routes: list[BaseRoute]) -> list[Middleware]:
+def _middleware(
+    settings: Settings, routes: list[BaseRoute], spans: list[Middleware]
+) -> list[Middleware]:
     """Outermost first."""
     admin_address = settings.admin_address
     return [
         # Counts every answer, including the refusals of those below.
         Middleware(RequestMetrics, routes=routes),
         # A server span per request, while traces are on.
-        *_server_spans(),
+        *spans,
         # With ADMIN_LISTEN, the admin API on its listener only.
         Middleware(ListenerSplit, admin_port=admin_address[1] if admin_address else None),
         # The whole request, past every storage bound: 503 rather than a hang.
@@ -115,27 +119,67 @@ def _middleware(settings: Settings, routes: list[BaseRoute]) -> list[Middleware]
 
 def _server_spans() -> list[Middleware]:
     """The middleware of the server spans when traces are on (tracing.py, which this turns on
-    for the process if the OTEL_* variables ask for it); none without the `otel` extra."""
+    for the process if the OTEL_* variables ask for it); none without the `otel` extra. Traces
+    are optional: whatever keeps them from starting is one line, and the app serves without."""
+    if not (sessions_spans.enabled() or sessions_spans.exporters_asked_for(os.environ)):
+        return []  # tracing.py not even imported: no OTEL_* value can matter
     try:
         from sessions_http import tracing  # here: OpenTelemetry is an optional extra
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("opentelemetry"):
-            raise
-        if any(name.startswith("OTEL_") for name in os.environ):
-            log.warning("OTEL_* is set, but traces need: pip install 'sessions-api[otel]'")
+
+        on = tracing.start()
+    except sessions_spans.BadConfiguration as exc:
+        log.error("traces off: bad configuration: %s", exc)
         return []
-    return [Middleware(tracing.ServerSpans)] if tracing.start() else []
+    except Exception as exc:
+        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").startswith("opentelemetry"):
+            log.warning("OTEL_* asks for traces, but they need: pip install 'sessions-api[otel]'")
+        else:
+            # Say, an OpenTelemetry of another version than tracing.py was written for.
+            log.error("traces off: they could not start: %s: %s", type(exc).__name__, exc)
+        return []
+    return [Middleware(tracing.ServerSpans)] if on else []
+
+
+def traces_problem() -> str | None:
+    """What is wrong with the OTEL_* variables, if they ask for traces (`serve` says it and
+    stops, before any worker starts); None if nothing is. Everything traces are made of is made
+    once, then shut down. An OpenTelemetry that cannot be imported is left to _server_spans,
+    which serves without traces."""
+    if not sessions_spans.exporters_asked_for(os.environ):
+        return None
+    try:
+        from sessions_http import tracing
+
+        tracing.check()
+    except sessions_spans.BadConfiguration as exc:
+        return str(exc)
+    except ImportError:
+        pass
+    return None
+
+
+@asynccontextmanager
+async def _traces_stopped(traced: bool) -> AsyncIterator[None]:
+    """At the app's end (after its resources, whose last lookups can end in spans), the traces
+    it started are stopped: their last spans sent, within a bound (tracing.stop)."""
+    try:
+        yield
+    finally:
+        if traced:
+            from sessions_http import tracing
+
+            await asyncio.to_thread(tracing.stop)
 
 
 def _lifespan(
-    settings: Settings,
+    settings: Settings, *, traced: bool
 ) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # The user-agent rules compile on first use; do it before taking traffic.
         await asyncio.to_thread(device.warm_up)
         rest.compile_documents()
-        async with open_resources(settings) as resources:
+        async with _traces_stopped(traced), open_resources(settings) as resources:
             app.state.resources = resources
             app.state.origins = AllowedOrigins(settings.allowed_origins)
             app.state.admin_attempts = FailedAttempts(settings.admin_auth_failures_per_minute)

@@ -224,8 +224,14 @@ async def _why_not_migrated(settings: Settings) -> str | None:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from sessions_http.app import traces_problem
     from sessions_http.metrics import MULTIPROC_ENV
 
+    # A bad OTEL_* value (when they ask for traces), found here, is one line like the settings'
+    # own; found by each worker, traces would be off, and said only in the log.
+    if problem := traces_problem():
+        say(f"bad configuration: {problem}")
+        return 2
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
     # A taken port, found here, is one line that says what holds it; found by uvicorn, many.

@@ -11,6 +11,7 @@ Redis).
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -35,6 +36,11 @@ TOPOLOGIES = ("standalone", "cluster")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # OTEL_* of the developer's or CI's environment would turn traces on (or change them) for
+    # any app made in this process, and OpenTelemetry reads some once, when imported: none
+    # reaches the tests. Those that want one set it themselves.
+    for name in [name for name in os.environ if name.startswith("OTEL_")]:
+        del os.environ[name]
     config.addinivalue_line(
         "markers", "redis_topologies: run each test on a single Redis and on a Redis Cluster"
     )

@@ -28,7 +28,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal
@@ -162,6 +162,7 @@ class RecordedRequest:
     query_string: str
     params: dict[str, list[str]]
     body: Any  # parsed JSON, or the raw text when it was not JSON
+    headers: dict[str, str] = field(default_factory=dict)  # names in lower case
 
     @property
     def queries(self) -> list[str]:
@@ -297,7 +298,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = raw
         api = self.api
-        api._record(RecordedRequest(self.command, split.path, split.query, params, body))
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        api._record(RecordedRequest(self.command, split.path, split.query, params, body, headers))
         if api.delay and api._pause(api.delay):
             return  # server stopping: the client has long given up
         try:
