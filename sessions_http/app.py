@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 import sessions_spans
+from sessions_config.logs import configure
 from sessions_config.resources import open_resources
 from sessions_config.settings import Settings, get_settings
 from sessions_events.live import LiveEvents
@@ -50,6 +51,11 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
+    if not logging.getLogger().handlers:
+        # A process whose logging nobody set up: a worker of `serve --workers N` (uvicorn
+        # starts each afresh), or uvicorn run by hand. Without this, its access lines and
+        # warnings would be lost or bare.
+        configure(settings.log_level, settings.log_format)
     routes = _routes()
     spans = _server_spans()
     app = Starlette(

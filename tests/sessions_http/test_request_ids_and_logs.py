@@ -50,12 +50,15 @@ async def test_the_access_line_names_the_route_not_the_values(
     assert me.token not in text and "00000000-0000" not in text
 
 
+# One process, and workers (processes of their own, started afresh: their logging too).
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one process", "workers"])
 async def test_json_logs_are_one_object_per_line(
-    settings: Settings, users: Users, tmp_path: Path
+    settings: Settings, users: Users, tmp_path: Path, workers: list[str]
 ) -> None:
     me = await users.session(users.new_id())
     log = tmp_path / "serve.log"
-    with serve_process(settings, log, env={"LOG_FORMAT": "json", "LOG_LEVEL": "info"}) as url:
+    env = {"LOG_FORMAT": "json", "LOG_LEVEL": "info"}
+    with serve_process(settings, log, *workers, env=env) as url:
         async with httpx.AsyncClient(base_url=url) as http:
             answer = await http.get(ROUTE, headers={**cookie(me.token), "X-Request-ID": "json-1"})
             assert answer.status_code == 200
