@@ -32,6 +32,7 @@ from tests.conftest import Users
 from tests.http_errors import assert_rest_error
 from tests.infra import PostgresServer, RedisServer
 from tests.packages import is_ours
+from tests.pg_locks import until_waiting_on_a_lock
 from tests.servers import serve
 
 # The bounded app: short bounds, and pools far smaller than the bursts below, so that most
@@ -370,19 +371,8 @@ async def test_a_postgres_connection_dropped_under_a_read_costs_no_request(
         await locker.execute("BEGIN")
         await locker.execute("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
         page = asyncio.ensure_future(fragile_client.get(ROUTE, headers=cookie(token)))
-        waiting: list[int] = []
-        deadline = time.monotonic() + 4  # before the app's own 5 s statement bound
-        while not waiting and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-            waiting = [
-                r["pid"]
-                for r in await locker.fetch(
-                    """SELECT pid FROM pg_stat_activity
-                        WHERE wait_event_type = 'Lock' AND query LIKE '%FROM sessions%'
-                          AND pid <> pg_backend_pid()"""
-                )
-            ]
-        assert waiting, "the page's query never waited for the lock"
+        # Found before the app's own 5 s statement bound.
+        waiting = await until_waiting_on_a_lock(locker, "%FROM sessions%", within=4)
         await locker.fetch(
             "SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", waiting
         )

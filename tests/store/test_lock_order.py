@@ -5,29 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
-
 from sessions_config.resources import Resources
 from store import webhooks
 from tests.conftest import Users
+from tests.pg_locks import until_waiting_on_a_lock
 
 NO_HANG = 15.0  # seconds: a "does not wait for good" bound, not a measure of speed
-
-
-async def until_waiting_on_a_lock(pool: asyncpg.Pool, query_part: str) -> None:
-    """Until a backend of this database running a statement with this in its text waits on a
-    lock (the database is the run's own: another run on the server does not count)."""
-    for _ in range(200):
-        waiting = await pool.fetchval(
-            """SELECT count(*) FROM pg_stat_activity
-                WHERE datname = current_database() AND pid <> pg_backend_pid()
-                  AND wait_event_type = 'Lock' AND query LIKE $1""",
-            f"%{query_part}%",
-        )
-        if waiting:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"nothing running {query_part!r} waited on a lock")
 
 
 async def test_fan_out_passes_over_events_another_transaction_holds(
@@ -102,7 +85,7 @@ async def test_a_user_s_deletion_starts_over_when_postgres_breaks_a_deadlock(
             await other.execute("SELECT 1 FROM sessions WHERE id = $1 FOR KEY SHARE", last)
             deletion = asyncio.create_task(store.delete_user(user_id=user))
             # ...the deletion, holding the first, waits for it...
-            await until_waiting_on_a_lock(store.pool, "FROM sessions WHERE user_id = $1")
+            await until_waiting_on_a_lock(store.pool, "%FROM sessions WHERE user_id = $1%")
             # ...long enough to look first, well before the writer's own look...
             await asyncio.sleep(min(0.3, timeout_ms / 3000))
             # ...and the writer wants the first: each waits on the other.

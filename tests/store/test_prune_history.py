@@ -5,7 +5,6 @@ populated database without holding up its writers' transactions."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -21,6 +20,7 @@ from store.models import utcnow
 from store.sessions import IssuedSession, NewSession
 from tests.app_client import fresh_ip
 from tests.conftest import Users
+from tests.pg_locks import until_waiting_on_a_lock
 
 DAY = timedelta(days=1)
 INDEX = "sessions_end_idx"
@@ -193,14 +193,7 @@ async def test_writers_go_on_while_the_index_builds(fresh_dsn: str) -> None:
         async with early.transaction():
             await early.execute(insert, "early")
             build = asyncio.ensure_future(migrate(fresh_dsn))
-            deadline = time.monotonic() + 60  # "no hang" bound
-            while not await late.fetchval(
-                """SELECT count(*) FROM pg_stat_activity
-                    WHERE datname = current_database() AND wait_event_type = 'Lock'
-                      AND query LIKE 'CREATE INDEX CONCURRENTLY%'"""
-            ):
-                assert time.monotonic() < deadline, "the build never started"
-                await asyncio.sleep(0.02)
+            await until_waiting_on_a_lock(late, "CREATE INDEX CONCURRENTLY%", within=60)
             await late.execute(insert, "late", timeout=10)
             assert not build.done()
         assert await asyncio.wait_for(build, 60) == [m.name for m in available()[1:]]
